@@ -1,0 +1,40 @@
+"""The action registry: one module per resource registers the EC2 actions it serves."""
+import dataclasses
+import importlib
+
+_HANDLERS = {}
+
+# Modules whose import registers their actions.
+_ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images')
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestContext:
+    """Who is asking, through which endpoint, and the back-end that will decide."""
+    cloud: object
+    account_id: str
+    user_name: str
+    request_id: str
+    host: str
+
+
+@dataclasses.dataclass
+class Result:
+    """A handler's answer: the output dict, and optional extra XML appended inside the response."""
+    body: dict
+    extra_xml: str = ''
+
+
+def action(name):
+    """Register the decorated function as the handler of EC2 action `name`."""
+    def register(handler):
+        _HANDLERS[name] = handler
+        return handler
+    return register
+
+
+def handler_for(name):
+    if not _HANDLERS:
+        for module in _ACTION_MODULES:
+            importlib.import_module(f'{__name__}.{module}')
+    return _HANDLERS.get(name)

@@ -1,0 +1,106 @@
+"""One filter engine for every Describe* action.
+
+A resource module declares which filter names it knows and how to read each from an item; this
+module turns `Filters=[{'Name','Values'}]` into a predicate with EC2 semantics: values of one filter
+are OR-ed, filters are AND-ed, `*` and `?` are wildcards (`\\` escapes them), and `tag:KEY`,
+`tag-key`, `tag-value` work wherever the item has tags. An unknown name is InvalidParameterValue.
+"""
+import functools
+import re
+
+from .errors import EC2Error
+
+
+def compile_filters(filters, fields, tags_of=None):
+    """Return predicate(item) for the request's filters.
+
+    fields: filter name -> function(item) returning a value or an iterable of values (None: no value).
+    tags_of: function(item) -> {key: value}, or None if the resource has no tags.
+    """
+    tests = [_compile_one(spec, fields, tags_of) for spec in filters or ()]
+
+    def matches(item):
+        return all(test(item) for test in tests)
+    return matches
+
+
+def filter_items(items, filters, fields, tags_of=None):
+    if not filters:
+        return list(items)
+    predicate = compile_filters(filters, fields, tags_of)
+    return [item for item in items if predicate(item)]
+
+
+def shape_tags(shape):
+    """Tags of an item in EC2 output shape ({'Tags': [{'Key', 'Value'}]}) as a dict."""
+    return {tag['Key']: tag['Value'] for tag in shape.get('Tags') or ()}
+
+
+def _compile_one(spec, fields, tags_of):
+    name = spec.get('Name')
+    if not name:
+        raise EC2Error('InvalidParameterValue', 'A filter must have a name.')
+    patterns = [wildcard(value) for value in spec.get('Values') or ()]
+    if not patterns:
+        raise EC2Error('InvalidParameterValue', f"The filter '{name}' needs at least one value.")
+    if tags_of is not None and name.startswith('tag:'):
+        key = name[4:]
+        return lambda item: _any_match(patterns, _tag_value(tags_of(item), key))
+    if tags_of is not None and name == 'tag-key':
+        return lambda item: _any_match(patterns, tags_of(item).keys())
+    if tags_of is not None and name == 'tag-value':
+        return lambda item: _any_match(patterns, tags_of(item).values())
+    reader = fields.get(name)
+    if reader is None:
+        raise EC2Error('InvalidParameterValue', f"The filter '{name}' is invalid")
+    return lambda item: _any_match(patterns, reader(item))
+
+
+def _tag_value(tags, key):
+    return (tags[key],) if key in tags else ()
+
+
+def _any_match(patterns, values):
+    if values is None:
+        return False
+    if isinstance(values, (str, bool, int)):
+        values = (values,)
+    for value in values:
+        text = _as_filter_text(value)
+        if any(pattern(text) for pattern in patterns):
+            return True
+    return False
+
+
+def _as_filter_text(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    return str(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def wildcard(value):
+    """A matcher for one filter value: exact, or a regex when it holds unescaped * or ?."""
+    if '*' not in value and '?' not in value and '\\' not in value:
+        return value.__eq__
+    return re.compile(wildcard_regex(value), re.DOTALL).fullmatch
+
+
+def wildcard_regex(value):
+    parts = []
+    escaped = False
+    for char in value:
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == '\\':
+            escaped = True
+        elif char == '*':
+            parts.append('.*')
+        elif char == '?':
+            parts.append('.')
+        else:
+            parts.append(re.escape(char))
+    if escaped:
+        parts.append(re.escape('\\'))
+    return ''.join(parts)
