@@ -1,0 +1,116 @@
+"""The instance state machine: every allowed transition in one table.
+
+Internal states are richer than EC2's six: `impaired` (host unreachable) and `failed` (could not be
+deployed) keep what happened instead of pretending the instance was terminated. The front-end maps
+them to EC2 names and codes with `ec2_state`, and shows the reason as `stateReason`.
+"""
+import enum
+
+from .errors import Conflict
+
+
+class State(str, enum.Enum):
+    PENDING = 'pending'            # placed on a host, waiting for a worker to deploy it
+    RUNNING = 'running'
+    REBOOTING = 'rebooting'        # a reboot was asked, a worker will carry it out
+    STOPPING = 'stopping'
+    STOPPED = 'stopped'
+    SHUTTING_DOWN = 'shutting-down'
+    TERMINATED = 'terminated'
+    FAILED = 'failed'              # deploy failed for good; nothing is held any more
+    IMPAIRED = 'impaired'          # its host stopped answering; it may still be running there
+
+
+class Event(str, enum.Enum):
+    DEPLOYED = 'deployed'
+    DEPLOY_FAILED = 'deploy-failed'
+    STOP = 'stop'
+    STOPPED = 'stopped'
+    START = 'start'
+    REBOOT = 'reboot'
+    REBOOTED = 'rebooted'
+    TERMINATE = 'terminate'
+    CLEANED_UP = 'cleaned-up'
+    POWERED_OFF = 'powered-off'    # the guest shut itself down, or its domain vanished
+    HOST_LOST = 'host-lost'
+    HOST_BACK = 'host-back'
+
+
+S, E = State, Event
+TRANSITIONS = {
+    (S.PENDING, E.DEPLOYED): S.RUNNING,
+    (S.PENDING, E.DEPLOY_FAILED): S.FAILED,
+    (S.PENDING, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.PENDING, E.HOST_LOST): S.PENDING,
+    (S.PENDING, E.START): S.PENDING,
+    (S.RUNNING, E.START): S.RUNNING,
+    (S.RUNNING, E.STOP): S.STOPPING,
+    (S.RUNNING, E.REBOOT): S.REBOOTING,
+    (S.RUNNING, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.RUNNING, E.POWERED_OFF): S.STOPPED,
+    (S.RUNNING, E.HOST_LOST): S.IMPAIRED,
+    (S.REBOOTING, E.REBOOTED): S.RUNNING,
+    (S.REBOOTING, E.REBOOT): S.REBOOTING,
+    (S.REBOOTING, E.STOP): S.STOPPING,
+    (S.REBOOTING, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.REBOOTING, E.HOST_LOST): S.IMPAIRED,
+    (S.REBOOTING, E.POWERED_OFF): S.STOPPED,
+    (S.STOPPING, E.STOPPED): S.STOPPED,
+    (S.STOPPING, E.STOP): S.STOPPING,
+    (S.STOPPING, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.STOPPING, E.HOST_LOST): S.IMPAIRED,
+    (S.STOPPED, E.START): S.PENDING,
+    (S.STOPPED, E.STOP): S.STOPPED,
+    (S.STOPPED, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.SHUTTING_DOWN, E.CLEANED_UP): S.TERMINATED,
+    (S.SHUTTING_DOWN, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.TERMINATED, E.TERMINATE): S.TERMINATED,
+    (S.FAILED, E.TERMINATE): S.TERMINATED,
+    (S.IMPAIRED, E.HOST_BACK): S.RUNNING,
+    (S.IMPAIRED, E.POWERED_OFF): S.STOPPED,
+    (S.IMPAIRED, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.IMPAIRED, E.HOST_LOST): S.IMPAIRED,
+}
+
+# States in which the instance holds a host's capacity.
+HOLDS_CAPACITY = frozenset({S.PENDING, S.RUNNING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.IMPAIRED})
+# States a worker acts on, and what it does there.
+WORK_STATES = frozenset({S.PENDING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN})
+# States after which nothing more happens to the instance.
+FINAL_STATES = frozenset({S.TERMINATED, S.FAILED})
+
+# EC2's names and codes (the low byte of instanceState/code).
+_EC2_STATES = {
+    S.PENDING: ('pending', 0),
+    S.RUNNING: ('running', 16),
+    S.REBOOTING: ('running', 16),
+    S.IMPAIRED: ('running', 16),
+    S.STOPPING: ('stopping', 64),
+    S.STOPPED: ('stopped', 80),
+    S.SHUTTING_DOWN: ('shutting-down', 32),
+    S.TERMINATED: ('terminated', 48),
+    S.FAILED: ('terminated', 48),
+}
+
+
+def next_state(current, event):
+    """The state `event` leads to from `current`, or Conflict (IncorrectInstanceState)."""
+    target = TRANSITIONS.get((State(current), Event(event)))
+    if target is None:
+        raise Conflict('IncorrectInstanceState',
+                       f"The instance is in state '{ec2_state(current)[0]}' and cannot {_verb(event)}.")
+    return target
+
+
+def can(current, event):
+    return (State(current), Event(event)) in TRANSITIONS
+
+
+def ec2_state(state):
+    """(name, code) as EC2 clients expect them."""
+    return _EC2_STATES[State(state)]
+
+
+def _verb(event):
+    return {E.STOP: 'be stopped', E.START: 'be started', E.REBOOT: 'be rebooted',
+            E.TERMINATE: 'be terminated'}.get(Event(event), f'accept {Event(event).value}')

@@ -1,0 +1,49 @@
+import pytest
+
+from backend.errors import CapacityError
+from backend.scheduler import HostView, Request, place
+
+
+def hosts(count=3, cpus=4, memory=1024):
+    return [HostView(index, f'h{index}', 'z1', cpus, memory) for index in range(count)]
+
+
+def test_striping_spreads_and_packing_fills():
+    assert sorted(place(hosts(), Request(3, 3, 1, 256), 'striping').host_ids) == [0, 1, 2]
+    assert place(hosts(), Request(3, 3, 1, 256), 'packing').host_ids == [0, 0, 0]
+
+
+def test_launches_as_many_as_fit_between_min_and_max():
+    placement = place(hosts(2, cpus=2), Request(1, 10, 1, 128))
+    assert len(placement.host_ids) == 4
+
+
+def test_min_count_that_cannot_be_placed_says_why_per_host():
+    pool = hosts(2)
+    pool[0].enabled = False
+    pool[1].used_memory_mib = 1000
+    with pytest.raises(CapacityError) as raised:
+        place(pool, Request(1, 1, 1, 256))
+    message = raised.value.message
+    assert raised.value.code == 'InsufficientInstanceCapacity'
+    assert 'h0: disabled' in message and 'h1: memory' in message
+
+
+def test_zone_and_host_requirements():
+    pool = hosts(3)
+    pool[2].zone = 'z2'
+    assert place(pool, Request(2, 2, 1, 128, zone='z2')).host_ids == [2, 2]
+    assert place(hosts(3), Request(1, 1, 1, 128, host_id=1)).host_ids == [1]
+
+
+def test_cluster_group_shares_a_host_and_spread_group_never_does():
+    assert len(set(place(hosts(3), Request(3, 3, 1, 128, group_strategy='cluster')).host_ids)) == 1
+    spread = place(hosts(3), Request(2, 3, 1, 128, group_strategy='spread', group_hosts=frozenset({0})))
+    assert sorted(spread.host_ids) == [1, 2]
+
+
+def test_capacity_is_never_overcommitted():
+    pool = hosts(5, cpus=3, memory=700)
+    placed = place(pool, Request(1, 100, 1, 256)).host_ids
+    for host in pool:
+        assert placed.count(host.host_id) == 2   # memory allows 2 of 256 in 700
