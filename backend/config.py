@@ -1,0 +1,150 @@
+"""Where Reservoir keeps its state, and the settings read from the INI files in `conf/`.
+
+The state directory (RESERVOIR_HOME, `~/.reservoir` by default) holds the database, the vault key
+and the image repository. The configuration directory (RESERVOIR_CONF, the project's `conf/` by
+default) holds the defaults; a file of the same name in the state directory overrides them.
+"""
+import configparser
+import dataclasses
+import os
+from pathlib import Path
+
+DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / 'conf'
+MAIN_FILE = 'reservoir.ini'
+INSTANCE_TYPES_FILE = 'instance-types.ini'
+ARCHITECTURES = ('i386', 'x86_64', 'arm64')
+# Listening on every address says nothing about the address clients should use.
+_WILDCARD_HOSTS = ('', '0.0.0.0', '::')
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceType:
+    name: str
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+    architecture: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    home: Path
+    conf_dir: Path
+    database_url: str
+    listen: str
+    region: str
+    zones: tuple
+    instance_types: dict
+    endpoint_host: str = ''
+
+    @property
+    def images_dir(self):
+        return self.home / 'images'
+
+    @property
+    def secret_key_path(self):
+        return self.home / 'secret.key'
+
+    @property
+    def endpoint_url(self):
+        """The URL clients should use to reach the listening endpoint."""
+        host, port = parse_listen(self.listen)
+        if self.endpoint_host:
+            host = self.endpoint_host
+        elif host in _WILDCARD_HOSTS:
+            host = '127.0.0.1'
+        return f'http://{format_host_port(host, port)}'
+
+
+def load_config(environ=None):
+    """Build the configuration from the environment and the INI files."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get('RESERVOIR_HOME') or Path.home() / '.reservoir').expanduser().absolute()
+    conf_dir = Path(environ.get('RESERVOIR_CONF') or DEFAULT_CONF_DIR).expanduser().absolute()
+    main = _read_ini(conf_dir, home, MAIN_FILE)
+    listen = main.get('server', 'listen', fallback='127.0.0.1:8773').strip()
+    parse_listen(listen)
+    return Config(
+        home=home,
+        conf_dir=conf_dir,
+        database_url=_database_url(environ, main, home),
+        listen=listen,
+        region=_required(main, 'cloud', 'region'),
+        zones=_zones(main),
+        instance_types=_instance_types(_read_ini(conf_dir, home, INSTANCE_TYPES_FILE)),
+        endpoint_host=main.get('cloud', 'endpoint_host', fallback='').strip(),
+    )
+
+
+def parse_listen(text):
+    """Split 'HOST:PORT' (or '[IPv6]:PORT') into (host, port)."""
+    host, separator, port = text.rpartition(':')
+    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"listen address {text!r} is not HOST:PORT")
+    if host.startswith('[') and host.endswith(']'):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def format_host_port(host, port):
+    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+
+
+def _read_ini(conf_dir, home, file_name):
+    """The defaults file, then the state directory's copy over it, value by value."""
+    parser = configparser.ConfigParser(interpolation=None)
+    defaults = conf_dir / file_name
+    if not defaults.is_file():
+        raise ConfigError(f'configuration file {defaults} is missing')
+    try:
+        parser.read([defaults, home / file_name], encoding='utf-8')
+    except configparser.Error as error:
+        raise ConfigError(f'cannot parse {file_name}: {error}') from None
+    return parser
+
+
+def _database_url(environ, main, home):
+    url = environ.get('RESERVOIR_DATABASE_URL') or main.get('database', 'url', fallback='').strip()
+    return url or f"sqlite:///{home / 'reservoir.db'}"
+
+
+def _required(parser, section, option):
+    value = parser.get(section, option, fallback='').strip()
+    if not value:
+        raise ConfigError(f'[{section}] {option} must be set')
+    return value
+
+
+def _zones(parser):
+    zones = tuple(zone.strip() for zone in _required(parser, 'cloud', 'zones').split(',') if zone.strip())
+    if not zones:
+        raise ConfigError('[cloud] zones must name at least one zone')
+    return zones
+
+
+def _instance_types(parser):
+    types = {name: _instance_type(name, parser[name]) for name in parser.sections()}
+    if not types:
+        raise ConfigError(f'{INSTANCE_TYPES_FILE} defines no instance type')
+    return types
+
+
+def _instance_type(name, section):
+    def positive(option):
+        try:
+            value = section.getint(option)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise ConfigError(f'instance type {name}: {option} must be a positive integer')
+        return value
+
+    architecture = section.get('architecture', 'x86_64').strip()
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(f'instance type {name}: architecture must be one of {", ".join(ARCHITECTURES)}')
+    return InstanceType(name=name, vcpus=positive('vcpus'), memory_mib=positive('memory_mib'),
+                        disk_gib=positive('disk_gib'), architecture=architecture)
