@@ -1,0 +1,152 @@
+import json
+import shutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+from backend.cli import main
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    home = tmp_path / 'home'
+    monkeypatch.setenv('RESERVOIR_HOME', str(home))
+    monkeypatch.delenv('RESERVOIR_DATABASE_URL', raising=False)
+    monkeypatch.delenv('RESERVOIR_CONF', raising=False)
+    return home
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, *argv):
+    code, out, err = run(capsys, *argv, '--json')
+    assert (code, err) == (0, '')
+    return json.loads(out)
+
+
+def assert_fails(capsys, argv, *fragments):
+    """Running `argv` fails with one line on stderr that contains every fragment."""
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    assert err.startswith('reservoir: error: ') and err.count('\n') == 1
+    assert 'Traceback' not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+@pytest.fixture
+def fake_server(monkeypatch):
+    """Stands in for the front-end's server module, recording how it was asked to serve."""
+    calls = []
+    module = types.ModuleType('ec2api.server')
+    module.serve = lambda cloud, host, port: calls.append((cloud.users.list(), host, port))
+    monkeypatch.setitem(sys.modules, 'ec2api.server', module)
+    return calls
+
+
+def test_user_create_json(capsys):
+    created = run_json(capsys, 'user', 'create', 'alice')
+    assert sorted(created) == ['access_key_id', 'account_id', 'name', 'secret_access_key']
+    assert created['name'] == 'alice' and len(created['secret_access_key']) == 40
+    listed = run_json(capsys, 'user', 'list')
+    assert [(user['name'], user['account_id'], user['access_key_ids']) for user in listed] == [
+        ('alice', created['account_id'], [created['access_key_id']])]
+
+
+def test_user_plain_output(capsys):
+    code, out, _ = run(capsys, 'user', 'create', 'alice')
+    assert code == 0 and 'Secret access key:' in out
+    code, out, _ = run(capsys, 'user', 'list')
+    assert code == 0 and out.splitlines()[0].split() == ['NAME', 'ACCOUNT', 'ACCESS', 'KEYS', 'CREATED']
+    assert out.splitlines()[1].startswith('alice ')
+
+
+def test_user_rotate_and_delete(capsys):
+    created = run_json(capsys, 'user', 'create', 'alice')
+    rotated = run_json(capsys, 'user', 'rotate-keys', 'alice')
+    assert rotated['account_id'] == created['account_id']
+    assert rotated['access_key_id'] != created['access_key_id']
+    assert run_json(capsys, 'user', 'list')[0]['access_key_ids'] == [rotated['access_key_id']]
+    code, out, _ = run(capsys, 'user', 'delete', 'alice')
+    assert code == 0 and 'alice' in out
+    assert run_json(capsys, 'user', 'list') == []
+
+
+def test_user_errors_are_one_line(capsys):
+    run(capsys, 'user', 'create', 'alice')
+    assert_fails(capsys, ('user', 'create', 'alice'), 'already exists')
+    assert_fails(capsys, ('user', 'delete', 'nobody'), "'nobody' does not exist")
+    assert_fails(capsys, ('user', 'create', 'bad name'), 'Invalid user name')
+
+
+@pytest.mark.skipif(not shutil.which('qemu-img'), reason='needs qemu-img')
+def test_image_register_and_list(capsys, tmp_path):
+    disk = tmp_path / 'disk.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '8M'], check=True)
+    run(capsys, 'user', 'create', 'admin')
+    bob = run_json(capsys, 'user', 'create', 'bob')
+    image = run_json(capsys, 'image', 'register', str(disk), '--name', 'base', '--public',
+                     '--description', 'a disk')
+    assert (image['name'], image['public'], image['state'], image['description']) == (
+        'base', True, 'available', 'a disk')
+    code, out, _ = run(capsys, 'image', 'register', str(disk), '--name', 'mine', '--owner', 'bob')
+    assert code == 0 and out.startswith('ami-')
+    listed = run_json(capsys, 'image', 'list')
+    assert [(entry['name'], entry['owner']) for entry in listed] == [
+        ('base', image['owner']), ('mine', bob['account_id'])]
+    code, out, _ = run(capsys, 'image', 'list')
+    assert code == 0 and out.splitlines()[0].split()[:2] == ['IMAGE', 'NAME'] and len(out.splitlines()) == 3
+
+
+def test_image_register_errors_are_one_line(capsys, tmp_path):
+    text = tmp_path / 'notes.txt'
+    text.write_text('not a disk')
+    assert_fails(capsys, ('image', 'register', str(text), '--name', 'notes'),
+                          "'admin' does not exist")
+    run(capsys, 'user', 'create', 'admin')
+    assert_fails(capsys, ('image', 'register', str(text), '--name', 'notes'))
+    assert_fails(capsys, ('image', 'register', str(tmp_path / 'absent'), '--name', 'gone'),
+                          'not a file')
+
+
+def test_serve_creates_the_first_user_and_prints_how_to_connect(capsys, fake_server):
+    code, out, err = run(capsys, 'serve', '--listen', '127.0.0.1:18773')
+    assert (code, err) == (0, '')
+    [(users, host, port)] = fake_server
+    assert (host, port) == ('127.0.0.1', 18773)
+    [admin] = users
+    assert admin.name == 'admin' and admin.access_key_ids[0] in out
+    assert f'export AWS_ACCESS_KEY_ID={admin.access_key_ids[0]} AWS_SECRET_ACCESS_KEY=' in out
+    assert 'AWS_DEFAULT_REGION=reservoir-1' in out
+    assert 'aws ec2 describe-regions --endpoint-url http://127.0.0.1:18773' in out
+    assert "boto3.client('ec2', endpoint_url='http://127.0.0.1:18773'" in out
+
+
+def test_serve_prints_no_keys_once_users_exist(capsys, fake_server):
+    run(capsys, 'user', 'create', 'alice')
+    code, out, _ = run(capsys, 'serve')
+    assert code == 0 and 'AWS_SECRET_ACCESS_KEY' not in out
+    [(users, host, port)] = fake_server
+    assert [user.name for user in users] == ['alice'] and (host, port) == ('127.0.0.1', 8773)
+
+
+def test_serve_refuses_a_malformed_listen_address(capsys, fake_server):
+    assert_fails(capsys, ('serve', '--listen', 'nowhere'), 'HOST:PORT')
+    assert fake_server == []
+
+
+def test_usage_errors_and_help(capsys):
+    code, _, err = run(capsys, 'user', 'explode')
+    assert code == 2 and 'invalid choice' in err
+    assert run(capsys, '--help')[0] == 0
+
+
+def test_broken_configuration_is_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv('RESERVOIR_CONF', str(tmp_path / 'empty'))
+    assert_fails(capsys, ('user', 'list',), 'missing')
