@@ -7,13 +7,20 @@ from alembic import context
 
 from backend.config import load_config
 from backend.db import create_database_engine
-from backend.models import Base
+from backend.models import Base, UTCDateTime
+
+
+def render_item(kind, item, _autogen_context):
+    """Write the columns' own types as plain SQLAlchemy types, so migrations never import models."""
+    if kind == 'type' and isinstance(item, UTCDateTime):
+        return 'sa.DateTime(timezone=True)'
+    return False
 
 
 def run_migrations(connection):
     # Batch mode lets later migrations alter tables on SQLite, which has almost no ALTER TABLE.
     context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
-                      compare_type=True)
+                      compare_type=True, render_item=render_item)
     with context.begin_transaction():
         context.run_migrations()
 
