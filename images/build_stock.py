@@ -136,8 +136,7 @@ def inputs_digest(records):
         digest.update(f"{record['package']} {record['sha256']}\n".encode())
     digest.update(Path(__file__).read_bytes())
     for path in sorted(p for p in STOCK_DIR.rglob("*") if not p.is_dir()):
-        mode = "x" if os.access(path, os.X_OK) else "-"
-        digest.update(f"{path.relative_to(STOCK_DIR)} {mode}\n".encode())
+        digest.update(f"{path.relative_to(STOCK_DIR)}\n".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -280,6 +279,10 @@ def stage_root(root, busybox, applets):
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to("/bin/busybox")
     shutil.copytree(STOCK_DIR / "rootfs", root, symlinks=True, dirs_exist_ok=True)
+    # Scripts must be executable whatever mode the checkout gave them.
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.read_bytes()[:2] == b"#!":
+            path.chmod(0o755)
     for name, permissions in ROOT_DIRS.items():
         (root / name).mkdir(parents=True, exist_ok=True)
         (root / name).chmod(permissions)
