@@ -31,6 +31,27 @@ class InstanceType:
 
 
 @dataclasses.dataclass(frozen=True)
+class ComputeSettings:
+    """How the VM manager places, runs and watches instances ([compute] in reservoir.ini)."""
+    scheduler_policy: str = 'striping'
+    default_network: str = '10.0.0.0/20'
+    public_pool: str = '192.0.2.0/24'
+    worker_threads: int = 4
+    poll_seconds: float = 0.5
+    monitor_seconds: float = 5.0
+    deploy_attempts: int = 3
+    stop_timeout_seconds: float = 60.0
+    terminated_retention_seconds: float = 3600.0
+    max_launch: int = 1000
+    # Hosts one worker process drives at most (0: no limit); set when several workers share a database.
+    hosts_per_worker: int = 0
+    # Per-account request rate limits: burst and refill per second, by kind of action (0: off).
+    rate_limit_mutate: str = '5,2'
+    rate_limit_describe: str = '100,20'
+    rate_limits: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     home: Path
     conf_dir: Path
@@ -40,6 +61,7 @@ class Config:
     zones: tuple
     instance_types: dict
     endpoint_host: str = ''
+    compute: ComputeSettings = ComputeSettings()
 
     @property
     def images_dir(self):
@@ -77,6 +99,7 @@ def load_config(environ=None):
         zones=_zones(main),
         instance_types=_instance_types(_read_ini(conf_dir, home, INSTANCE_TYPES_FILE)),
         endpoint_host=main.get('cloud', 'endpoint_host', fallback='').strip(),
+        compute=_compute(main, environ),
     )
 
 
@@ -117,6 +140,34 @@ def _required(parser, section, option):
     if not value:
         raise ConfigError(f'[{section}] {option} must be set')
     return value
+
+
+def _compute(parser, environ):
+    """[compute] settings, typed like the dataclass defaults; RESERVOIR_COMPUTE_<NAME> overrides."""
+    values = {}
+    for field in dataclasses.fields(ComputeSettings):
+        text = environ.get(f'RESERVOIR_COMPUTE_{field.name.upper()}')
+        if text is None:
+            text = parser.get('compute', field.name, fallback=None)
+        if text is None or not text.strip():
+            continue
+        values[field.name] = _typed(field, text.strip())
+    settings = ComputeSettings(**values)
+    if settings.scheduler_policy not in ('packing', 'striping', 'load-aware'):
+        raise ConfigError('[compute] scheduler_policy must be packing, striping or load-aware')
+    return settings
+
+
+def _typed(field, text):
+    kind = type(field.default)
+    try:
+        if kind is bool:
+            if text.lower() not in ('true', 'false', 'yes', 'no', 'on', 'off', '1', '0'):
+                raise ValueError(text)
+            return text.lower() in ('true', 'yes', 'on', '1')
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f'[compute] {field.name}: {text!r} is not a {kind.__name__}') from None
 
 
 def _zones(parser):

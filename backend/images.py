@@ -26,7 +26,7 @@ ROOT_DEVICE_NAME = '/dev/sda1'
 # Owner aliases of images published by AWS itself: none exist in this cloud.
 AWS_OWNER_ALIASES = ('amazon', 'aws-marketplace', 'aws-backup-vault')
 
-_IMAGE_ID = re.compile(r'a[mkr]i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
+IMAGE_ID = re.compile(r'a[mkr]i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 _ACCOUNT_ID = re.compile(r'\d{12}')
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
 MAX_DESCRIPTION_LENGTH = 255
@@ -186,7 +186,7 @@ def _shared_with(account_id):
     return select(LaunchPermission.image_id).where(LaunchPermission.account_id == account_id)
 
 
-def _visible_to(caller):
+def visible_to(caller):
     """What DescribeImages shows an account: its own images, public ones, and ones shared with it."""
     return and_(ImageRow.state != 'deregistered',
                 or_(ImageRow.owner == caller, ImageRow.public,
@@ -223,7 +223,7 @@ def _executable_by(caller, accounts):
 
 def _check_image_ids(image_ids):
     for image_id in image_ids:
-        if not isinstance(image_id, str) or not _IMAGE_ID.fullmatch(image_id):
+        if not isinstance(image_id, str) or not IMAGE_ID.fullmatch(image_id):
             raise InvalidValue(f"Invalid id: '{image_id}'", code='InvalidAMIID.Malformed')
 
 
@@ -264,7 +264,7 @@ class ImageService:
 
     def describe(self, caller, image_ids=None, owners=None, executable_by=None):
         """DescribeImages: the images visible to `caller`, narrowed by every criterion given."""
-        query = select(ImageRow).where(_visible_to(caller))
+        query = select(ImageRow).where(visible_to(caller))
         if image_ids:
             _check_image_ids(image_ids)
             query = query.where(ImageRow.image_id.in_(image_ids))
@@ -286,7 +286,7 @@ class ImageService:
 
     def _check_visible(self, session, caller, image_ids):
         visible = set(session.scalars(select(ImageRow.image_id).where(
-            _visible_to(caller), ImageRow.image_id.in_(image_ids))))
+            visible_to(caller), ImageRow.image_id.in_(image_ids))))
         missing = [image_id for image_id in dict.fromkeys(image_ids) if image_id not in visible]
         if missing:
             raise _missing_images(missing)
@@ -308,7 +308,7 @@ class ImageService:
         if image_id is None:
             return
         _check_image_ids([image_id])
-        companion = session.scalar(select(ImageRow).where(ImageRow.image_id == image_id, _visible_to(owner)))
+        companion = session.scalar(select(ImageRow).where(ImageRow.image_id == image_id, visible_to(owner)))
         if companion is None:
             raise _missing_images([image_id])
         if companion.image_type != image_type or companion.state != 'available':

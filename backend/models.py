@@ -153,3 +153,151 @@ class LaunchPermission(Base):
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
 
     image: Mapped[Image] = relationship(back_populates='launch_permissions')
+
+
+# --- Compute: hosts, networks, instances and what hangs off them ------------------------------
+
+class Host(Base):
+    """A hypervisor the VM manager places instances on, with its capacity bookkeeping."""
+    __tablename__ = 'hosts'
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    uri: Mapped[str] = mapped_column(String(512), nullable=False)
+    zone: Mapped[str] = mapped_column(String(64), nullable=False)
+    cpus: Mapped[int] = mapped_column(nullable=False)
+    memory_mib: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    used_cpus: Mapped[int] = mapped_column(nullable=False, default=0)
+    used_memory_mib: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # 'ok' or 'unreachable', with the monitor's last word on why.
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default='ok')
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    domain_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    simulated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    load: Mapped[float] = mapped_column(nullable=False, default=0.0)
+    last_seen: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    # The worker process that drives this host, and until when its claim holds.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class Network(Base):
+    """A virtual network (an EC2 subnet): an isolated L2 segment with its own address range."""
+    __tablename__ = 'networks'
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    subnet_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 3), nullable=False, unique=True)
+    # 'private' networks lease instance addresses; the 'public' one is the elastic IP pool.
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default='private')
+    cidr: Mapped[str] = mapped_column(String(43), nullable=False)
+    gateway: Mapped[str | None] = mapped_column(String(39))
+    dns: Mapped[str | None] = mapped_column(String(255))
+    bridge: Mapped[str | None] = mapped_column(String(15))
+    vlan: Mapped[int | None] = mapped_column()
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The last address handed out: picks continue after it, round-robin.
+    cursor: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class Lease(Base):
+    """An address of a network held by an instance. The unique pair makes double leases impossible."""
+    __tablename__ = 'leases'
+    __table_args__ = (UniqueConstraint('network_id', 'address'),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey('networks.id'), nullable=False)
+    address: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    mac: Mapped[str] = mapped_column(String(17), nullable=False, unique=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey('instances.instance_id', ondelete='CASCADE'),
+                                             nullable=False, unique=True)
+
+
+class Instance(Base):
+    __tablename__ = 'instances'
+    __table_args__ = (
+        Index('ix_instances_owner_state', 'owner', 'state'),
+        Index('ix_instances_state_host', 'state', 'host_id'),
+    )
+
+    instance_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), primary_key=True)
+    reservation_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), nullable=False, index=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False)
+    image_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), nullable=False)
+    kernel_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH))
+    ramdisk_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH))
+    instance_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    vcpus: Mapped[int] = mapped_column(nullable=False)
+    memory_mib: Mapped[int] = mapped_column(nullable=False)
+    key_name: Mapped[str | None] = mapped_column(String(255))
+    user_data: Mapped[str | None] = mapped_column(Text)           # base64, as the client sent it
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    state_reason_code: Mapped[str | None] = mapped_column(String(64))
+    state_reason_message: Mapped[str | None] = mapped_column(Text)
+    transition_reason: Mapped[str | None] = mapped_column(Text)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey('hosts.id'))
+    zone: Mapped[str] = mapped_column(String(64), nullable=False)
+    network_id: Mapped[int | None] = mapped_column(ForeignKey('networks.id'))
+    private_ip: Mapped[str | None] = mapped_column(String(39), index=True)
+    mac: Mapped[str | None] = mapped_column(String(17))
+    public_ip: Mapped[str | None] = mapped_column(String(39))
+    placement_group: Mapped[str | None] = mapped_column(String(255))
+    ami_launch_index: Mapped[int] = mapped_column(nullable=False, default=0)
+    client_token: Mapped[str | None] = mapped_column(String(64))
+    launch_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    state_changed_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime(), nullable=False,
+                                                                default=utcnow)
+    terminated_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # Deploy attempts so far, and when the next may run (bounded retries with back-off).
+    attempts: Mapped[int] = mapped_column(nullable=False, default=0)
+    next_attempt_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Tag(Base):
+    __tablename__ = 'tags'
+    __table_args__ = (Index('ix_tags_owner_key_value', 'owner', 'key', 'value'),)
+
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), nullable=False, default='')
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+class Address(Base):
+    """An elastic IP from the public pool, owned by an account, maybe associated with an instance."""
+    __tablename__ = 'addresses'
+
+    allocation_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 5), primary_key=True)
+    public_ip: Mapped[str] = mapped_column(String(39), nullable=False, unique=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey('instances.instance_id'), unique=True)
+    association_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 5), unique=True)
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class PlacementGroup(Base):
+    __tablename__ = 'placement_groups'
+    __table_args__ = (UniqueConstraint('owner', 'name'),)
+
+    group_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    strategy: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class ClientToken(Base):
+    """An idempotency token of RunInstances: the same token must mean the same request."""
+    __tablename__ = 'client_tokens'
+    __table_args__ = (UniqueConstraint('owner', 'token'),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False)
+    token: Mapped[str] = mapped_column(String(64), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    reservation_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), nullable=False)
+    created_at: Mapped[datetime.datetime] = _created_at()

@@ -5,8 +5,7 @@ module turns `Filters=[{'Name','Values'}]` into a predicate with EC2 semantics: 
 are OR-ed, filters are AND-ed, `*` and `?` are wildcards (`\\` escapes them), and `tag:KEY`,
 `tag-key`, `tag-value` work wherever the item has tags. An unknown name is InvalidParameterValue.
 """
-import functools
-import re
+from backend.matching import wildcard
 
 from .errors import EC2Error
 
@@ -76,31 +75,3 @@ def _as_filter_text(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'
     return str(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def wildcard(value):
-    """A matcher for one filter value: exact, or a regex when it holds unescaped * or ?."""
-    if '*' not in value and '?' not in value and '\\' not in value:
-        return value.__eq__
-    return re.compile(wildcard_regex(value), re.DOTALL).fullmatch
-
-
-def wildcard_regex(value):
-    parts = []
-    escaped = False
-    for char in value:
-        if escaped:
-            parts.append(re.escape(char))
-            escaped = False
-        elif char == '\\':
-            escaped = True
-        elif char == '*':
-            parts.append('.*')
-        elif char == '?':
-            parts.append('.')
-        else:
-            parts.append(re.escape(char))
-    if escaped:
-        parts.append(re.escape('\\'))
-    return ''.join(parts)

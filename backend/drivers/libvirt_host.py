@@ -1,0 +1,173 @@
+"""One libvirt host: a connection plus the few domain operations the VM manager needs.
+
+Works for every libvirt URI: `qemu:///embed?root=…` (no daemon; needs an event loop),
+`qemu:///system`, `qemu+ssh://…`, `xen://…`, and `test:///…/node.xml`, which is a fresh
+in-memory host on every open — so the connection object *is* the simulated host, and this class
+keeps exactly one per host.
+"""
+import logging
+import threading
+
+import libvirt
+
+log = logging.getLogger(__name__)
+
+# libvirt prints every error to stderr by default; errors reach us as exceptions anyway.
+libvirt.registerErrorHandler(lambda _context, _error: None, None)
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+_STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: 'nostate',
+    libvirt.VIR_DOMAIN_RUNNING: 'running',
+    libvirt.VIR_DOMAIN_BLOCKED: 'running',
+    libvirt.VIR_DOMAIN_PAUSED: 'paused',
+    libvirt.VIR_DOMAIN_SHUTDOWN: 'running',   # shutting down: still there
+    libvirt.VIR_DOMAIN_SHUTOFF: 'shutoff',
+    libvirt.VIR_DOMAIN_CRASHED: 'crashed',
+    libvirt.VIR_DOMAIN_PMSUSPENDED: 'paused',
+}
+
+
+class HostError(Exception):
+    """The host could not do what was asked (unreachable, or libvirt refused)."""
+
+
+def _ensure_event_loop():
+    """The embedded QEMU driver needs libvirt's event loop running before any open."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        thread = threading.Thread(target=_run_event_loop, name='libvirt-events', daemon=True)
+        thread.start()
+        _event_loop_started = True
+
+
+def _run_event_loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+class LibvirtHost:
+    def __init__(self, uri):
+        self.uri = uri
+        self._connection = None
+        self._lock = threading.RLock()
+
+    @property
+    def simulated(self):
+        return self.uri.startswith('test://')
+
+    def connection(self):
+        with self._lock:
+            if self._connection is None or not self._is_alive():
+                self._connection = self._open()
+            return self._connection
+
+    def _open(self):
+        if self.uri.startswith('qemu:///embed'):
+            _ensure_event_loop()
+        try:
+            return libvirt.open(self.uri)
+        except libvirt.libvirtError as error:
+            raise HostError(f'cannot connect to {self.uri}: {error.get_error_message()}') from None
+
+    def _is_alive(self):
+        try:
+            return self._connection.isAlive() == 1
+        except libvirt.libvirtError:
+            return False
+
+    def close(self):
+        with self._lock:
+            if self._connection is not None:
+                try:
+                    self._connection.close()
+                except libvirt.libvirtError:
+                    pass
+                self._connection = None
+
+    def capacity(self):
+        """(cpus, memory MiB) the host reports."""
+        info = self._call(lambda c: c.getInfo())
+        return info[2], info[1]
+
+    def start(self, name, domain_xml):
+        """Define and start a domain; starting one that already runs is not an error (restart safety)."""
+        def start(connection):
+            domain = _lookup(connection, name)
+            if domain is None:
+                domain = connection.defineXML(domain_xml)
+            if domain.isActive() != 1:
+                domain.create()
+        self._call(start)
+
+    def shutdown(self, name):
+        """Ask the guest to power off (ACPI). Returns False if the domain is not running."""
+        def shutdown(connection):
+            domain = _lookup(connection, name)
+            if domain is None or domain.isActive() != 1:
+                return False
+            domain.shutdown()
+            return True
+        return self._call(shutdown)
+
+    def power_off(self, name):
+        """Pull the plug, keep the definition."""
+        def power_off(connection):
+            domain = _lookup(connection, name)
+            if domain is not None and domain.isActive() == 1:
+                domain.destroy()
+        self._call(power_off)
+
+    def reboot(self, name):
+        def reboot(connection):
+            domain = _lookup(connection, name)
+            if domain is None:
+                raise HostError(f'domain {name} is not on {self.uri}')
+            domain.reboot(0)
+        self._call(reboot)
+
+    def remove(self, name):
+        """Destroy and undefine: after this nothing of the domain is left on the host."""
+        def remove(connection):
+            domain = _lookup(connection, name)
+            if domain is None:
+                return
+            if domain.isActive() == 1:
+                domain.destroy()
+            domain.undefine()
+        self._call(remove)
+
+    def state(self, name):
+        """'running', 'shutoff', 'paused', 'crashed' … or None when the host has no such domain."""
+        def state(connection):
+            domain = _lookup(connection, name)
+            return None if domain is None else _STATE_NAMES.get(domain.state()[0], 'nostate')
+        return self._call(state)
+
+    def domain_states(self):
+        """{name: state} of every domain on the host, in one call."""
+        def states(connection):
+            return {domain.name(): _STATE_NAMES.get(domain.state()[0], 'nostate')
+                    for domain in connection.listAllDomains()}
+        return self._call(states)
+
+    def _call(self, operation):
+        with self._lock:
+            try:
+                return operation(self.connection())
+            except libvirt.libvirtError as error:
+                raise HostError(f'{self.uri}: {error.get_error_message()}') from None
+
+
+def _lookup(connection, name):
+    try:
+        return connection.lookupByName(name)
+    except libvirt.libvirtError as error:
+        if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise

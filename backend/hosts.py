@@ -1,0 +1,190 @@
+"""The host registry: hypervisors by libvirt URI, simulated hosts, and their capacity bookkeeping.
+
+Capacity lives in the database (allocated against total vCPUs and memory), because libvirt's test
+driver does no accounting and real hosts are shared by several processes.
+"""
+import dataclasses
+import datetime
+import re
+
+from sqlalchemy import func, select, update
+
+from .drivers.libvirt_host import HostError, LibvirtHost
+from .errors import Conflict, InvalidValue, NotFound
+from .lifecycle import HOLDS_CAPACITY
+from .models import Host as HostRow, Instance as InstanceRow
+
+_HOST_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,63}')
+DOMAIN_TYPES = ('qemu', 'kvm', 'xen', 'test')
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    host_id: int
+    name: str
+    uri: str
+    zone: str
+    cpus: int
+    memory_mib: int
+    used_cpus: int
+    used_memory_mib: int
+    enabled: bool
+    state: str
+    state_reason: str | None
+    domain_type: str
+    simulated: bool
+    instances: int
+    last_seen: datetime.datetime | None
+
+    def as_json(self):
+        record = dataclasses.asdict(self)
+        record['last_seen'] = self.last_seen.isoformat() if self.last_seen else None
+        return record
+
+
+class HostService:
+    def __init__(self, db, config):
+        self.db = db
+        self.config = config
+
+    def add(self, uri, name=None, cpus=None, memory_mib=None, zone=None, domain_type=None):
+        """Register a libvirt host; capacity is asked of the host unless given."""
+        name = name or _name_from_uri(uri)
+        zone = self._check_zone(zone)
+        if cpus is None or memory_mib is None:
+            reported_cpus, reported_memory = _ask_capacity(uri)
+            cpus = cpus if cpus is not None else reported_cpus
+            memory_mib = memory_mib if memory_mib is not None else reported_memory
+        return self._insert(name, uri, zone, cpus, memory_mib, domain_type or _domain_type(uri),
+                            simulated=uri.startswith('test://'))
+
+    def add_simulated(self, count, cpus, memory_mib, zone=None, prefix='sim'):
+        """Create `count` simulated hosts on libvirt's test driver, each its own in-memory node."""
+        zone = self._check_zone(zone)
+        directory = self.config.home / 'simulated'
+        directory.mkdir(parents=True, exist_ok=True)
+        first = self._next_simulated_index(prefix)
+        rows = []
+        for index in range(first, first + count):
+            name = f'{prefix}-{index:05d}'
+            node = directory / f'{name}.xml'
+            node.write_text(_test_node_xml(cpus, memory_mib))
+            rows.append(dict(name=name, uri=f'test://{node}', zone=zone, cpus=cpus, memory_mib=memory_mib,
+                             domain_type='test', simulated=True))
+        with self.db.write() as session:
+            session.execute(HostRow.__table__.insert(), [_defaults(row) for row in rows])
+        return [self.get(row['name']) for row in rows]
+
+    def list(self):
+        with self.db.read() as session:
+            counts = dict(session.execute(
+                select(InstanceRow.host_id, func.count()).where(InstanceRow.state.in_(_holding()))
+                .group_by(InstanceRow.host_id)).all())
+            return [_record(row, counts.get(row.id, 0))
+                    for row in session.scalars(select(HostRow).order_by(HostRow.id))]
+
+    def get(self, name):
+        with self.db.read() as session:
+            row = _find(session, name)
+            count = session.scalar(select(func.count()).select_from(InstanceRow)
+                                   .where(InstanceRow.host_id == row.id, InstanceRow.state.in_(_holding())))
+            return _record(row, count)
+
+    def set_enabled(self, name, enabled):
+        with self.db.write() as session:
+            _find(session, name).enabled = enabled
+        return self.get(name)
+
+    def remove(self, name):
+        with self.db.write() as session:
+            row = _find(session, name)
+            busy = session.scalar(select(func.count()).select_from(InstanceRow)
+                                  .where(InstanceRow.host_id == row.id, InstanceRow.state.in_(_holding())))
+            if busy:
+                raise Conflict('HostInUse', f"Host '{name}' still has {busy} instance(s); terminate or "
+                                            'move them first.')
+            session.execute(update(InstanceRow).where(InstanceRow.host_id == row.id).values(host_id=None))
+            session.delete(row)
+
+    def _insert(self, name, uri, zone, cpus, memory_mib, domain_type, simulated):
+        if not _HOST_NAME.fullmatch(name):
+            raise InvalidValue(f"'{name}' is not a valid host name")
+        if domain_type not in DOMAIN_TYPES:
+            raise InvalidValue(f"domain type must be one of {', '.join(DOMAIN_TYPES)}")
+        if cpus < 1 or memory_mib < 64:
+            raise InvalidValue('a host needs at least 1 CPU and 64 MiB of memory')
+        with self.db.write() as session:
+            if session.scalar(select(HostRow.id).where(HostRow.name == name)) is not None:
+                raise Conflict('HostExists', f"A host named '{name}' is already registered")
+            session.add(HostRow(**_defaults(dict(name=name, uri=uri, zone=zone, cpus=cpus,
+                                                 memory_mib=memory_mib, domain_type=domain_type,
+                                                 simulated=simulated))))
+        return self.get(name)
+
+    def _check_zone(self, zone):
+        zone = zone or self.config.zones[0]
+        if zone not in self.config.zones:
+            raise InvalidValue(f"unknown zone '{zone}'; zones: {', '.join(self.config.zones)}")
+        return zone
+
+    def _next_simulated_index(self, prefix):
+        with self.db.read() as session:
+            names = session.scalars(select(HostRow.name).where(HostRow.name.like(f'{prefix}-%'))).all()
+        numbers = [int(name.rsplit('-', 1)[1]) for name in names if name.rsplit('-', 1)[1].isdigit()]
+        return max(numbers, default=0) + 1
+
+
+def _holding():
+    return [state.value for state in HOLDS_CAPACITY]
+
+
+def _defaults(row):
+    row.setdefault('used_cpus', 0)
+    row.setdefault('used_memory_mib', 0)
+    row.setdefault('enabled', True)
+    row.setdefault('state', 'ok')
+    row.setdefault('load', 0.0)
+    row.setdefault('created_at', datetime.datetime.now(datetime.timezone.utc))
+    return row
+
+
+def _find(session, name):
+    row = session.scalar(select(HostRow).where(HostRow.name == name))
+    if row is None:
+        raise NotFound('InvalidHostID.NotFound', f"The host '{name}' does not exist")
+    return row
+
+
+def _record(row, instances):
+    return Host(row.id, row.name, row.uri, row.zone, row.cpus, row.memory_mib, row.used_cpus,
+                row.used_memory_mib, row.enabled, row.state, row.state_reason, row.domain_type,
+                row.simulated, instances, row.last_seen)
+
+
+def _name_from_uri(uri):
+    tail = re.sub(r'^[a-z+]+://', '', uri).strip('/') or 'localhost'
+    return re.sub(r'[^A-Za-z0-9._-]+', '-', tail)[:64].strip('-') or 'host'
+
+
+def _domain_type(uri):
+    scheme = uri.split(':', 1)[0]
+    if scheme.startswith('xen'):
+        return 'xen'
+    if scheme.startswith('test'):
+        return 'test'
+    return 'qemu'
+
+
+def _ask_capacity(uri):
+    host = LibvirtHost(uri)
+    try:
+        return host.capacity()
+    except HostError as error:
+        raise InvalidValue(f'cannot ask the host for its capacity ({error}); give --cpus and --memory')
+    finally:
+        host.close()
+
+
+def _test_node_xml(cpus, memory_mib):
+    return (f'<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>'
+            f'<mhz>2000</mhz><model>x86_64</model></cpu><memory>{memory_mib * 1024}</memory></node>\n')

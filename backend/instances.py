@@ -1,0 +1,580 @@
+"""Instances: launch (placement, leases and capacity in one transaction), describe, and lifecycle
+requests. The work itself (deploying, stopping, destroying) is done by the workers, off the
+request path; this module only records what must happen, through the lifecycle table.
+"""
+import dataclasses
+import datetime
+import hashlib
+import json
+import re
+
+from sqlalchemy import exists, or_, select, update
+
+from . import scheduler
+from .errors import CapacityError, Conflict, InvalidValue, NotFound
+from .images import IMAGE_ID, visible_to
+from .matching import wildcard
+from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, ec2_state, next_state
+from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
+                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, PlacementGroup, Tag,
+                     new_resource_id, utcnow)
+
+INSTANCE_ID = re.compile(r'i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
+MAX_USER_DATA_BYTES = 16 * 1024
+CAPACITY_RACE_RETRIES = 5
+EC2_STATE_NAMES = ('pending', 'running', 'shutting-down', 'terminated', 'stopping', 'stopped')
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchRequest:
+    image_id: str
+    min_count: int
+    max_count: int
+    instance_type: str
+    key_name: str | None = None
+    user_data: str | None = None          # base64, as sent
+    zone: str | None = None
+    host_name: str | None = None          # Placement.HostId: pin to a host
+    group_name: str | None = None         # Placement.GroupName
+    kernel_id: str | None = None
+    ramdisk_id: str | None = None
+    subnet_id: str | None = None
+    tags: tuple = ()                      # ((key, value), …) for each instance
+    client_token: str | None = None
+
+    def fingerprint(self):
+        """What must match for a repeated ClientToken to mean the same request."""
+        fields = dataclasses.asdict(self)
+        fields.pop('client_token')
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceRecord:
+    instance_id: str
+    reservation_id: str
+    owner: str
+    image_id: str
+    kernel_id: str | None
+    ramdisk_id: str | None
+    instance_type: str
+    vcpus: int
+    memory_mib: int
+    key_name: str | None
+    state: str
+    state_reason_code: str | None
+    state_reason_message: str | None
+    transition_reason: str | None
+    host_name: str | None
+    zone: str
+    subnet_id: str | None
+    private_ip: str | None
+    mac: str | None
+    public_ip: str | None
+    placement_group: str | None
+    ami_launch_index: int
+    client_token: str | None
+    launch_time: datetime.datetime
+    state_changed_at: datetime.datetime
+    terminated_at: datetime.datetime | None
+    tags: dict
+
+    @property
+    def ec2_state(self):
+        return ec2_state(self.state)
+
+
+@dataclasses.dataclass(frozen=True)
+class StateChange:
+    instance_id: str
+    previous_state: str
+    current_state: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """One filter: a field of the instance and the values it may take (EC2 wildcards allowed)."""
+    field: str
+    values: tuple
+
+
+class _CapacityRace(Exception):
+    """Another launch took the capacity we counted on: place again."""
+
+
+class InstanceService:
+    def __init__(self, db, config, networks, wake_workers=None, policy='striping',
+                 terminated_retention=datetime.timedelta(hours=1), max_launch=1000):
+        self.db = db
+        self.config = config
+        self.networks = networks
+        self.wake_workers = wake_workers or (lambda: None)
+        self.policy = policy
+        self.terminated_retention = terminated_retention
+        self.max_launch = max_launch
+
+    # -- launching -----------------------------------------------------------------------------------
+
+    def run(self, owner, request):
+        """RunInstances: place MinCount..MaxCount instances now, or refuse with reasons."""
+        kind = self._check_request(owner, request)
+        if request.client_token:
+            earlier = self._earlier_launch(owner, request)
+            if earlier is not None:
+                return earlier
+        for _attempt in range(CAPACITY_RACE_RETRIES):
+            try:
+                instance_ids = self._launch(owner, request, kind)
+                break
+            except _CapacityRace:
+                continue
+        else:
+            raise CapacityError('InsufficientInstanceCapacity', 'Capacity is being taken by other launches; try again.')
+        self.wake_workers()
+        return self.describe(owner, ids=instance_ids, check_ids=False)
+
+    def _check_request(self, owner, request):
+        if request.min_count < 1 or request.max_count < request.min_count:
+            raise InvalidValue('MinCount must be at least 1 and no more than MaxCount')
+        if request.max_count > self.max_launch:
+            raise InvalidValue(f'MaxCount may be at most {self.max_launch}', code='InstanceLimitExceeded')
+        kind = self.config.instance_types.get(request.instance_type)
+        if kind is None:
+            raise InvalidValue(f"The instance type '{request.instance_type}' does not exist",
+                               code='InvalidInstanceType')
+        if request.user_data is not None and len(request.user_data) > MAX_USER_DATA_BYTES * 4 // 3 + 4:
+            raise InvalidValue('User data is limited to 16384 bytes')
+        if request.zone and request.zone not in self.config.zones:
+            raise InvalidValue(f"Invalid availability zone: [{request.zone}]", code='InvalidParameterValue')
+        with self.db.read() as session:
+            image = _launchable_image(session, owner, request.image_id, 'machine', 'InvalidAMIID')
+            for companion, image_type in ((request.kernel_id or image.kernel_id, 'kernel'),
+                                          (request.ramdisk_id or image.ramdisk_id, 'ramdisk')):
+                if companion:
+                    _launchable_image(session, owner, companion, image_type, 'InvalidAMIID')
+            if request.key_name and session.scalar(select(KeyPairRow.key_pair_id).where(
+                    KeyPairRow.owner == owner, KeyPairRow.name == request.key_name)) is None:
+                raise NotFound('InvalidKeyPair.NotFound', f"The key pair '{request.key_name}' does not exist")
+        return kind
+
+    def _earlier_launch(self, owner, request):
+        with self.db.read() as session:
+            token = session.scalar(select(ClientToken).where(ClientToken.owner == owner,
+                                                             ClientToken.token == request.client_token))
+            if token is None:
+                return None
+            if token.request_hash != request.fingerprint():
+                raise Conflict('IdempotentParameterMismatch',
+                               'The client token was already used with different parameters.')
+            ids = session.scalars(select(InstanceRow.instance_id)
+                                  .where(InstanceRow.reservation_id == token.reservation_id)
+                                  .order_by(InstanceRow.ami_launch_index)).all()
+        return self.describe(owner, ids=ids, check_ids=False)
+
+    def _launch(self, owner, request, kind):
+        with self.db.write() as session:
+            image = session.get(ImageRow, request.image_id)
+            group = _placement_group(session, owner, request.group_name)
+            hosts = _host_views(session)
+            placement = scheduler.place(hosts, scheduler.Request(
+                min_count=request.min_count, max_count=request.max_count, vcpus=kind.vcpus,
+                memory_mib=kind.memory_mib, zone=request.zone, host_id=_host_id(hosts, request.host_name),
+                group_strategy=group.strategy if group else None,
+                group_hosts=_group_hosts(session, owner, group)), self.policy)
+            _reserve_capacity(session, placement.host_ids, kind)
+            reservation_id = new_resource_id('r')
+            instance_ids = [new_resource_id('i') for _ in placement.host_ids]
+            network = self.networks.for_launch(session, request.subnet_id)
+            leases, lease_rows = self.networks.lease(session, network, instance_ids)
+            zones = {host.host_id: host.zone for host in hosts}
+            now = utcnow()
+            session.execute(InstanceRow.__table__.insert(), [
+                _new_instance(owner, request, kind, image, reservation_id, instance_id, index, host_id,
+                              zones[host_id], network.id, lease, group, now)
+                for index, (instance_id, host_id, lease) in enumerate(zip(instance_ids, placement.host_ids, leases))])
+            session.execute(Lease.__table__.insert(), lease_rows)
+            if request.tags:
+                session.execute(Tag.__table__.insert(), [
+                    {'resource_id': instance_id, 'key': key, 'value': value, 'owner': owner,
+                     'resource_type': 'instance'} for instance_id in instance_ids for key, value in request.tags])
+            if request.client_token:
+                session.add(ClientToken(owner=owner, token=request.client_token,
+                                        request_hash=request.fingerprint(), reservation_id=reservation_id))
+        return instance_ids
+
+    # -- describing ----------------------------------------------------------------------------------
+
+    def describe(self, owner, ids=None, criteria=(), after=None, limit=None, check_ids=True):
+        """Instances of `owner` (None: every account), ordered by id, one page if `limit` is given.
+
+        Returns the list, and the caller learns whether more follow from `describe_page`.
+        """
+        page, _ = self.describe_page(owner, ids, criteria, after, limit, check_ids)
+        return page
+
+    def describe_page(self, owner, ids=None, criteria=(), after=None, limit=None, check_ids=True):
+        """(instances, more) where `more` tells whether another page follows."""
+        if ids:
+            _check_ids(ids)
+        sql_criteria, python_tests = _split_criteria(criteria)
+        query = select(InstanceRow, HostRow.name, NetworkRow.subnet_id) \
+            .outerjoin(HostRow, HostRow.id == InstanceRow.host_id) \
+            .outerjoin(NetworkRow, NetworkRow.id == InstanceRow.network_id) \
+            .where(self._still_visible(), *sql_criteria).order_by(InstanceRow.instance_id)
+        if owner is not None:
+            query = query.where(InstanceRow.owner == owner)
+        if ids:
+            query = query.where(InstanceRow.instance_id.in_(list(ids)))
+        with self.db.read() as session:
+            records, more = _fetch_page(session, query, python_tests, after, limit)
+            if ids and check_ids:
+                _check_all_found(ids, records)
+        return records, more
+
+    def _still_visible(self):
+        horizon = utcnow() - self.terminated_retention
+        return or_(InstanceRow.terminated_at.is_(None), InstanceRow.terminated_at > horizon)
+
+    # -- lifecycle requests --------------------------------------------------------------------------
+
+    def terminate(self, owner, ids):
+        return self._request(owner, ids, Event.TERMINATE)
+
+    def stop(self, owner, ids, force=False):
+        return self._request(owner, ids, Event.STOP)
+
+    def reboot(self, owner, ids):
+        self._request(owner, ids, Event.REBOOT)
+
+    def start(self, owner, ids):
+        return self._request(owner, ids, Event.START)
+
+    def _request(self, owner, ids, event):
+        _check_ids(ids)
+        with self.db.write() as session:
+            rows = _owned_rows(session, owner, ids)
+            for row in rows.values():   # all or nothing: refuse before changing any
+                next_state(row.state, event)
+            changes = []
+            for instance_id in dict.fromkeys(ids):
+                row = rows[instance_id]
+                previous = row.state
+                if event is Event.START and row.state == State.STOPPED:
+                    _reserve_capacity(session, [row.host_id], row, message_host=True)
+                transition(session, row, event, reason=_user_reason(event))
+                changes.append(StateChange(instance_id, previous, row.state))
+        self.wake_workers()
+        return changes
+
+    # -- attributes ----------------------------------------------------------------------------------
+
+    def user_data(self, owner, instance_id):
+        with self.db.read() as session:
+            return _owned_rows(session, owner, [instance_id])[instance_id].user_data
+
+    def modify(self, owner, instance_id, instance_type=None, user_data=None):
+        """ModifyInstanceAttribute: type and user data change only while stopped, as in EC2."""
+        with self.db.write() as session:
+            row = _owned_rows(session, owner, [instance_id])[instance_id]
+            if row.state != State.STOPPED:
+                raise Conflict('IncorrectInstanceState',
+                               f"The instance '{instance_id}' is not in the 'stopped' state.")
+            if instance_type is not None:
+                kind = self.config.instance_types.get(instance_type)
+                if kind is None:
+                    raise InvalidValue(f"The instance type '{instance_type}' does not exist",
+                                       code='InvalidInstanceAttributeValue')
+                row.instance_type, row.vcpus, row.memory_mib = kind.name, kind.vcpus, kind.memory_mib
+            if user_data is not None:
+                row.user_data = user_data
+
+    def purge_terminated(self):
+        """Forget instances terminated longer ago than the retention: they are no longer shown."""
+        horizon = utcnow() - self.terminated_retention
+        with self.db.write() as session:
+            old = session.scalars(select(InstanceRow.instance_id).where(
+                InstanceRow.terminated_at.is_not(None), InstanceRow.terminated_at <= horizon)).all()
+            if old:
+                session.execute(Tag.__table__.delete().where(Tag.resource_id.in_(old)))
+                session.execute(InstanceRow.__table__.delete().where(InstanceRow.instance_id.in_(old)))
+        return len(old)
+
+
+# -- transitions: the one place where state, capacity, leases and addresses change together --------
+
+def transition(session, row, event, reason=None, reason_code=None):
+    """Apply a lifecycle event to an instance row, releasing what the new state no longer holds."""
+    previous = State(row.state)
+    target = next_state(previous, event)
+    if previous in HOLDS_CAPACITY and target not in HOLDS_CAPACITY and row.host_id is not None:
+        session.execute(update(HostRow).where(HostRow.id == row.host_id).values(
+            used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
+    if target in FINAL_STATES and previous not in FINAL_STATES:
+        session.execute(Lease.__table__.delete().where(Lease.instance_id == row.instance_id))
+        session.execute(update(Address).where(Address.instance_id == row.instance_id)
+                        .values(instance_id=None, association_id=None))
+        row.public_ip = None
+        row.terminated_at = utcnow()
+    if target != previous:
+        row.state = target.value
+        row.state_changed_at = utcnow()
+        row.transition_reason = reason
+    if reason_code is not None or target in (State.RUNNING, State.PENDING):
+        row.state_reason_code = reason_code
+        row.state_reason_message = reason if reason_code else None
+    if target is State.PENDING:
+        row.attempts, row.next_attempt_at = 0, None
+    return target
+
+
+def _user_reason(event):
+    moment = utcnow().strftime('%Y-%m-%d %H:%M:%S GMT')
+    return {Event.STOP: f'User initiated ({moment})', Event.TERMINATE: f'User initiated ({moment})',
+            Event.START: None, Event.REBOOT: None}.get(event)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+def _check_ids(ids):
+    malformed = [instance_id for instance_id in ids if not INSTANCE_ID.fullmatch(instance_id or '')]
+    if malformed:
+        raise InvalidValue(f"Invalid id: \"{malformed[0]}\"", code='InvalidInstanceID.Malformed')
+
+
+def _owned_rows(session, owner, ids):
+    rows = {row.instance_id: row for row in session.scalars(
+        select(InstanceRow).where(InstanceRow.instance_id.in_(list(ids)), InstanceRow.owner == owner))}
+    missing = [instance_id for instance_id in dict.fromkeys(ids) if instance_id not in rows]
+    if missing:
+        raise _not_found(missing)
+    return rows
+
+
+def _not_found(missing):
+    plural = 's' if len(missing) > 1 else ''
+    names = ', '.join(missing)
+    verb = 'do' if len(missing) > 1 else 'does'
+    return NotFound('InvalidInstanceID.NotFound', f"The instance ID{plural} '{names}' {verb} not exist")
+
+
+def _check_all_found(ids, records):
+    found = {record.instance_id for record in records}
+    missing = [instance_id for instance_id in dict.fromkeys(ids) if instance_id not in found]
+    if missing:
+        raise _not_found(missing)
+
+
+def _launchable_image(session, owner, image_id, image_type, code_prefix):
+    if not IMAGE_ID.fullmatch(image_id or ''):
+        raise InvalidValue(f"Invalid id: \"{image_id}\"", code=f'{code_prefix}.Malformed')
+    image = session.scalar(select(ImageRow).where(ImageRow.image_id == image_id, visible_to(owner)))
+    if image is None or image.state == 'deregistered':
+        raise NotFound(f'{code_prefix}.NotFound', f"The image id '[{image_id}]' does not exist")
+    if image.state != 'available':
+        raise InvalidValue(f"The image '{image_id}' is not available (it is {image.state})",
+                           code='InvalidAMIID.Unavailable')
+    if image.image_type != image_type:
+        raise InvalidValue(f"The image '{image_id}' is a {image.image_type} image, not a {image_type} image",
+                           code='InvalidParameterValue')
+    return image
+
+
+def _placement_group(session, owner, name):
+    if not name:
+        return None
+    group = session.scalar(select(PlacementGroup).where(PlacementGroup.owner == owner,
+                                                        PlacementGroup.name == name))
+    if group is None:
+        raise NotFound('InvalidPlacementGroup.Unknown', f"The Placement Group '{name}' is unknown.")
+    return group
+
+
+def _group_hosts(session, owner, group):
+    if group is None:
+        return frozenset()
+    return frozenset(session.scalars(select(InstanceRow.host_id).where(
+        InstanceRow.owner == owner, InstanceRow.placement_group == group.name,
+        InstanceRow.state.in_([state.value for state in HOLDS_CAPACITY]))))
+
+
+def _host_views(session):
+    rows = session.execute(select(HostRow.id, HostRow.name, HostRow.zone, HostRow.cpus, HostRow.memory_mib,
+                                  HostRow.used_cpus, HostRow.used_memory_mib, HostRow.enabled,
+                                  HostRow.state, HostRow.load).order_by(HostRow.id)).all()
+    return [scheduler.HostView(row.id, row.name, row.zone, row.cpus, row.memory_mib, row.used_cpus,
+                               row.used_memory_mib, row.enabled, row.state == 'ok', row.load)
+            for row in rows]
+
+
+def _host_id(hosts, host_name):
+    if not host_name:
+        return None
+    for host in hosts:
+        if host.name == host_name:
+            return host.host_id
+    raise NotFound('InvalidHostId.NotFound', f"The host '{host_name}' does not exist")
+
+
+def _reserve_capacity(session, host_ids, kind, message_host=False):
+    """Take capacity with conditional updates, so a concurrent launch can never overcommit a host."""
+    counts = {}
+    for host_id in host_ids:
+        counts[host_id] = counts.get(host_id, 0) + 1
+    for host_id, count in counts.items():
+        cpus, memory = kind.vcpus * count, kind.memory_mib * count
+        result = session.execute(update(HostRow).where(
+            HostRow.id == host_id, HostRow.used_cpus + cpus <= HostRow.cpus,
+            HostRow.used_memory_mib + memory <= HostRow.memory_mib, HostRow.enabled.is_(True),
+        ).values(used_cpus=HostRow.used_cpus + cpus, used_memory_mib=HostRow.used_memory_mib + memory))
+        if result.rowcount != 1:
+            if message_host:
+                raise CapacityError('InsufficientInstanceCapacity',
+                                    'Its host has no room for the instance now; try again later.')
+            raise _CapacityRace()
+
+
+def _new_instance(owner, request, kind, image, reservation_id, instance_id, index, host_id, zone,
+                  network_id, lease, group, now):
+    return {
+        'instance_id': instance_id, 'reservation_id': reservation_id, 'owner': owner,
+        'image_id': request.image_id, 'kernel_id': request.kernel_id or image.kernel_id,
+        'ramdisk_id': request.ramdisk_id or image.ramdisk_id, 'instance_type': kind.name,
+        'vcpus': kind.vcpus, 'memory_mib': kind.memory_mib, 'key_name': request.key_name,
+        'user_data': request.user_data, 'state': State.PENDING.value, 'host_id': host_id, 'zone': zone,
+        'network_id': network_id, 'private_ip': lease.ip, 'mac': lease.mac,
+        'placement_group': group.name if group else None, 'ami_launch_index': index,
+        'client_token': request.client_token, 'launch_time': now, 'state_changed_at': now,
+        'attempts': 0,
+    }
+
+
+# -- filtering ---------------------------------------------------------------------------------------
+
+_COLUMNS = {
+    'instance-id': InstanceRow.instance_id,
+    'instance-type': InstanceRow.instance_type,
+    'image-id': InstanceRow.image_id,
+    'private-ip-address': InstanceRow.private_ip,
+    'ip-address': InstanceRow.public_ip,
+    'key-name': InstanceRow.key_name,
+    'availability-zone': InstanceRow.zone,
+    'reservation-id': InstanceRow.reservation_id,
+    'kernel-id': InstanceRow.kernel_id,
+    'ramdisk-id': InstanceRow.ramdisk_id,
+    'placement-group-name': InstanceRow.placement_group,
+    'mac-address': InstanceRow.mac,
+    'owner-id': InstanceRow.owner,
+    'client-token': InstanceRow.client_token,
+}
+FILTER_FIELDS = frozenset(_COLUMNS) | {'instance-state-name', 'instance-state-code', 'subnet-id', 'host-id'}
+
+
+def _is_wildcard(value):
+    return '*' in value or '?' in value or '\\' in value
+
+
+def _split_criteria(criteria):
+    """SQL conditions for what the database can match exactly; Python tests for wildcards."""
+    conditions, tests = [], []
+    for criterion in criteria:
+        values = tuple(criterion.values)
+        if any(_is_wildcard(value) for value in values):
+            tests.append(_python_test(criterion.field, values))
+        else:
+            conditions.append(_sql_condition(criterion.field, values))
+    return conditions, tests
+
+
+def _sql_condition(field, values):
+    if field == 'instance-state-name':
+        return InstanceRow.state.in_(_internal_states(lambda name, code: name in values))
+    if field == 'instance-state-code':
+        return InstanceRow.state.in_(_internal_states(lambda name, code: str(code) in values))
+    if field == 'subnet-id':
+        return InstanceRow.network_id.in_(select(NetworkRow.id).where(NetworkRow.subnet_id.in_(values)))
+    if field == 'host-id':
+        return InstanceRow.host_id.in_(select(HostRow.id).where(HostRow.name.in_(values)))
+    if field.startswith('tag:'):
+        return exists().where(Tag.resource_id == InstanceRow.instance_id, Tag.key == field[4:],
+                              Tag.value.in_(values))
+    if field == 'tag-key':
+        return exists().where(Tag.resource_id == InstanceRow.instance_id, Tag.key.in_(values))
+    if field == 'tag-value':
+        return exists().where(Tag.resource_id == InstanceRow.instance_id, Tag.value.in_(values))
+    return _COLUMNS[field].in_(values)
+
+
+def _internal_states(wanted):
+    return [state.value for state in State if wanted(*ec2_state(state))]
+
+
+def _python_test(field, values):
+    patterns = [wildcard(value) for value in values]
+    read = _RECORD_READERS.get(field)
+    if field.startswith('tag:'):
+        key = field[4:]
+        read = lambda record: [record.tags[key]] if key in record.tags else []
+    elif field == 'tag-key':
+        read = lambda record: list(record.tags)
+    elif field == 'tag-value':
+        read = lambda record: list(record.tags.values())
+    return lambda record: any(pattern(value) for value in read(record) if value is not None
+                              for pattern in patterns)
+
+
+_RECORD_READERS = {
+    'instance-state-name': lambda r: [r.ec2_state[0]],
+    'instance-state-code': lambda r: [str(r.ec2_state[1])],
+    'subnet-id': lambda r: [r.subnet_id],
+    'host-id': lambda r: [r.host_name],
+    **{field: (lambda column_name: lambda r: [getattr(r, column_name)])(column.key)
+       for field, column in _COLUMNS.items()},
+}
+
+
+# -- paging and records ------------------------------------------------------------------------------
+
+def _fetch_page(session, query, python_tests, after, limit):
+    """Keyset pagination by instance id; wildcard tests are applied while reading batches."""
+    if after:
+        query = query.where(InstanceRow.instance_id > after)
+    if not python_tests:
+        rows = session.execute(query if limit is None else query.limit(limit + 1)).all()
+        records = _records(session, rows)
+        if limit is not None and len(records) > limit:
+            return records[:limit], True
+        return records, False
+    batch = max((limit or 0) * 2, 500)
+    matched, last = [], after
+    while True:
+        page_query = query.where(InstanceRow.instance_id > last) if last else query
+        rows = session.execute(page_query.limit(batch)).all()
+        for record in _records(session, rows):
+            if all(test(record) for test in python_tests):
+                matched.append(record)
+                if limit is not None and len(matched) > limit:
+                    return matched[:limit], True
+        if len(rows) < batch:
+            return matched, False
+        last = rows[-1][0].instance_id
+
+
+def _records(session, rows):
+    ids = [row[0].instance_id for row in rows]
+    tags = {}
+    for chunk_start in range(0, len(ids), 900):   # SQLite limits bound parameters per statement
+        chunk = ids[chunk_start:chunk_start + 900]
+        for resource_id, key, value in session.execute(
+                select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(chunk))):
+            tags.setdefault(resource_id, {})[key] = value
+    return [_record(instance, host_name, subnet_id, tags.get(instance.instance_id, {}))
+            for instance, host_name, subnet_id in rows]
+
+
+def _record(row, host_name, subnet_id, tags):
+    return InstanceRecord(
+        row.instance_id, row.reservation_id, row.owner, row.image_id, row.kernel_id, row.ramdisk_id,
+        row.instance_type, row.vcpus, row.memory_mib, row.key_name, row.state, row.state_reason_code,
+        row.state_reason_message, row.transition_reason, host_name, row.zone, subnet_id, row.private_ip,
+        row.mac, row.public_ip, row.placement_group, row.ami_launch_index, row.client_token,
+        row.launch_time, row.state_changed_at, row.terminated_at, tags)

@@ -1,0 +1,130 @@
+"""Tags on every resource an account owns: instances, images, key pairs, addresses, groups."""
+import dataclasses
+
+from sqlalchemy import and_, delete, or_, select
+
+from .errors import InvalidValue, NotFound
+from .matching import wildcard
+from .models import (Address, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow,
+                     PlacementGroup, Tag)
+
+MAX_TAGS_PER_RESOURCE = 50
+MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 128, 256
+
+# Resource id prefix -> (EC2 resource type, table, id column, owner column).
+_RESOURCES = {
+    'i': ('instance', InstanceRow, InstanceRow.instance_id, InstanceRow.owner),
+    'ami': ('image', ImageRow, ImageRow.image_id, ImageRow.owner),
+    'aki': ('image', ImageRow, ImageRow.image_id, ImageRow.owner),
+    'ari': ('image', ImageRow, ImageRow.image_id, ImageRow.owner),
+    'key': ('key-pair', KeyPairRow, KeyPairRow.key_pair_id, KeyPairRow.owner),
+    'eipalloc': ('elastic-ip', Address, Address.allocation_id, Address.owner),
+    'pg': ('placement-group', PlacementGroup, PlacementGroup.group_id, PlacementGroup.owner),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TagRecord:
+    resource_id: str
+    resource_type: str
+    key: str
+    value: str
+
+
+class TagService:
+    def __init__(self, db):
+        self.db = db
+
+    def create(self, owner, resource_ids, tags):
+        """CreateTags: set (key, value) pairs on resources the owner holds; all or nothing."""
+        _check_tags(tags)
+        with self.db.write() as session:
+            types = _owned_types(session, owner, resource_ids)
+            for resource_id in dict.fromkeys(resource_ids):
+                existing = {tag.key: tag for tag in session.scalars(select(Tag).where(Tag.resource_id == resource_id))}
+                for key, value in tags:
+                    if key in existing:
+                        existing[key].value = value
+                    else:
+                        existing[key] = Tag(resource_id=resource_id, key=key, value=value, owner=owner,
+                                            resource_type=types[resource_id])
+                        session.add(existing[key])
+                if len(existing) > MAX_TAGS_PER_RESOURCE:
+                    raise InvalidValue(f"'{resource_id}' would have more than {MAX_TAGS_PER_RESOURCE} tags",
+                                       code='TagLimitExceeded')
+
+    def delete(self, owner, resource_ids, tags=()):
+        """DeleteTags: tags given as (key, value or None); none given deletes every tag."""
+        with self.db.write() as session:
+            _owned_types(session, owner, resource_ids)
+            condition = Tag.resource_id.in_(list(resource_ids))
+            if tags:
+                condition = and_(condition, or_(*[
+                    Tag.key == key if value is None else and_(Tag.key == key, Tag.value == value)
+                    for key, value in tags]))
+            session.execute(delete(Tag).where(condition, Tag.owner == owner))
+
+    def describe(self, owner, filters=()):
+        """DescribeTags: the owner's tags, filtered by key, value, resource-id, resource-type."""
+        with self.db.read() as session:
+            rows = session.scalars(select(Tag).where(Tag.owner == owner).order_by(Tag.resource_id, Tag.key))
+            records = [TagRecord(row.resource_id, row.resource_type, row.key, row.value) for row in rows]
+        for field, values in filters:
+            patterns = [wildcard(value) for value in values]
+            read = _FIELDS[field]
+            records = [record for record in records if any(pattern(read(record)) for pattern in patterns)]
+        return records
+
+    def of(self, session, resource_ids):
+        """{resource_id: {key: value}} for a batch of resources, in one query."""
+        result = {}
+        ids = list(resource_ids)
+        for start in range(0, len(ids), 900):
+            for row in session.execute(select(Tag.resource_id, Tag.key, Tag.value)
+                                       .where(Tag.resource_id.in_(ids[start:start + 900]))):
+                result.setdefault(row.resource_id, {})[row.key] = row.value
+        return result
+
+    def tags_of(self, resource_ids):
+        with self.db.read() as session:
+            return self.of(session, resource_ids)
+
+
+_FIELDS = {
+    'key': lambda record: record.key,
+    'value': lambda record: record.value,
+    'resource-id': lambda record: record.resource_id,
+    'resource-type': lambda record: record.resource_type,
+}
+FILTER_FIELDS = frozenset(_FIELDS)
+
+
+def _check_tags(tags):
+    for key, value in tags:
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise InvalidValue(f'Tag keys must be 1 to {MAX_KEY_LENGTH} characters long')
+        if key.lower().startswith('aws:'):
+            raise InvalidValue("Tag keys starting with 'aws:' are reserved")
+        if len(value or '') > MAX_VALUE_LENGTH:
+            raise InvalidValue(f'Tag values must be at most {MAX_VALUE_LENGTH} characters long')
+
+
+def _owned_types(session, owner, resource_ids):
+    """{resource_id: resource type}, refusing ids that are unknown or not the owner's."""
+    types = {}
+    for resource_id in resource_ids:
+        prefix = (resource_id or '').split('-', 1)[0]
+        entry = _RESOURCES.get(prefix)
+        if entry is None or '-' not in resource_id:
+            raise InvalidValue(f"Invalid id: \"{resource_id}\"", code='InvalidID')
+        resource_type, table, id_column, owner_column = entry
+        if session.scalar(select(id_column).where(id_column == resource_id, owner_column == owner)) is None:
+            raise NotFound(_not_found_code(resource_type), f"The ID '{resource_id}' does not exist")
+        types[resource_id] = resource_type
+    return types
+
+
+def _not_found_code(resource_type):
+    return {'instance': 'InvalidInstanceID.NotFound', 'image': 'InvalidAMIID.NotFound',
+            'key-pair': 'InvalidKeyPair.NotFound', 'elastic-ip': 'InvalidAllocationID.NotFound',
+            'placement-group': 'InvalidPlacementGroup.Unknown'}[resource_type]
