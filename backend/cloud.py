@@ -1,9 +1,18 @@
 """The VM manager as one object: configuration, database and the services built on them."""
+import datetime
+
+from .addresses import AddressService
 from .catalog import Catalog
 from .config import load_config
 from .db import Database
+from .hosts import HostService
 from .images import ImageRepository, ImageService
+from .instances import InstanceService
 from .keypairs import KeyPairService
+from .networks import NetworkService
+from .placement_groups import PlacementGroupService
+from .provisioning import Provisioner
+from .tags import TagService
 from .users import UserService
 from .vault import Vault
 
@@ -12,11 +21,24 @@ class Cloud:
     def __init__(self, config, db):
         self.config = config
         self.db = db
+        self.worker = None
+        compute = config.compute
         self.vault = Vault(config.secret_key_path)
         self.users = UserService(db, self.vault)
         self.keypairs = KeyPairService(db)
         self.images = ImageService(db, ImageRepository(config.images_dir))
         self.catalog = Catalog(config)
+        self.hosts = HostService(db, config)
+        self.networks = NetworkService(db, config)
+        self.networks.ensure_defaults(compute.default_network, compute.public_pool)
+        self.instances = InstanceService(
+            db, config, self.networks, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
+            terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
+            max_launch=compute.max_launch)
+        self.tags = TagService(db)
+        self.addresses = AddressService(db, wake_workers=self._wake_worker)
+        self.placement_groups = PlacementGroupService(db)
+        self.provisioner = Provisioner(config.home, config.images_dir)
 
     @classmethod
     def open(cls, config=None):
@@ -26,11 +48,31 @@ class Cloud:
         config.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         return cls(config, Database.open(config.database_url))
 
+    def start_worker(self):
+        """Run the worker and monitor threads in this process (the embedded default)."""
+        from .worker import Worker
+        if self.worker is None:
+            self.worker = Worker(self)
+            self.worker.start()
+        return self.worker
+
+    def console_output(self, owner, instance_id):
+        """GetConsoleOutput: the instance's serial console (64 KiB tail) as bytes."""
+        self.instances.describe(owner, ids=[instance_id])   # ownership and existence
+        return self.provisioner.console_output(instance_id)
+
+    def _wake_worker(self):
+        if self.worker is not None:
+            self.worker.wake()
+
     def after_fork(self):
         """In a forked worker process: open new database connections instead of sharing the parent's."""
         self.db.after_fork()
 
     def close(self):
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
         self.db.close()
 
     def __enter__(self):

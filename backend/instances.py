@@ -261,7 +261,7 @@ class InstanceService:
                 previous = row.state
                 if event is Event.START and row.state == State.STOPPED:
                     _reserve_capacity(session, [row.host_id], row, message_host=True)
-                transition(session, row, event, reason=_user_reason(event))
+                transition(session, row, event, transition_reason=_user_reason(event))
                 changes.append(StateChange(instance_id, previous, row.state))
         self.wake_workers()
         return changes
@@ -302,8 +302,12 @@ class InstanceService:
 
 # -- transitions: the one place where state, capacity, leases and addresses change together --------
 
-def transition(session, row, event, reason=None, reason_code=None):
-    """Apply a lifecycle event to an instance row, releasing what the new state no longer holds."""
+def transition(session, row, event, reason=None, reason_code=None, transition_reason=None):
+    """Apply a lifecycle event to an instance row, releasing what the new state no longer holds.
+
+    `reason_code`/`reason` become EC2's stateReason; `transition_reason` its stateTransitionReason.
+    Both are cleared when the instance is (again) pending or running.
+    """
     previous = State(row.state)
     target = next_state(previous, event)
     if previous in HOLDS_CAPACITY and target not in HOLDS_CAPACITY and row.host_id is not None:
@@ -318,10 +322,12 @@ def transition(session, row, event, reason=None, reason_code=None):
     if target != previous:
         row.state = target.value
         row.state_changed_at = utcnow()
-        row.transition_reason = reason
-    if reason_code is not None or target in (State.RUNNING, State.PENDING):
-        row.state_reason_code = reason_code
-        row.state_reason_message = reason if reason_code else None
+    if target in (State.RUNNING, State.PENDING):
+        row.state_reason_code = row.state_reason_message = row.transition_reason = None
+    if reason_code is not None:
+        row.state_reason_code, row.state_reason_message = reason_code, reason
+    if transition_reason is not None:
+        row.transition_reason = transition_reason
     if target is State.PENDING:
         row.attempts, row.next_attempt_at = 0, None
     return target

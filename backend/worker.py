@@ -1,0 +1,420 @@
+"""The worker: carries out lifecycle work (deploy, reboot, stop, destroy) for the hosts it drives.
+
+Work is not a separate queue: an instance in a work state (pending, rebooting, stopping,
+shutting-down) *is* the work item, so a crash loses nothing — after a restart the same rows are
+found again. Each worker process claims hosts (a row lease renewed every monitor round), and only
+touches instances on its own hosts, so several processes sharing PostgreSQL never do the same work.
+"""
+import collections
+import concurrent.futures
+import datetime
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+
+from sqlalchemy import func, or_, select, update
+
+from . import domain_xml
+from .drivers.libvirt_host import HostError, LibvirtHost
+from .instances import transition
+from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
+from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
+from .models import Network as NetworkRow, utcnow
+from .monitor import Monitor
+from .provisioning import Context, ProvisioningError, Provisioner
+
+log = logging.getLogger(__name__)
+
+CHUNK = 50                       # instances handled per task, committed in one transaction
+BATCH = 1000                     # work items fetched per dispatch round
+CLAIM_SECONDS = 30.0
+RETRY_BACKOFF_SECONDS = (2.0, 5.0, 15.0)
+# States whose domain a host restores when it comes back empty (libvirt's autostart, for simulated
+# hosts, whose in-memory state dies with the process that opened them).
+RESTORED_STATES = (State.RUNNING.value, State.REBOOTING.value, State.IMPAIRED.value, State.STOPPING.value)
+
+
+class HostPool:
+    """One LibvirtHost per host row in this process (for test:/// URIs, the connection is the host)."""
+
+    def __init__(self, on_first_connect):
+        self._hosts = {}
+        self._lock = threading.Lock()
+        self._on_first_connect = on_first_connect
+
+    def get(self, host_id, uri):
+        with self._lock:
+            host = self._hosts.get(host_id)
+            fresh = host is None or host.uri != uri
+            if fresh:
+                host = self._hosts[host_id] = LibvirtHost(uri)
+        if fresh:
+            self._on_first_connect(host_id, host)
+        return host
+
+    def forget(self, host_id):
+        with self._lock:
+            host = self._hosts.pop(host_id, None)
+        if host is not None:
+            host.close()
+
+    def close(self):
+        with self._lock:
+            hosts, self._hosts = list(self._hosts.values()), {}
+        for host in hosts:
+            host.close()
+
+
+class Worker:
+    def __init__(self, cloud, worker_id=None):
+        self.cloud = cloud
+        self.db = cloud.db
+        self.settings = cloud.config.compute
+        self.worker_id = worker_id or f'{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}'
+        self.provisioner = Provisioner(cloud.config.home, cloud.config.images_dir)
+        self.hosts = HostPool(self._restore_host)
+        self.monitor = Monitor(self)
+        self._owned = {}                     # host_id -> uri, for the hosts this worker drives
+        self._in_flight = set()
+        self._in_flight_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._executor = None
+        self._threads = []
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def start(self):
+        self._executor = concurrent.futures.ThreadPoolExecutor(self.settings.worker_threads,
+                                                               thread_name_prefix='reservoir-work')
+        self.claim_hosts()
+        self.reconcile_capacity()
+        for name, loop in (('reservoir-dispatch', self._dispatch_loop), ('reservoir-monitor', self._monitor_loop)):
+            thread = threading.Thread(target=loop, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self):
+        self._stopping.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._executor:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self.release_hosts()
+        self.hosts.close()
+
+    def wake(self):
+        self._wake.set()
+
+    def _dispatch_loop(self):
+        while not self._stopping.is_set():
+            try:
+                busy = self.dispatch()
+            except Exception:
+                log.exception('dispatch round failed')
+                busy = False
+            if not busy:
+                self._wake.wait(self.settings.poll_seconds)
+                self._wake.clear()
+
+    def _monitor_loop(self):
+        while not self._stopping.wait(self.settings.monitor_seconds):
+            try:
+                self.claim_hosts()
+                self.monitor.run_round()
+                self.cloud.instances.purge_terminated()
+            except Exception:
+                log.exception('monitor round failed')
+
+    # -- host claims ---------------------------------------------------------------------------------
+
+    def claim_hosts(self):
+        """Take (or renew) the row lease on the hosts this process drives."""
+        now = utcnow()
+        until = now + datetime.timedelta(seconds=max(CLAIM_SECONDS, 6 * self.settings.monitor_seconds))
+        with self.db.write() as session:
+            free = or_(HostRow.claimed_by == self.worker_id, HostRow.claimed_by.is_(None),
+                       HostRow.claimed_until < now)
+            query = select(HostRow.id).where(free).order_by(HostRow.id)
+            limit = self.settings.hosts_per_worker
+            if limit:
+                query = query.limit(limit)
+            ids = session.scalars(query.with_for_update(skip_locked=True)).all()
+            if ids:
+                session.execute(update(HostRow).where(HostRow.id.in_(ids))
+                                .values(claimed_by=self.worker_id, claimed_until=until))
+            rows = session.execute(select(HostRow.id, HostRow.uri).where(HostRow.claimed_by == self.worker_id)).all()
+        self._owned = {row.id: row.uri for row in rows}
+        for host_id in list(self.hosts._hosts):
+            if host_id not in self._owned:
+                self.hosts.forget(host_id)
+
+    def release_hosts(self):
+        with self.db.write() as session:
+            session.execute(update(HostRow).where(HostRow.claimed_by == self.worker_id)
+                            .values(claimed_by=None, claimed_until=None))
+        self._owned = {}
+
+    def reconcile_capacity(self):
+        """Recompute each owned host's allocation from its instances: a crash can never leak capacity."""
+        holding = [state.value for state in HOLDS_CAPACITY]
+        with self.db.write() as session:
+            totals = {row.host_id: (row.cpus, row.memory) for row in session.execute(
+                select(InstanceRow.host_id, func.sum(InstanceRow.vcpus).label('cpus'),
+                       func.sum(InstanceRow.memory_mib).label('memory'))
+                .where(InstanceRow.state.in_(holding), InstanceRow.host_id.in_(list(self._owned)))
+                .group_by(InstanceRow.host_id))}
+            for host_id in self._owned:
+                cpus, memory = totals.get(host_id, (0, 0))
+                session.execute(update(HostRow).where(HostRow.id == host_id)
+                                .values(used_cpus=cpus or 0, used_memory_mib=memory or 0))
+
+    # -- dispatching ---------------------------------------------------------------------------------
+
+    def dispatch(self, wait=False):
+        """Hand due work on owned hosts to the thread pool; True if any was found."""
+        if not self._owned:
+            return False
+        now = utcnow()
+        with self.db.read() as session:
+            rows = session.execute(
+                select(InstanceRow.instance_id, InstanceRow.state, InstanceRow.host_id)
+                .where(InstanceRow.state.in_([state.value for state in WORK_STATES]),
+                       InstanceRow.host_id.in_(list(self._owned)),
+                       or_(InstanceRow.next_attempt_at.is_(None), InstanceRow.next_attempt_at <= now))
+                .order_by(InstanceRow.state_changed_at).limit(BATCH)).all()
+        groups = collections.defaultdict(list)
+        with self._in_flight_lock:
+            for instance_id, state, host_id in rows:
+                if instance_id not in self._in_flight:
+                    self._in_flight.add(instance_id)
+                    groups[(host_id, state)].append(instance_id)
+        futures = []
+        for (host_id, state), ids in groups.items():
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start:start + CHUNK]
+                futures.append(self._executor.submit(self._work_guarded, host_id, State(state), chunk))
+        if wait:
+            concurrent.futures.wait(futures)
+        return bool(groups)
+
+    def in_flight(self, instance_id):
+        with self._in_flight_lock:
+            return instance_id in self._in_flight
+
+    def _work_guarded(self, host_id, state, ids):
+        try:
+            self._work(host_id, state, ids)
+        except Exception:
+            log.exception('work on %s (%s) failed', ids, state.value)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.difference_update(ids)
+            self._wake.set()
+
+    def _work(self, host_id, state, ids):
+        uri = self._owned.get(host_id)
+        if uri is None:
+            return
+        host = self.hosts.get(host_id, uri)
+        handler = {State.PENDING: self._deploy, State.REBOOTING: self._reboot,
+                   State.STOPPING: self._stop, State.SHUTTING_DOWN: self._destroy}[state]
+        outcomes = handler(host, host_id, ids)
+        self._record(state, outcomes)
+
+    # Each handler returns {instance_id: (event or None, reason_code, reason)}; None means "failed,
+    # retry later" for deploys and destroys, with the reason kept for the last attempt.
+
+    def _deploy(self, host, host_id, ids):
+        outcomes = {}
+        for instance_id, spec in self._domain_specs(host, host_id, ids).items():
+            if isinstance(spec, Exception):
+                outcomes[instance_id] = (None, 'Server.InternalError', str(spec))
+                continue
+            try:
+                host.start(instance_id, domain_xml.build(spec))
+                if host.simulated:
+                    self.provisioner.note(instance_id, f'[{_stamp()}] simulated host {_host_label(host)}: '
+                                                       f'domain {instance_id} started')
+                outcomes[instance_id] = (Event.DEPLOYED, None, None)
+            except HostError as error:
+                outcomes[instance_id] = (None, 'Server.InternalError', str(error))
+        return outcomes
+
+    def _reboot(self, host, host_id, ids):
+        outcomes = {}
+        for instance_id in ids:
+            try:
+                host.reboot(instance_id)
+                if host.simulated:
+                    self.provisioner.note(instance_id, f'[{_stamp()}] domain {instance_id} rebooted')
+                outcomes[instance_id] = (Event.REBOOTED, None, None)
+            except HostError as error:
+                outcomes[instance_id] = (None, 'Server.InternalError', str(error))
+        return outcomes
+
+    def _stop(self, host, host_id, ids):
+        """ACPI power button for all, then wait; whoever is still up at the timeout is powered off."""
+        outcomes, waiting = {}, []
+        for instance_id in ids:
+            try:
+                if host.shutdown(instance_id):
+                    waiting.append(instance_id)
+            except HostError as error:
+                outcomes[instance_id] = (None, 'Server.InternalError', str(error))
+        deadline = time.monotonic() + self.settings.stop_timeout_seconds
+        while waiting and time.monotonic() < deadline and not self._stopping.is_set():
+            waiting = [instance_id for instance_id in waiting if _still_up(host, instance_id)]
+            if waiting:
+                time.sleep(0.25)
+        for instance_id in ids:
+            if instance_id in outcomes:
+                continue
+            try:
+                if instance_id in waiting:
+                    host.power_off(instance_id)
+                if host.simulated:
+                    self.provisioner.note(instance_id, f'[{_stamp()}] domain {instance_id} shut down')
+                outcomes[instance_id] = (Event.STOPPED, 'Client.UserInitiatedShutdown',
+                                         'Client.UserInitiatedShutdown: User initiated shutdown')
+            except HostError as error:
+                outcomes[instance_id] = (None, 'Server.InternalError', str(error))
+        return outcomes
+
+    def _destroy(self, host, host_id, ids):
+        outcomes = {}
+        for instance_id in ids:
+            try:
+                host.remove(instance_id)
+                self.provisioner.cleanup(instance_id)
+                outcomes[instance_id] = (Event.CLEANED_UP, 'Client.UserInitiatedShutdown',
+                                         'Client.UserInitiatedShutdown: User initiated shutdown')
+            except HostError as error:
+                outcomes[instance_id] = (None, 'Server.InternalError', str(error))
+        return outcomes
+
+    def _record(self, state, outcomes):
+        """Commit what happened in one transaction; an instance whose state moved on meanwhile is left alone."""
+        if not outcomes:
+            return
+        failed_for_good = []
+        with self.db.write() as session:
+            rows = {row.instance_id: row for row in session.scalars(
+                select(InstanceRow).where(InstanceRow.instance_id.in_(list(outcomes))).with_for_update())}
+            for instance_id, (event, code, reason) in outcomes.items():
+                row = rows.get(instance_id)
+                if row is None or row.state != state.value:
+                    continue
+                if event is not None:
+                    transition(session, row, event, reason=reason, reason_code=code)
+                elif self._give_up(row, state):
+                    transition(session, row, Event.DEPLOY_FAILED, reason=f'{code}: {reason}', reason_code=code)
+                    failed_for_good.append((row.host_id, instance_id))
+                else:
+                    row.attempts += 1
+                    delay = RETRY_BACKOFF_SECONDS[min(row.attempts, len(RETRY_BACKOFF_SECONDS)) - 1]
+                    row.next_attempt_at = utcnow() + datetime.timedelta(seconds=delay)
+                    row.state_reason_code, row.state_reason_message = code, f'{code}: {reason}'
+        for host_id, instance_id in failed_for_good:
+            self._clean_failed(host_id, instance_id)
+
+    def _give_up(self, row, state):
+        # Only deploys give up: a stop, reboot or destroy keeps trying until the host answers.
+        return state is State.PENDING and row.attempts + 1 >= self.settings.deploy_attempts
+
+    def _clean_failed(self, host_id, instance_id):
+        try:
+            uri = self._owned.get(host_id)
+            if uri:
+                self.hosts.get(host_id, uri).remove(instance_id)
+        except HostError as error:
+            log.warning('could not remove the domain of failed instance %s: %s', instance_id, error)
+        self.provisioner.cleanup(instance_id)
+
+    # -- domain definitions --------------------------------------------------------------------------
+
+    def _domain_specs(self, host, host_id, ids):
+        """{instance_id: DomainSpec or the exception that prevented making one}."""
+        specs = {}
+        with self.db.read() as session:
+            host_row = session.get(HostRow, host_id)
+            rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
+            images = _images_for(session, rows)
+            networks = {row.id: row for row in session.scalars(select(NetworkRow))}
+            keys = _public_keys(session, rows)
+            for row in rows:
+                try:
+                    specs[row.instance_id] = self.provisioner.prepare(
+                        row, images.get(row.image_id), images.get(row.kernel_id), images.get(row.ramdisk_id),
+                        networks.get(row.network_id), _context(row, networks.get(row.network_id), keys),
+                        simulated=host.simulated, domain_type=_domain_type(host_row.domain_type))
+                except (ProvisioningError, OSError) as error:
+                    specs[row.instance_id] = error
+        return specs
+
+    def _restore_host(self, host_id, host):
+        """A simulated host opened for the first time in this process comes up empty: restart what
+        should be running on it, as libvirt does with autostart domains."""
+        if not host.simulated:
+            return
+        with self.db.read() as session:
+            ids = session.scalars(select(InstanceRow.instance_id).where(
+                InstanceRow.host_id == host_id, InstanceRow.state.in_(RESTORED_STATES))).all()
+        if not ids:
+            return
+        for instance_id, spec in self._domain_specs(host, host_id, ids).items():
+            if isinstance(spec, Exception):
+                continue
+            try:
+                host.start(instance_id, domain_xml.build(spec))
+                self.provisioner.note(instance_id, f'[{_stamp()}] host restarted: domain {instance_id} autostarted')
+            except HostError as error:
+                log.warning('could not restore %s: %s', instance_id, error)
+
+
+def _host_label(host):
+    return host.uri.rsplit('/', 1)[-1].removesuffix('.xml')
+
+
+def _still_up(host, instance_id):
+    try:
+        return host.state(instance_id) in ('running', 'paused')
+    except HostError:
+        return True
+
+
+def _domain_type(host_domain_type):
+    # Simulated hosts get the same QEMU definition a real host would.
+    return 'qemu' if host_domain_type == 'test' else host_domain_type
+
+
+def _images_for(session, rows):
+    ids = {image_id for row in rows for image_id in (row.image_id, row.kernel_id, row.ramdisk_id) if image_id}
+    return {image.image_id: image for image in session.scalars(select(ImageRow).where(ImageRow.image_id.in_(ids)))}
+
+
+def _public_keys(session, rows):
+    wanted = {(row.owner, row.key_name) for row in rows if row.key_name}
+    if not wanted:
+        return {}
+    owners = {owner for owner, _ in wanted}
+    return {(key.owner, key.name): key.public_key for key in session.scalars(
+        select(KeyPairRow).where(KeyPairRow.owner.in_(owners)))}
+
+
+def _context(row, network, keys):
+    return Context(instance_id=row.instance_id, ip=row.private_ip, mac=row.mac,
+                   cidr=network.cidr if network else '10.0.0.0/20',
+                   gateway=network.gateway if network else None, dns=network.dns if network else None,
+                   ssh_public_key=keys.get((row.owner, row.key_name)), user_data=row.user_data,
+                   image_id=row.image_id, instance_type=row.instance_type, zone=row.zone,
+                   public_ip=row.public_ip)
+
+
+def _stamp():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S')
+
