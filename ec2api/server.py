@@ -12,9 +12,10 @@ from .app import create_app
 
 
 class _Server(BaseApplication):
-    def __init__(self, cloud, options):
+    def __init__(self, cloud, options, run_worker):
         self.cloud = cloud
         self.options = options
+        self.run_worker = run_worker
         super().__init__()
 
     def load_config(self):
@@ -24,10 +25,12 @@ class _Server(BaseApplication):
     def load(self):
         # Runs in the worker after the fork: drop connections inherited from the parent.
         self.cloud.after_fork()
+        if self.run_worker:
+            self.cloud.start_worker()
         return create_app(self.cloud)
 
 
-def serve(cloud, host, port, workers=1, threads=8, access_log=False):
+def serve(cloud, host, port, workers=1, threads=8, access_log=False, run_worker=True):
     options = {
         'bind': f'{host}:{port}',
         'workers': workers,
@@ -41,4 +44,4 @@ def serve(cloud, host, port, workers=1, threads=8, access_log=False):
         'proc_name': 'reservoir',
     }
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    _Server(cloud, options).run()
+    _Server(cloud, options, run_worker).run()

@@ -45,7 +45,7 @@ def fake_server(monkeypatch):
     """Stands in for the front-end's server module, recording how it was asked to serve."""
     calls = []
     module = types.ModuleType('ec2api.server')
-    module.serve = lambda cloud, host, port: calls.append((cloud.users.list(), host, port))
+    module.serve = lambda cloud, host, port, **_options: calls.append((cloud.users.list(), host, port))
     monkeypatch.setitem(sys.modules, 'ec2api.server', module)
     return calls
 
@@ -150,3 +150,24 @@ def test_usage_errors_and_help(capsys):
 def test_broken_configuration_is_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv('RESERVOIR_CONF', str(tmp_path / 'empty'))
     assert_fails(capsys, ('user', 'list',), 'missing')
+
+
+def test_simulated_hosts_and_networks_from_the_command_line(capsys):
+    code, out, err = run(capsys, 'host', 'add', '--simulated', '--count', '2', '--cpus', '4',
+                         '--memory', '2048', '--json')
+    assert code == 0, err
+    hosts = json.loads(out)
+    assert [host['name'] for host in hosts] == ['sim-00001', 'sim-00002']
+    assert all(host['uri'].startswith('test://') and host['cpus'] == 4 for host in hosts)
+    code, out, err = run(capsys, 'net', 'create', 'lab', '10.1.0.0/20', '--json')
+    assert code == 0, err
+    assert json.loads(out)[0]['size'] == 4094
+    code, out, err = run(capsys, 'host', 'disable', 'sim-00001', '--json')
+    assert json.loads(out)[0]['enabled'] is False
+
+
+def test_bad_compute_input_is_one_line_and_non_zero(capsys):
+    for arguments in (('host', 'add', '--simulated', '--cpus', '2'), ('net', 'create', 'x', '10.0.0.1/20'),
+                      ('host', 'remove', 'nowhere')):
+        code, out, err = run(capsys, *arguments)
+        assert code == 1 and err.startswith('reservoir: error: ') and err.count('\n') == 1, err

@@ -1,17 +1,17 @@
 """The `reservoir` administration command: serve the EC2 endpoint, manage users and images."""
 import argparse
 import dataclasses
-import datetime
-import json
 import sys
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .cloud import Cloud
-from .config import ConfigError, load_config, parse_listen
-from .errors import BackendError
-from .vault import VaultError
+from ..cloud import Cloud
+from ..config import ConfigError, load_config, parse_listen
+from ..errors import BackendError
+from ..vault import VaultError
+from . import compute
+from .output import plain, print_json, print_table, size, timestamp
 
 PROGRAM = 'reservoir'
 FIRST_USER = 'admin'
@@ -48,6 +48,10 @@ def _parser():
 
     serve = commands.add_parser('serve', help='run the EC2 endpoint')
     serve.add_argument('--listen', metavar='HOST:PORT', help='address to listen on (default: from reservoir.ini)')
+    serve.add_argument('--processes', type=int, default=1,
+                       help='API processes (more than one wants PostgreSQL; default 1)')
+    serve.add_argument('--no-worker', action='store_true',
+                       help='serve the API only; `reservoir worker` processes do the work')
     serve.set_defaults(command=serve_command)
 
     user = commands.add_parser('user', help='manage users and their access keys')
@@ -85,6 +89,7 @@ def _parser():
     listing = image_commands.add_parser('list', help='list the images of every account')
     _json_flag(listing)
     listing.set_defaults(command=image_list)
+    compute.add_commands(commands, _json_flag)
     return parser
 
 
@@ -104,7 +109,7 @@ def serve_command(args):
         if not cloud.users.any_users():
             _print_first_user(cloud.users.create(FIRST_USER), config)
         from ec2api.server import serve  # the front-end; imported only to serve
-        serve(cloud, host, port)
+        serve(cloud, host, port, workers=args.processes, run_worker=not args.no_worker)
     return 0
 
 
@@ -150,16 +155,16 @@ def user_list(args):
     with Cloud.open() as cloud:
         users = cloud.users.list()
     if args.json:
-        _print_json([_plain(user) for user in users])
+        print_json([plain(user) for user in users])
         return
-    _print_table(('NAME', 'ACCOUNT', 'ACCESS KEYS', 'CREATED'),
-                 [(user.name, user.account_id, ','.join(user.access_key_ids), _timestamp(user.created_at))
+    print_table(('NAME', 'ACCOUNT', 'ACCESS KEYS', 'CREATED'),
+                 [(user.name, user.account_id, ','.join(user.access_key_ids), timestamp(user.created_at))
                   for user in users])
 
 
 def _print_new_user(user, as_json):
     if as_json:
-        _print_json(_plain(user))
+        print_json(plain(user))
         return
     print(f'User:              {user.name}\n'
           f'Account:           {user.account_id}\n'
@@ -177,7 +182,7 @@ def image_register(args):
             description=args.description, kernel_id=args.kernel_id, ramdisk_id=args.ramdisk_id,
             architecture=args.architecture)
     if args.json:
-        _print_json(_plain(image))
+        print_json(plain(image))
     else:
         print(image.image_id)
 
@@ -186,52 +191,10 @@ def image_list(args):
     with Cloud.open() as cloud:
         images = cloud.images.list_all()
     if args.json:
-        _print_json([_plain(image) for image in images])
+        print_json([plain(image) for image in images])
         return
-    _print_table(('IMAGE', 'NAME', 'TYPE', 'STATE', 'VISIBILITY', 'OWNER', 'FORMAT', 'SIZE'),
+    print_table(('IMAGE', 'NAME', 'TYPE', 'STATE', 'VISIBILITY', 'OWNER', 'FORMAT', 'SIZE'),
                  [(image.image_id, image.name, image.image_type, image.state,
                    'public' if image.public else 'private', image.owner, image.disk_format,
-                   _size(image.virtual_size_bytes)) for image in images])
+                   size(image.virtual_size_bytes)) for image in images])
 
-
-# --- output ---------------------------------------------------------------------------------------
-
-def _plain(record):
-    """A record as JSON-ready values."""
-    def value(item):
-        if isinstance(item, datetime.datetime):
-            return item.isoformat()
-        if isinstance(item, Path):
-            return str(item)
-        if isinstance(item, tuple):
-            return list(item)
-        return item
-    return {field.name: value(getattr(record, field.name)) for field in dataclasses.fields(record)}
-
-
-def _print_json(data):
-    print(json.dumps(data, indent=2))
-
-
-def _print_table(headings, rows):
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headings, *rows)]
-    for row in (headings, *rows):
-        print('  '.join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
-def _timestamp(moment):
-    return moment.strftime('%Y-%m-%d %H:%M:%SZ')
-
-
-def _size(size_bytes):
-    if size_bytes is None:
-        return '-'
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if size_bytes < 1024:
-            return f'{size_bytes:.0f}{unit}' if unit == 'B' else f'{size_bytes:.1f}{unit}'
-        size_bytes /= 1024
-    return f'{size_bytes:.1f}TiB'
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,0 +1,184 @@
+"""`reservoir host|net|instance|worker`: the compute side of administration."""
+import signal
+import threading
+
+from ..cloud import Cloud
+from ..errors import InvalidValue
+from .output import plain, print_json, print_table, timestamp
+
+
+def add_commands(commands, json_flag):
+    _host_commands(commands, json_flag)
+    _network_commands(commands, json_flag)
+    _instance_commands(commands, json_flag)
+    worker = commands.add_parser('worker', help='run a worker process (deploys, stops, monitors hosts)')
+    worker.set_defaults(command=worker_command)
+
+
+# --- host -------------------------------------------------------------------------------------------
+
+def _host_commands(commands, json_flag):
+    host = commands.add_parser('host', help='manage hypervisor hosts')
+    actions = host.add_subparsers(dest='action', required=True, metavar='ACTION')
+    add = actions.add_parser('add', help='register a libvirt host, or create simulated hosts')
+    add.add_argument('uri', nargs='?', help='libvirt URI: qemu:///system, qemu+ssh://…, xen://…, test:///…')
+    add.add_argument('--simulated', action='store_true', help="create hosts on libvirt's test driver")
+    add.add_argument('--count', type=int, default=1, help='how many simulated hosts (default 1)')
+    add.add_argument('--name')
+    add.add_argument('--cpus', type=int)
+    add.add_argument('--memory', type=int, metavar='MiB')
+    add.add_argument('--zone')
+    add.add_argument('--domain-type', choices=('qemu', 'kvm', 'xen'))
+    json_flag(add)
+    add.set_defaults(command=host_add)
+    listing = actions.add_parser('list', help='list hosts and their capacity')
+    json_flag(listing)
+    listing.set_defaults(command=host_list)
+    for name, function, text in (('show', host_show, 'show one host'),
+                                 ('disable', host_disable, 'place no new instances on a host'),
+                                 ('enable', host_enable, 'place instances on a host again'),
+                                 ('remove', host_remove, 'forget a host that runs no instances')):
+        parser = actions.add_parser(name, help=text)
+        parser.add_argument('name')
+        json_flag(parser)
+        parser.set_defaults(command=function)
+
+
+def host_add(args):
+    with Cloud.open() as cloud:
+        if args.simulated:
+            if args.cpus is None or args.memory is None:
+                raise InvalidValue('simulated hosts need --cpus and --memory')
+            if args.count < 1:
+                raise InvalidValue('--count must be at least 1')
+            hosts = cloud.hosts.add_simulated(args.count, args.cpus, args.memory, zone=args.zone)
+        elif args.uri:
+            hosts = [cloud.hosts.add(args.uri, name=args.name, cpus=args.cpus, memory_mib=args.memory,
+                                     zone=args.zone, domain_type=args.domain_type)]
+        else:
+            raise InvalidValue('give a libvirt URI, or --simulated')
+    _print_hosts(hosts, args.json)
+
+
+def host_list(args):
+    with Cloud.open() as cloud:
+        _print_hosts(cloud.hosts.list(), args.json)
+
+
+def host_show(args):
+    with Cloud.open() as cloud:
+        _print_hosts([cloud.hosts.get(args.name)], args.json)
+
+
+def host_disable(args):
+    with Cloud.open() as cloud:
+        _print_hosts([cloud.hosts.set_enabled(args.name, False)], args.json)
+
+
+def host_enable(args):
+    with Cloud.open() as cloud:
+        _print_hosts([cloud.hosts.set_enabled(args.name, True)], args.json)
+
+
+def host_remove(args):
+    with Cloud.open() as cloud:
+        cloud.hosts.remove(args.name)
+    if args.json:
+        print_json({'removed': args.name})
+    else:
+        print(f"Removed host '{args.name}'.")
+
+
+def _print_hosts(hosts, as_json):
+    if as_json:
+        print_json([host.as_json() for host in hosts])
+        return
+    print_table(('NAME', 'URI', 'ZONE', 'STATE', 'ENABLED', 'VCPU USED/TOTAL', 'MEMORY MiB USED/TOTAL', 'INSTANCES'),
+                [(h.name, h.uri, h.zone, h.state, 'yes' if h.enabled else 'no', f'{h.used_cpus}/{h.cpus}',
+                  f'{h.used_memory_mib}/{h.memory_mib}', h.instances) for h in hosts])
+
+
+# --- net --------------------------------------------------------------------------------------------
+
+def _network_commands(commands, json_flag):
+    net = commands.add_parser('net', help='manage virtual networks')
+    actions = net.add_subparsers(dest='action', required=True, metavar='ACTION')
+    create = actions.add_parser('create', help='create a virtual network (an EC2 subnet)')
+    create.add_argument('name')
+    create.add_argument('cidr', help='e.g. 10.1.0.0/20')
+    create.add_argument('--gateway')
+    create.add_argument('--dns', help='comma-separated name servers')
+    create.add_argument('--bridge', help='host bridge the network lives on')
+    create.add_argument('--vlan', type=int)
+    json_flag(create)
+    create.set_defaults(command=net_create)
+    listing = actions.add_parser('list', help='list networks and their leases')
+    json_flag(listing)
+    listing.set_defaults(command=net_list)
+    show = actions.add_parser('show', help='show one network')
+    show.add_argument('name')
+    json_flag(show)
+    show.set_defaults(command=net_show)
+
+
+def net_create(args):
+    with Cloud.open() as cloud:
+        network = cloud.networks.create(args.name, args.cidr, gateway=args.gateway, dns=args.dns,
+                                        bridge=args.bridge, vlan=args.vlan)
+    _print_networks([network], args.json)
+
+
+def net_list(args):
+    with Cloud.open() as cloud:
+        _print_networks(cloud.networks.list(), args.json)
+
+
+def net_show(args):
+    with Cloud.open() as cloud:
+        _print_networks([cloud.networks.get(args.name)], args.json)
+
+
+def _print_networks(networks, as_json):
+    if as_json:
+        print_json([network.as_json() for network in networks])
+        return
+    print_table(('NAME', 'SUBNET', 'KIND', 'CIDR', 'GATEWAY', 'BRIDGE', 'VLAN', 'LEASED'),
+                [(n.name, n.subnet_id, n.kind, n.cidr, n.gateway or '-', n.bridge or '-', n.vlan or '-',
+                  f'{n.leased}/{n.size}') for n in networks])
+
+
+# --- instance ---------------------------------------------------------------------------------------
+
+def _instance_commands(commands, json_flag):
+    instance = commands.add_parser('instance', help='look at instances of every account')
+    actions = instance.add_subparsers(dest='action', required=True, metavar='ACTION')
+    listing = actions.add_parser('list', help='list instances')
+    listing.add_argument('--owner', metavar='ACCOUNT_ID')
+    json_flag(listing)
+    listing.set_defaults(command=instance_list)
+
+
+def instance_list(args):
+    with Cloud.open() as cloud:
+        instances = cloud.instances.describe(args.owner)
+    if args.json:
+        print_json([plain(instance) for instance in instances])
+        return
+    print_table(('INSTANCE', 'OWNER', 'STATE', 'TYPE', 'HOST', 'PRIVATE IP', 'PUBLIC IP', 'LAUNCHED', 'REASON'),
+                [(i.instance_id, i.owner, i.state, i.instance_type, i.host_name or '-', i.private_ip or '-',
+                  i.public_ip or '-', timestamp(i.launch_time), i.state_reason_message or '')
+                 for i in instances])
+
+
+# --- worker -----------------------------------------------------------------------------------------
+
+def worker_command(_args):
+    """A worker process on its own: for scale-out next to API processes that run without one."""
+    stop = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stop.set())
+    with Cloud.open() as cloud:
+        worker = cloud.start_worker()
+        print(f'worker {worker.worker_id} running', flush=True)
+        stop.wait()
+    return 0
