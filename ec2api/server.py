@@ -20,7 +20,8 @@ class _Server(BaseApplication):
 
     def load_config(self):
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:   # older gunicorn releases lack some settings
+                self.cfg.set(key, value)
 
     def load(self):
         # Runs in the worker after the fork: drop connections inherited from the parent.
@@ -42,6 +43,8 @@ def serve(cloud, host, port, workers=1, threads=8, access_log=False, run_worker=
         'accesslog': '-' if access_log else None,
         'loglevel': 'info',
         'proc_name': 'reservoir',
+        # Several servers (tests, benchmarks) may run side by side: no shared control socket.
+        'control_socket_disable': True,
     }
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     _Server(cloud, options, run_worker).run()
