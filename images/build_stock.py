@@ -73,6 +73,13 @@ def log(message):
     print(f"build_stock: {message}", file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def timed(step):
+    started = time.monotonic()
+    yield
+    log(f"{step}: {time.monotonic() - started:.1f} s")
+
+
 def run(args, **kwargs):
     return subprocess.run([str(a) for a in args], check=True, text=True,
                           stdout=subprocess.PIPE, **kwargs).stdout
@@ -89,32 +96,36 @@ def sha256_file(path):
 # --- Debian packages ---------------------------------------------------------
 
 def apt_records(*names):
-    """Candidate version fields of packages, one dict per package (apt-cache show)."""
+    """Candidate version of each package (apt-cache show), by package name."""
     text = run(["apt-cache", "show", "--no-all-versions", *names])
-    records = []
+    records = {}
     for stanza in text.strip().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line)
-        records.append({"package": fields["Package"], "version": fields["Version"],
-                        "file": Path(fields["Filename"]).name, "sha256": fields["SHA256"],
-                        "depends": fields.get("Depends", "")})
+        records[fields["Package"]] = {
+            "package": fields["Package"], "version": fields["Version"],
+            "file": Path(fields["Filename"]).name, "sha256": fields["SHA256"],
+            "size": int(fields["Size"]), "depends": fields.get("Depends", ""),
+        }
     return records
 
 
 def package_records():
     """Records of the kernel linux-image-amd64 depends on and of busybox-static."""
-    metapackage, busybox = apt_records(KERNEL_METAPACKAGE, BUSYBOX_PACKAGE)
-    kernels = [d.split()[0] for d in metapackage["depends"].split(", ")
+    records = apt_records(KERNEL_METAPACKAGE, BUSYBOX_PACKAGE)
+    kernels = [d.split()[0] for d in records[KERNEL_METAPACKAGE]["depends"].split(", ")
                if d.startswith("linux-image-")]
     if not kernels:
         raise SystemExit(f"{KERNEL_METAPACKAGE} names no kernel package")
-    (kernel,) = apt_records(kernels[0])
-    return kernel, busybox
+    return apt_records(kernels[0])[kernels[0]], records[BUSYBOX_PACKAGE]
 
 
 def fetch_deb(record, cache_dir):
-    """Returns the cached .deb of a package, downloading it when missing or damaged."""
+    """Returns the cached .deb of a package, downloading it when missing.
+
+    Downloads are checked against the archive's sha256 before they enter the cache.
+    """
     path = cache_dir / record["file"]
-    if path.exists() and sha256_file(path) == record["sha256"]:
+    if path.exists() and path.stat().st_size == record["size"]:
         return path
     log(f"downloading {record['package']} {record['version']}")
     # apt drops privileges to _apt for downloads, which cannot write a private dir.
@@ -246,7 +257,7 @@ class CpioWriter:
 
 def write_initramfs(path, busybox, applets, modules):
     with open(path, "wb") as raw, \
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as stream:
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as stream:
         cpio = CpioWriter(stream)
         for name in ("dev", "proc", "sys", "newroot"):
             cpio.directory(name)
@@ -299,28 +310,31 @@ def make_root_disk(root, qcow2, scratch):
 
 # --- the build ---------------------------------------------------------------
 
-def assemble(work, debs):
-    """Builds every output file into work/out; returns that directory."""
-    out = work / "out"
+def assemble(work, out, debs):
+    """Builds every output file into out, unpacking in work; returns the kernel version."""
     out.mkdir()
     kernel_root, busybox_root = work / "kernel", work / "busybox"
-    run(["dpkg", "-x", debs["kernel"], kernel_root])
-    run(["dpkg", "-x", debs["busybox"], busybox_root])
-    (kernel_version,) = [p.name for p in (kernel_root / "lib" / "modules").iterdir()]
-    run(["depmod", "-b", kernel_root, kernel_version])
+    with timed("unpack packages"):
+        run(["dpkg", "-x", debs["kernel"], kernel_root])
+        run(["dpkg", "-x", debs["busybox"], busybox_root])
+        (kernel_version,) = [p.name for p in (kernel_root / "lib" / "modules").iterdir()]
+        run(["depmod", "-b", kernel_root, kernel_version])
 
-    bzimage = kernel_root / "boot" / f"vmlinuz-{kernel_version}"
-    shutil.copy(bzimage, out / "vmlinuz")
-    (out / "vmlinux").write_bytes(extract_vmlinux(bzimage.read_bytes()))
+    with timed("kernel"):
+        bzimage = kernel_root / "boot" / f"vmlinuz-{kernel_version}"
+        shutil.copy(bzimage, out / "vmlinuz")
+        (out / "vmlinux").write_bytes(extract_vmlinux(bzimage.read_bytes()))
 
     busybox = busybox_root / "bin" / "busybox"
     applets = busybox_applets(busybox)
-    modules = module_load_order(kernel_root / "lib" / "modules" / kernel_version)
-    write_initramfs(out / "initrd.img", busybox, applets, modules)
+    with timed("initramfs"):
+        modules = module_load_order(kernel_root / "lib" / "modules" / kernel_version)
+        write_initramfs(out / "initrd.img", busybox, applets, modules)
 
-    stage_root(work / "root", busybox, applets)
-    make_root_disk(work / "root", out / "root.qcow2", work)
-    return out, kernel_version
+    with timed("root disk"):
+        stage_root(work / "root", busybox, applets)
+        make_root_disk(work / "root", out / "root.qcow2", work)
+    return kernel_version
 
 
 def write_manifest(out, kernel_version, records, digest):
@@ -361,7 +375,7 @@ def current_manifest(out, digest):
 
 
 def publish(staged, out):
-    """Replaces out with staged, never leaving a half-written out behind."""
+    """Replaces out with staged by renames, so out is never seen half written."""
     if out.exists():
         old = staged.parent / "previous"
         os.rename(out, old)
@@ -388,8 +402,12 @@ def build(out=DEFAULT_OUT, cache=DEFAULT_CACHE, force=False):
         if manifest:
             log(f"{out.name} is up to date")
             return manifest
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as work:
-            staged, kernel_version = assemble(Path(work), debs)
+        # Unpacking goes to the system's temporary directory (the kernel tree is
+        # 400 MB); outputs are staged beside out so that publishing is a rename.
+        with tempfile.TemporaryDirectory(prefix="reservoir-image-") as work, \
+                tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as staging:
+            staged = Path(staging) / "out"
+            kernel_version = assemble(Path(work), staged, debs)
             manifest = write_manifest(staged, kernel_version, records, digest)
             publish(staged, out)
         return manifest
@@ -403,7 +421,11 @@ def main():
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     args = parser.parse_args()
     started = time.monotonic()
-    manifest = build(args.out, args.cache, args.force)
+    try:
+        manifest = build(args.out, args.cache, args.force)
+    except subprocess.CalledProcessError as error:
+        command = " ".join(str(a) for a in error.cmd)
+        raise SystemExit(f"build_stock: {command} failed with status {error.returncode}")
     for name, entry in manifest["files"].items():
         log(f"{name:<11} {entry['size']:>10} bytes  sha256 {entry['sha256'][:16]}")
     log(f"done in {time.monotonic() - started:.1f} s")

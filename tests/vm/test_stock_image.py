@@ -74,15 +74,18 @@ def make_overlay(path):
 
 
 def user_data_context(ip, hostname, script):
-    return {
+    """A context for the guest's NIC; with ip None the guest derives it from the MAC."""
+    context = {
         "ETH0_MAC": GUEST_MAC,
-        "ETH0_IP": ip,
         "ETH0_MASK": GUEST_MASK,
         "HOSTNAME": hostname,
         "SSH_PUBLIC_KEY": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests test@reservoir",
         "USERDATA_ENCODING": "base64",
         "USER_DATA": base64.b64encode(script.encode()).decode(),
     }
+    if ip is not None:
+        context["ETH0_IP"] = ip
+    return context
 
 
 def arp_request(ip):
@@ -244,8 +247,9 @@ def test_disk_persists_and_powerdown_is_clean(boot, tmp_path):
     token = secrets.token_hex(6)
     script = f"#!/bin/sh\necho \"user-data says {token}\"\necho {token} > /root/marker\n"
 
-    first = boot(user_data_context("10.0.0.5", "i-0first", script), overlay)
+    first = boot(user_data_context(None, "i-0first", script), overlay)
     first.wait_until_contextualized()
+    assert "reservoir-context: ip 10.0.0.5/20 on eth0" in first.console()
     seconds = first.powerdown()
     print(f"\npowered off {seconds:.1f} s after the button press")
     assert first.process.returncode == 0
