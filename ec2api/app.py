@@ -13,6 +13,7 @@ from .errors import EC2Error
 from .parser import parse_params
 from .renderer import render_error, render_response
 from .service_model import operation
+from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Endpoint:
 
     def __init__(self, cloud):
         self.cloud = cloud
+        self.throttle = Throttle.from_settings(cloud.config.compute)
 
     def handle(self):
         request_id = str(uuid.uuid4())
@@ -83,6 +85,8 @@ class Endpoint:
         handler = handler_for(action_name)
         if handler is None:
             raise EC2Error('UnsupportedOperation', f'The action {action_name} is not supported by this cloud.')
+        if self.throttle is not None:
+            self.throttle.check(user.account_id, action_name)
         arguments = parse_params(model, params)
         if arguments.get('DryRun'):
             raise EC2Error('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.')
