@@ -46,7 +46,7 @@ class ComputeSettings:
     # Hosts one worker process drives at most (0: no limit); set when several workers share a database.
     hosts_per_worker: int = 0
     # Per-account request rate limits: burst and refill per second, by kind of action (0: off).
-    rate_limit_mutate: str = '5,2'
+    rate_limit_mutate: str = '200,5'
     rate_limit_describe: str = '100,20'
     rate_limits: bool = False
 
