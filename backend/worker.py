@@ -88,8 +88,6 @@ class Worker:
     # -- running -------------------------------------------------------------------------------------
 
     def start(self):
-        self._executor = concurrent.futures.ThreadPoolExecutor(self.settings.worker_threads,
-                                                               thread_name_prefix='reservoir-work')
         self.claim_hosts()
         self.reconcile_capacity()
         for name, loop in (('reservoir-dispatch', self._dispatch_loop), ('reservoir-monitor', self._monitor_loop)):
@@ -193,6 +191,9 @@ class Worker:
                 if instance_id not in self._in_flight:
                     self._in_flight.add(instance_id)
                     groups[(host_id, state)].append(instance_id)
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(self.settings.worker_threads,
+                                                                   thread_name_prefix='reservoir-work')
         futures = []
         for (host_id, state), ids in groups.items():
             for start in range(0, len(ids), CHUNK):
