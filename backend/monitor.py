@@ -6,6 +6,7 @@
 - A running instance whose domain shut off (the guest powered down) or vanished becomes `stopped`,
   with a reason saying which.
 """
+import collections
 import logging
 
 from sqlalchemy import select
@@ -25,46 +26,51 @@ class Monitor:
         self.worker = worker
 
     def run_round(self):
+        """Ask every owned host for its domains, then reconcile them all in one transaction."""
+        observations = {}
         for host_id, uri in list(self.worker._owned.items()):
-            self.check_host(host_id, uri)
-
-    def check_host(self, host_id, uri):
-        host = self.worker.hosts.get(host_id, uri)
-        try:
-            domains = host.domain_states()
-        except HostError as error:
-            self._host_lost(host_id, str(error))
+            host = self.worker.hosts.get(host_id, uri)
+            try:
+                observations[host_id] = host.domain_states()
+            except HostError as error:
+                observations[host_id] = error
+        if not observations:
             return
-        self._host_seen(host_id, domains)
-
-    def _host_lost(self, host_id, reason):
         with self.worker.db.write() as session:
-            host = session.get(HostRow, host_id)
-            if host.state != 'unreachable':
-                log.warning('host %s is unreachable: %s', host.name, reason)
-            host.state, host.state_reason = 'unreachable', reason
-            for row in self._watched(session, host_id, (State.RUNNING.value,)):
+            hosts = session.scalars(select(HostRow).where(HostRow.id.in_(list(observations)))).all()
+            watched = collections.defaultdict(list)
+            for row in session.scalars(select(InstanceRow).where(
+                    InstanceRow.host_id.in_(list(observations)), InstanceRow.state.in_(WATCHED_STATES))):
+                if not self.worker.in_flight(row.instance_id):
+                    watched[row.host_id].append(row)
+            for host in hosts:
+                observed = observations[host.id]
+                if isinstance(observed, HostError):
+                    self._host_lost(session, host, watched[host.id], str(observed))
+                else:
+                    self._host_seen(session, host, watched[host.id], observed)
+
+    def _host_lost(self, session, host, instances, reason):
+        if host.state != 'unreachable':
+            log.warning('host %s is unreachable: %s', host.name, reason)
+        host.state, host.state_reason = 'unreachable', reason
+        for row in instances:
+            if row.state == State.RUNNING:
                 transition(session, row, Event.HOST_LOST, reason=f'Server.HostUnreachable: {reason}',
                            reason_code='Server.HostUnreachable')
 
-    def _host_seen(self, host_id, domains):
-        with self.worker.db.write() as session:
-            host = session.get(HostRow, host_id)
-            if host.state != 'ok':
-                log.info('host %s answers again', host.name)
-            host.state, host.state_reason, host.last_seen = 'ok', None, utcnow()
-            for row in self._watched(session, host_id, WATCHED_STATES):
-                self._reconcile(session, row, domains.get(row.instance_id))
-
-    def _watched(self, session, host_id, states):
-        rows = session.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id,
-                                                         InstanceRow.state.in_(states))).all()
-        return [row for row in rows if not self.worker.in_flight(row.instance_id)]
+    def _host_seen(self, session, host, instances, domains):
+        if host.state != 'ok':
+            log.info('host %s answers again', host.name)
+            host.state, host.state_reason = 'ok', None
+        host.last_seen = utcnow()
+        for row in instances:
+            self._reconcile(session, row, domains.get(row.instance_id))
 
     def _reconcile(self, session, row, domain_state):
         if domain_state in ('running', 'paused'):
             if row.state == State.IMPAIRED:
-                transition(session, row, Event.HOST_BACK, reason_code=None)
+                transition(session, row, Event.HOST_BACK)
             return
         if domain_state is None:
             code, reason = 'Server.InternalError', 'Server.InternalError: the domain vanished from its host'

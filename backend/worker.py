@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CHUNK = 50                       # instances handled per task, committed in one transaction
 BATCH = 1000                     # work items fetched per dispatch round
 CLAIM_SECONDS = 30.0
+CLAIM_REFRESH_SECONDS = 2.0
 RETRY_BACKOFF_SECONDS = (2.0, 5.0, 15.0)
 # States whose domain a host restores when it comes back empty (libvirt's autostart, for simulated
 # hosts, whose in-memory state dies with the process that opened them).
@@ -109,8 +110,12 @@ class Worker:
         self._wake.set()
 
     def _dispatch_loop(self):
+        last_claim = time.monotonic()
         while not self._stopping.is_set():
             try:
+                if time.monotonic() - last_claim > CLAIM_REFRESH_SECONDS:
+                    self.claim_hosts()   # hosts added meanwhile are driven within a second or two
+                    last_claim = time.monotonic()
                 busy = self.dispatch()
             except Exception:
                 log.exception('dispatch round failed')

@@ -1,0 +1,62 @@
+"""The monitor against simulated hosts: vanished domains, guest shutdowns, unreachable hosts."""
+import subprocess
+
+import pytest
+
+from backend.cloud import Cloud
+from backend.config import load_config
+from backend.instances import LaunchRequest
+from backend.worker import Worker
+
+
+@pytest.fixture
+def setup(tmp_path):
+    cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(tmp_path)}))
+    user = cloud.users.create('alice')
+    disk = tmp_path / 'tiny.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
+    image = cloud.images.register_file(disk, 'tiny', user.account_id, public=True)
+    cloud.hosts.add_simulated(2, cpus=4, memory_mib=2048)
+    worker = Worker(cloud)
+    worker.claim_hosts()
+    launched = cloud.instances.run(user.account_id, LaunchRequest(image.image_id, 2, 2, 'm1.small'))
+    worker.dispatch(wait=True)
+    yield cloud, worker, user.account_id, [instance.instance_id for instance in launched]
+    worker.stop()
+    cloud.close()
+
+
+def states(cloud, owner):
+    return {i.instance_id: (i.state, i.state_reason_code) for i in cloud.instances.describe(owner)}
+
+
+def host_of(cloud, worker, owner, instance_id):
+    [record] = cloud.instances.describe(owner, ids=[instance_id])
+    host_id = next(h.host_id for h in cloud.hosts.list() if h.name == record.host_name)
+    return worker.hosts.get(host_id, worker._owned[host_id])
+
+
+def test_guest_shutdown_and_vanished_domain_become_stopped_with_reasons(setup):
+    cloud, worker, owner, (first, second) = setup
+    host_of(cloud, worker, owner, first).power_off(first)       # as if the guest powered itself off
+    host_of(cloud, worker, owner, second).remove(second)        # the domain is gone altogether
+    worker.monitor.run_round()
+    found = states(cloud, owner)
+    assert found[first] == ('stopped', 'Client.InstanceInitiatedShutdown')
+    assert found[second] == ('stopped', 'Server.InternalError')
+    assert sum(host.used_cpus for host in cloud.hosts.list()) == 0
+
+
+def test_unreachable_host_impairs_instances_and_they_recover(setup):
+    cloud, worker, owner, ids = setup
+    for host_id in list(worker._owned):
+        worker.hosts.get(host_id, worker._owned[host_id]).close()
+    real_uris = dict(worker._owned)
+    worker._owned = {host_id: 'test:///nonexistent/node.xml' for host_id in real_uris}
+    worker.hosts._hosts.clear()
+    worker.monitor.run_round()
+    assert {state for state, _ in states(cloud, owner).values()} == {'impaired'}
+    assert {h.state for h in cloud.hosts.list()} == {'unreachable'}
+    worker._owned = real_uris                                   # the hosts answer again
+    worker.monitor.run_round()                                  # (re-opened: domains autostart)
+    assert {state for state, _ in states(cloud, owner).values()} == {'running'}
