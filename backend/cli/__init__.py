@@ -1,5 +1,6 @@
 """The `reservoir` administration command: serve the EC2 endpoint, manage users and images."""
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -86,6 +87,9 @@ def _parser():
     register.add_argument('--owner', metavar='USERNAME', default=FIRST_USER)
     _json_flag(register)
     register.set_defaults(command=image_register)
+    stock = image_commands.add_parser('install-stock', help='build and register the stock tiny image (public)')
+    _json_flag(stock)
+    stock.set_defaults(command=image_install_stock)
     listing = image_commands.add_parser('list', help='list the images of every account')
     _json_flag(listing)
     listing.set_defaults(command=image_list)
@@ -185,6 +189,19 @@ def image_register(args):
         print_json(plain(image))
     else:
         print(image.image_id)
+
+
+def image_install_stock(args):
+    from .. import stock_image
+    with Cloud.open() as cloud:
+        if not cloud.users.any_users():   # the images' owner; its keys go to stderr with --json
+            with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+                _print_first_user(cloud.users.create(FIRST_USER), cloud.config)
+        images = stock_image.install(cloud, cloud.users.get(FIRST_USER).account_id)
+    if args.json:
+        print_json({kind: plain(getattr(images, kind)) for kind in ('machine', 'kernel', 'ramdisk')})
+    else:
+        print(images.machine.image_id)
 
 
 def image_list(args):

@@ -31,6 +31,11 @@ def _host_commands(commands, json_flag):
     add.add_argument('--domain-type', choices=('qemu', 'kvm', 'xen'))
     json_flag(add)
     add.set_defaults(command=host_add)
+    add_local = actions.add_parser('add-local', help='register this machine (embedded QEMU driver) as host "local"')
+    add_local.add_argument('--domain-type', choices=('auto', 'qemu', 'kvm'), default='auto',
+                           help='auto: KVM if the stock kernel really boots under it, else QEMU (TCG)')
+    json_flag(add_local)
+    add_local.set_defaults(command=host_add_local)
     listing = actions.add_parser('list', help='list hosts and their capacity')
     json_flag(listing)
     listing.set_defaults(command=host_list)
@@ -58,6 +63,15 @@ def host_add(args):
         else:
             raise InvalidValue('give a libvirt URI, or --simulated')
     _print_hosts(hosts, args.json)
+
+
+def host_add_local(args):
+    from ..local_host import add_local_host
+    with Cloud.open() as cloud:
+        host, probe = add_local_host(cloud, args.domain_type)
+    if not args.json:
+        print(f'Domain type {probe.domain_type}: {probe.reason}.')
+    _print_hosts([host], args.json)
 
 
 def host_list(args):
