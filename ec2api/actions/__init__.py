@@ -5,7 +5,8 @@ import importlib
 _HANDLERS = {}
 
 # Modules whose import registers their actions.
-_ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images')
+_ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images', 'instances', 'addresses', 'tags',
+                   'placement_groups')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,414 @@
+"""Instances: launch, describe, status, lifecycle requests, console output and attributes.
+
+The back-end filters and pages in the database; this module maps EC2 filter names onto its fields,
+and its records onto EC2's Reservation and Instance shapes.
+"""
+import base64
+import binascii
+import datetime
+import re
+
+from backend.instances import FILTER_FIELDS, INSTANCE_ID, Criterion, LaunchRequest
+from backend.lifecycle import State, ec2_state
+from backend.matching import wildcard
+
+from ..errors import EC2Error
+from ..paging import encode_token, page_bounds
+from . import Result, action
+from .tags import requested_tags, tag_list
+
+DEFAULT_INSTANCE_TYPE = 'm1.small'
+_RETURN_TRUE = '<return>true</return>'   # for actions whose output shape is empty
+
+# EC2 filter names that are another spelling of a back-end field. Public DNS names are the public
+# addresses themselves (see _public_dns_name), so `dns-name` filters on the address.
+_FILTER_ALIASES = {
+    'dns-name': 'ip-address',
+    'network-interface.addresses.private-ip-address': 'private-ip-address',
+    'network-interface.addresses.association.public-ip': 'ip-address',
+    'network-interface.association.public-ip': 'ip-address',
+    'network-interface.mac-address': 'mac-address',
+    'network-interface.subnet-id': 'subnet-id',
+    'placement.availability-zone': 'availability-zone',
+}
+# Attributes every instance here has the same value of: such a filter keeps all or nothing.
+_CONSTANT_FIELDS = {
+    'architecture': 'x86_64',
+    'hypervisor': 'xen',
+    'root-device-type': 'instance-store',
+    'root-device-name': '/dev/sda1',
+    'tenancy': 'default',
+    'monitoring-state': 'disabled',
+}
+_TAG_FILTERS = ('tag-key', 'tag-value')
+_PRIVATE_DNS = re.compile(r'ip-([0-9*?-]+)\.(.+)\.compute\.internal')
+# DescribeInstanceStatus filters read from the status, which the database does not hold.
+_STATUS_FILTERS = {
+    'instance-status.status': lambda record: _status(record)[0],
+    'system-status.status': lambda record: _status(record)[0],
+    'instance-status.reachability': lambda record: _status(record)[1],
+    'system-status.reachability': lambda record: _status(record)[1],
+}
+_STATUS_ALLOWED_FILTERS = frozenset({'availability-zone', 'instance-state-name', 'instance-state-code',
+                                     'instance-id'})
+
+
+# -- launching ---------------------------------------------------------------------------------------
+
+@action('RunInstances')
+def run_instances(ctx, args):
+    if not args.get('ImageId'):
+        raise EC2Error('MissingParameter', 'The request must contain the parameter ImageId')
+    placement = args.get('Placement') or {}
+    request = LaunchRequest(
+        image_id=args['ImageId'], min_count=args['MinCount'], max_count=args['MaxCount'],
+        instance_type=args.get('InstanceType') or DEFAULT_INSTANCE_TYPE, key_name=args.get('KeyName'),
+        user_data=_checked_user_data(args.get('UserData')), zone=placement.get('AvailabilityZone'),
+        host_name=placement.get('HostId'), group_name=placement.get('GroupName'),
+        kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=args.get('SubnetId'),
+        tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
+        client_token=args.get('ClientToken'))
+    records = sorted(ctx.cloud.instances.run(ctx.account_id, request), key=lambda r: r.ami_launch_index)
+    return _reservation(ctx, records)
+
+
+def _checked_user_data(user_data):
+    """User data travels base64-encoded; keep it as sent, but refuse what is not base64."""
+    if user_data is None:
+        return None
+    try:
+        base64.b64decode(''.join(user_data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise EC2Error('InvalidParameterValue', 'Invalid BASE64 encoding of user data.') from None
+    return user_data
+
+
+# -- describing --------------------------------------------------------------------------------------
+
+@action('DescribeInstances')
+def describe_instances(ctx, args):
+    limit, after = page_bounds(args, 'InstanceIds')
+    criteria = _criteria(args.get('Filters'), ctx.cloud.config.region)
+    records, more = _describe(ctx, args.get('InstanceIds'), criteria, after, limit)
+    reservations = {}
+    for record in records:   # a reservation appears where its first instance on the page does
+        reservations.setdefault(record.reservation_id, []).append(record)
+    return {'Reservations': [_reservation(ctx, members) for members in reservations.values()],
+            'NextToken': _next_token(records, more)}
+
+
+@action('DescribeInstanceStatus')
+def describe_instance_status(ctx, args):
+    limit, after = page_bounds(args, 'InstanceIds')
+    filters = args.get('Filters') or ()
+    for spec in filters:
+        if spec.get('Name') not in _STATUS_FILTERS and spec.get('Name') not in _STATUS_ALLOWED_FILTERS:
+            raise EC2Error('InvalidParameterValue', f"The filter '{spec.get('Name')}' is invalid")
+    criteria = _criteria([spec for spec in filters if spec['Name'] in _STATUS_ALLOWED_FILTERS],
+                         ctx.cloud.config.region)
+    if not args.get('IncludeAllInstances'):
+        criteria.append(Criterion('instance-state-name', ('running',)))
+    keep = _status_predicate([spec for spec in filters if spec['Name'] in _STATUS_FILTERS])
+    records, more = _describe(ctx, args.get('InstanceIds'), criteria, after, limit, keep)
+    return {'InstanceStatuses': [_status_shape(record) for record in records],
+            'NextToken': _next_token(records, more)}
+
+
+def _describe(ctx, ids, criteria, after, limit, keep=None):
+    """(records, more): one page of the back-end's listing, optionally thinned by `keep`."""
+    instances = ctx.cloud.instances
+    if ids and criteria:
+        # Unknown ids are an error even when the filters would have left them out anyway.
+        instances.describe_page(ctx.account_id, ids)
+    records, more = instances.describe_page(ctx.account_id, ids, criteria, after, limit,
+                                            check_ids=not criteria)
+    if keep is None:
+        return records, more
+    kept = [record for record in records if keep(record)]
+    while more and len(kept) < limit:   # `more` implies a limit: fill the page from the next ones
+        records, more = instances.describe_page(ctx.account_id, ids, criteria, records[-1].instance_id,
+                                                limit, check_ids=False)
+        kept.extend(record for record in records if keep(record))
+    if limit is not None and len(kept) > limit:
+        return kept[:limit], True
+    return kept, more
+
+
+def _next_token(records, more):
+    return encode_token(records[-1].instance_id) if more and records else None
+
+
+def _criteria(filters, region):
+    """The back-end criteria for EC2 filters; a constant attribute filter that fails empties the set."""
+    criteria = []
+    for spec in filters or ():
+        name, values = spec.get('Name'), tuple(spec.get('Values') or ())
+        if not values:
+            raise EC2Error('InvalidParameterValue', f"The filter '{name}' needs at least one value.")
+        if name in _CONSTANT_FIELDS:
+            if not any(wildcard(value)(_CONSTANT_FIELDS[name]) for value in values):
+                criteria.append(Criterion('instance-id', ('',)))   # no instance has an empty id
+            continue
+        if name == 'private-dns-name':
+            criteria.append(Criterion('private-ip-address', tuple(_ip_of_private_dns(v, region) for v in values)))
+            continue
+        field = _FILTER_ALIASES.get(name, name)
+        if field not in FILTER_FIELDS and not field.startswith('tag:') and field not in _TAG_FILTERS:
+            raise EC2Error('InvalidParameterValue', f"The filter '{name}' is invalid")
+        criteria.append(Criterion(field, values))
+    return criteria
+
+
+def _ip_of_private_dns(value, region):
+    """The private-address pattern a private DNS name (wildcards allowed in the address) stands for."""
+    match = _PRIVATE_DNS.fullmatch(value)
+    if match is None:
+        raise EC2Error('InvalidParameterValue',
+                       f"The private-dns-name '{value}' is not of the form ip-A-B-C-D.<region>.compute.internal")
+    if not wildcard(match.group(2))(region):
+        return 'no-such-address'   # a name in another region matches no instance here
+    return match.group(1).replace('-', '.')
+
+
+def _status_predicate(filters):
+    tests = [(_STATUS_FILTERS[spec['Name']], [wildcard(value) for value in spec.get('Values') or ()])
+             for spec in filters]
+    if not tests:
+        return None
+    for spec, (_read, patterns) in zip(filters, tests):
+        if not patterns:
+            raise EC2Error('InvalidParameterValue', f"The filter '{spec['Name']}' needs at least one value.")
+    return lambda record: all(any(pattern(read(record)) for pattern in patterns) for read, patterns in tests)
+
+
+# -- lifecycle requests ------------------------------------------------------------------------------
+
+@action('TerminateInstances')
+def terminate_instances(ctx, args):
+    changes = ctx.cloud.instances.terminate(ctx.account_id, args['InstanceIds'])
+    return {'TerminatingInstances': [_state_change(change) for change in changes]}
+
+
+@action('StopInstances')
+def stop_instances(ctx, args):
+    changes = ctx.cloud.instances.stop(ctx.account_id, args['InstanceIds'], force=args.get('Force', False))
+    return {'StoppingInstances': [_state_change(change) for change in changes]}
+
+
+@action('StartInstances')
+def start_instances(ctx, args):
+    changes = ctx.cloud.instances.start(ctx.account_id, args['InstanceIds'])
+    return {'StartingInstances': [_state_change(change) for change in changes]}
+
+
+@action('RebootInstances')
+def reboot_instances(ctx, args):
+    ctx.cloud.instances.reboot(ctx.account_id, args['InstanceIds'])
+    return Result({}, extra_xml=_RETURN_TRUE)
+
+
+@action('GetConsoleOutput')
+def get_console_output(ctx, args):
+    instance_id = args['InstanceId']
+    console = ctx.cloud.console_output(ctx.account_id, instance_id)
+    return {'InstanceId': instance_id, 'Timestamp': datetime.datetime.now(datetime.timezone.utc),
+            'Output': base64.b64encode(console).decode('ascii')}
+
+
+def _state_change(change):
+    return {'InstanceId': change.instance_id, 'CurrentState': _state(change.current_state),
+            'PreviousState': _state(change.previous_state)}
+
+
+# -- attributes --------------------------------------------------------------------------------------
+
+# Attributes with one value for every instance here.
+_FIXED_ATTRIBUTES = {
+    'disableApiTermination': ('DisableApiTermination', {'Value': False}),
+    'disableApiStop': ('DisableApiStop', {'Value': False}),
+    'instanceInitiatedShutdownBehavior': ('InstanceInitiatedShutdownBehavior', {'Value': 'stop'}),
+    'rootDeviceName': ('RootDeviceName', {'Value': '/dev/sda1'}),
+    'blockDeviceMapping': ('BlockDeviceMappings', []),
+    'productCodes': ('ProductCodes', []),
+    'groupSet': ('Groups', []),
+    'sourceDestCheck': ('SourceDestCheck', {'Value': True}),
+    'ebsOptimized': ('EbsOptimized', {'Value': False}),
+    'enaSupport': ('EnaSupport', {'Value': False}),
+}
+_RECORD_ATTRIBUTES = {
+    'instanceType': ('InstanceType', lambda record: record.instance_type),
+    'kernel': ('KernelId', lambda record: record.kernel_id),
+    'ramdisk': ('RamdiskId', lambda record: record.ramdisk_id),
+}
+
+
+@action('DescribeInstanceAttribute')
+def describe_instance_attribute(ctx, args):
+    instance_id, attribute = args['InstanceId'], args['Attribute']
+    (record,) = ctx.cloud.instances.describe(ctx.account_id, ids=[instance_id])
+    result = {'InstanceId': instance_id}
+    if attribute == 'userData':
+        result['UserData'] = {'Value': ctx.cloud.instances.user_data(ctx.account_id, instance_id)}
+    elif attribute in _RECORD_ATTRIBUTES:
+        member, read = _RECORD_ATTRIBUTES[attribute]
+        result[member] = {'Value': read(record)}
+    elif attribute in _FIXED_ATTRIBUTES:
+        member, value = _FIXED_ATTRIBUTES[attribute]
+        result[member] = value
+    else:
+        raise EC2Error('InvalidParameterValue', f"Value ({attribute}) for parameter attribute is invalid.")
+    return result
+
+
+@action('ModifyInstanceAttribute')
+def modify_instance_attribute(ctx, args):
+    instance_id = args['InstanceId']
+    _check_instance_id(instance_id)
+    instance_type, user_data = _requested_changes(args)
+    ctx.cloud.instances.modify(ctx.account_id, instance_id, instance_type=instance_type, user_data=user_data)
+    return Result({}, extra_xml=_RETURN_TRUE)
+
+
+def _requested_changes(args):
+    """(instance type, base64 user data) from either form: InstanceType.Value / UserData.Value, or
+    Attribute + Value. Anything else cannot be changed here."""
+    instance_type = (args.get('InstanceType') or {}).get('Value')
+    user_data = (args.get('UserData') or {}).get('Value')
+    if user_data is not None:   # the model decoded UserData.Value; it is kept base64-encoded
+        user_data = base64.b64encode(user_data).decode('ascii')
+    attribute, value = args.get('Attribute'), args.get('Value')
+    if attribute == 'instanceType' and value is not None:
+        instance_type = value
+    elif attribute == 'userData' and value is not None:
+        user_data = _checked_user_data(value)
+    elif attribute is not None:
+        raise EC2Error('UnsupportedOperation', f"The attribute '{attribute}' cannot be modified here.")
+    unsupported = sorted(name for name in args if name not in ('InstanceId', 'InstanceType', 'UserData',
+                                                               'Attribute', 'Value', 'DryRun'))
+    if unsupported:
+        raise EC2Error('UnsupportedOperation', f"The attribute '{unsupported[0]}' cannot be modified here.")
+    if instance_type is None and user_data is None:
+        raise EC2Error('MissingParameter', 'The request must name an attribute to modify.')
+    return instance_type, user_data
+
+
+def _check_instance_id(instance_id):
+    if not INSTANCE_ID.fullmatch(instance_id or ''):
+        raise EC2Error('InvalidInstanceID.Malformed', f'Invalid id: "{instance_id}"')
+
+
+# -- shapes ------------------------------------------------------------------------------------------
+
+def _reservation(ctx, records):
+    first = records[0]
+    return {'ReservationId': first.reservation_id, 'OwnerId': first.owner, 'Groups': [],
+            'Instances': [_instance_shape(record, ctx.cloud.config.region) for record in records]}
+
+
+def _instance_shape(record, region):
+    private_dns = _private_dns_name(record.private_ip, region)
+    shape = {
+        'InstanceId': record.instance_id,
+        'ImageId': record.image_id,
+        'State': _state(record.state),
+        'PrivateDnsName': private_dns,
+        'PublicDnsName': _public_dns_name(record.public_ip),
+        'StateTransitionReason': record.transition_reason or '',
+        'KeyName': record.key_name,
+        'AmiLaunchIndex': record.ami_launch_index,
+        'InstanceType': record.instance_type,
+        'LaunchTime': record.launch_time,
+        'Placement': {'AvailabilityZone': record.zone, 'GroupName': record.placement_group or '',
+                      'Tenancy': 'default', 'HostId': record.host_name},
+        'KernelId': record.kernel_id,
+        'RamdiskId': record.ramdisk_id,
+        'Monitoring': {'State': 'disabled'},
+        'SubnetId': record.subnet_id,
+        'PrivateIpAddress': record.private_ip,
+        'PublicIpAddress': record.public_ip,
+        'Architecture': 'x86_64',
+        'RootDeviceType': 'instance-store',
+        'RootDeviceName': '/dev/sda1',
+        'BlockDeviceMappings': [],
+        'VirtualizationType': 'paravirtual' if record.kernel_id else 'hvm',
+        'Hypervisor': 'xen',
+        'ClientToken': record.client_token or '',
+        'Tags': tag_list(record.tags),
+        'SecurityGroups': [],
+        'NetworkInterfaces': [_network_interface(record, private_dns)],
+        'EbsOptimized': False,
+        'EnaSupport': False,
+        'SourceDestCheck': True,
+        'CpuOptions': {'CoreCount': record.vcpus, 'ThreadsPerCore': 1},
+        'PlatformDetails': 'Linux/UNIX',
+        'UsageOperation': 'RunInstances',
+    }
+    if record.state_reason_code:
+        shape['StateReason'] = {'Code': record.state_reason_code,
+                                'Message': record.state_reason_message or record.state_reason_code}
+    return shape
+
+
+def _network_interface(record, private_dns):
+    association = None
+    if record.public_ip:
+        association = {'PublicIp': record.public_ip, 'PublicDnsName': _public_dns_name(record.public_ip),
+                       'IpOwnerId': record.owner}
+    return {
+        'MacAddress': record.mac,
+        'PrivateIpAddress': record.private_ip,
+        'PrivateDnsName': private_dns,
+        'SubnetId': record.subnet_id,
+        'OwnerId': record.owner,
+        'Status': 'in-use',
+        'SourceDestCheck': True,
+        'InterfaceType': 'interface',
+        'Groups': [],
+        'Association': association,
+        'Attachment': {'DeviceIndex': 0, 'Status': 'attached', 'AttachTime': record.launch_time,
+                       'DeleteOnTermination': True},
+        'PrivateIpAddresses': [{'Primary': True, 'PrivateIpAddress': record.private_ip,
+                                'PrivateDnsName': private_dns, 'Association': association}],
+    }
+
+
+def _state(internal_state):
+    name, code = ec2_state(internal_state)
+    return {'Code': code, 'Name': name}
+
+
+def _private_dns_name(private_ip, region):
+    if not private_ip:
+        return ''
+    return f"ip-{private_ip.replace('.', '-')}.{region}.compute.internal"
+
+
+def _public_dns_name(public_ip):
+    # No DNS zone is served for public addresses, so the name that resolves everywhere is the
+    # address itself (Eucalyptus does the same without DNS). Absent without a public address.
+    return public_ip
+
+
+def _status(record):
+    """(summary status, reachability) of an instance, from its internal state."""
+    state = State(record.state)
+    if state in (State.RUNNING, State.REBOOTING):
+        return 'ok', 'passed'
+    if state is State.IMPAIRED:
+        return 'impaired', 'failed'
+    if state is State.PENDING:
+        return 'initializing', 'initializing'
+    return 'not-applicable', None
+
+
+def _status_shape(record):
+    status, reachability = _status(record)
+    summary = {'Status': status}
+    if reachability is not None:
+        detail = {'Name': 'reachability', 'Status': reachability}
+        if status == 'impaired':
+            detail['ImpairedSince'] = record.state_changed_at
+        summary['Details'] = [detail]
+    return {'InstanceId': record.instance_id, 'AvailabilityZone': record.zone,
+            'InstanceState': _state(record.state), 'InstanceStatus': summary,
+            'SystemStatus': dict(summary), 'Events': []}

@@ -1,0 +1,78 @@
+"""Tags on the caller's resources, and the tag helpers the other resource modules share."""
+from backend.tags import FILTER_FIELDS
+
+from ..errors import EC2Error
+from ..paging import paginate
+from . import Result, action
+
+# Actions without an output shape still answer <return>true</return>, as EC2 does.
+_RETURN_TRUE = '<return>true</return>'
+
+
+@action('CreateTags')
+def create_tags(ctx, args):
+    tags = [(tag['Key'], tag.get('Value', '')) for tag in _required_tags(args)]
+    ctx.cloud.tags.create(ctx.account_id, args['Resources'], tags)
+    return Result({}, extra_xml=_RETURN_TRUE)
+
+
+@action('DeleteTags')
+def delete_tags(ctx, args):
+    # A tag given without a value deletes the key whatever its value; with one, only that pair.
+    tags = [(tag.get('Key'), tag.get('Value')) for tag in args.get('Tags') or ()]
+    if any(not key for key, _ in tags):
+        raise EC2Error('InvalidParameterValue', 'Each tag to delete must have a key.')
+    ctx.cloud.tags.delete(ctx.account_id, args['Resources'], tags)
+    return Result({}, extra_xml=_RETURN_TRUE)
+
+
+@action('DescribeTags')
+def describe_tags(ctx, args):
+    criteria = [(_filter_field(spec), spec['Values']) for spec in args.get('Filters') or ()]
+    records = ctx.cloud.tags.describe(ctx.account_id, criteria)
+    shapes = [{'ResourceId': record.resource_id, 'ResourceType': record.resource_type,
+               'Key': record.key, 'Value': record.value} for record in records]
+    shapes.sort(key=_position)
+    page, next_token = paginate(shapes, args, _position)
+    return {'Tags': page, 'NextToken': next_token}
+
+
+def requested_tags(tag_specifications, resource_type):
+    """[(key, value)] for `resource_type` from TagSpecifications; other resource types are refused."""
+    tags = {}
+    for spec in tag_specifications or ():
+        if spec.get('ResourceType') != resource_type:
+            raise EC2Error('InvalidParameterValue',
+                           f"'{spec.get('ResourceType')}' is not a valid taggable resource type for this "
+                           f'operation; only {resource_type} can be tagged here.')
+        for tag in spec.get('Tags') or ():
+            tags[tag['Key']] = tag.get('Value', '')
+    return list(tags.items())
+
+
+def tag_list(tags):
+    """A {key: value} dict as EC2's TagList, or None (element omitted) when there are no tags."""
+    if not tags:
+        return None
+    return [{'Key': key, 'Value': value} for key, value in sorted(tags.items())]
+
+
+def _required_tags(args):
+    tags = args['Tags']
+    if any(not tag.get('Key') for tag in tags):
+        raise EC2Error('InvalidParameterValue', 'Each tag must have a key.')
+    return tags
+
+
+def _filter_field(spec):
+    name = spec.get('Name')
+    if name not in FILTER_FIELDS:
+        raise EC2Error('InvalidParameterValue', f"The filter '{name}' is invalid")
+    if not spec.get('Values'):
+        raise EC2Error('InvalidParameterValue', f"The filter '{name}' needs at least one value.")
+    return name
+
+
+def _position(shape):
+    # Tags are listed by resource, then key; NUL sorts first, so the string orders like the pair.
+    return f"{shape['ResourceId']}\0{shape['Key']}"
