@@ -45,6 +45,8 @@ class ComputeSettings:
     max_launch: int = 1000
     # Hosts one worker process drives at most (0: no limit); set when several workers share a database.
     hosts_per_worker: int = 0
+    # Host interface whose VLAN subinterfaces join the bridges of networks that have a VLAN id.
+    vlan_uplink: str = ''
     # Per-account request rate limits: burst and refill per second, by kind of action (0: off).
     rate_limit_mutate: str = '200,5'
     rate_limit_describe: str = '100,20'

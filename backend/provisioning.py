@@ -14,6 +14,7 @@ import uuid
 import pycdlib
 
 from .domain_xml import DomainSpec, Nic
+from .host_network import bridge_name
 
 DEFAULT_CMDLINE = 'console=ttyS0 panic=-1 quiet root=/dev/vda'
 CONSOLE_TAIL_BYTES = 64 * 1024
@@ -110,7 +111,7 @@ class Provisioner:
             kernel=str(self.images_dir / kernel.path) if kernel else None,
             initrd=str(self.images_dir / ramdisk.path) if ramdisk else None,
             cmdline=DEFAULT_CMDLINE if kernel else None, context_iso=str(iso),
-            nics=(Nic(instance.mac, network.bridge),), console_log=str(self.console_path(instance.instance_id)),
+            nics=(Nic(instance.mac, bridge_name(network)),), console_log=str(self.console_path(instance.instance_id)),
             description=f'Reservoir instance {instance.instance_id}')
 
     def note(self, instance_id, line):

@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select, update
 
 from . import domain_xml
 from .drivers.libvirt_host import HostError, LibvirtHost
+from .host_network import HostNetwork, HostNetworkError
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
@@ -77,6 +78,7 @@ class Worker:
         self.worker_id = worker_id or f'{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}'
         self.provisioner = Provisioner(cloud.config.home, cloud.config.images_dir)
         self.hosts = HostPool(self._restore_host)
+        self.host_network = HostNetwork(uplink=self.settings.vlan_uplink)   # bridges, isolation, NAT
         self.monitor = Monitor(self)
         self._owned = {}                     # host_id -> uri, for the hosts this worker drives
         self._in_flight = set()
@@ -116,6 +118,7 @@ class Worker:
                 if time.monotonic() - last_claim > CLAIM_REFRESH_SECONDS:
                     self.claim_hosts()   # hosts added meanwhile are driven within a second or two
                     last_claim = time.monotonic()
+                self.host_network.reconcile(self.db, list(self._owned.values()))   # firewall follows the database
                 busy = self.dispatch()
             except Exception:
                 log.exception('dispatch round failed')
@@ -354,11 +357,12 @@ class Worker:
             keys = _public_keys(session, rows)
             for row in rows:
                 try:
+                    self.host_network.ensure_bridge(host, networks.get(row.network_id))
                     specs[row.instance_id] = self.provisioner.prepare(
                         row, images.get(row.image_id), images.get(row.kernel_id), images.get(row.ramdisk_id),
                         networks.get(row.network_id), _context(row, networks.get(row.network_id), keys),
                         simulated=host.simulated, domain_type=_domain_type(host_row.domain_type))
-                except (ProvisioningError, OSError) as error:
+                except (ProvisioningError, HostNetworkError, OSError) as error:
                     specs[row.instance_id] = error
         return specs
 
