@@ -49,8 +49,8 @@ _STATUS_FILTERS = {
     'instance-status.reachability': lambda record: _status(record)[1],
     'system-status.reachability': lambda record: _status(record)[1],
 }
-_STATUS_ALLOWED_FILTERS = frozenset({'availability-zone', 'instance-state-name', 'instance-state-code',
-                                     'instance-id'})
+# The DescribeInstanceStatus filters the database answers.
+_STATE_FILTERS = frozenset({'availability-zone', 'instance-state-name', 'instance-state-code', 'instance-id'})
 
 
 # -- launching ---------------------------------------------------------------------------------------
@@ -102,10 +102,9 @@ def describe_instance_status(ctx, args):
     limit, after = page_bounds(args, 'InstanceIds')
     filters = args.get('Filters') or ()
     for spec in filters:
-        if spec.get('Name') not in _STATUS_FILTERS and spec.get('Name') not in _STATUS_ALLOWED_FILTERS:
+        if spec.get('Name') not in _STATUS_FILTERS and spec.get('Name') not in _STATE_FILTERS:
             raise EC2Error('InvalidParameterValue', f"The filter '{spec.get('Name')}' is invalid")
-    criteria = _criteria([spec for spec in filters if spec['Name'] in _STATUS_ALLOWED_FILTERS],
-                         ctx.cloud.config.region)
+    criteria = _criteria([spec for spec in filters if spec['Name'] in _STATE_FILTERS], ctx.cloud.config.region)
     if not args.get('IncludeAllInstances'):
         criteria.append(Criterion('instance-state-name', ('running',)))
     keep = _status_predicate([spec for spec in filters if spec['Name'] in _STATUS_FILTERS])
@@ -166,19 +165,24 @@ def _ip_of_private_dns(value, region):
         raise EC2Error('InvalidParameterValue',
                        f"The private-dns-name '{value}' is not of the form ip-A-B-C-D.<region>.compute.internal")
     if not wildcard(match.group(2))(region):
-        return 'no-such-address'   # a name in another region matches no instance here
+        return ''   # a name in another region: no instance has an empty address
     return match.group(1).replace('-', '.')
 
 
 def _status_predicate(filters):
-    tests = [(_STATUS_FILTERS[spec['Name']], [wildcard(value) for value in spec.get('Values') or ()])
-             for spec in filters]
+    """A test of the status filters, or None when there are none."""
+    tests = []
+    for spec in filters:
+        if not spec.get('Values'):
+            raise EC2Error('InvalidParameterValue', f"The filter '{spec['Name']}' needs at least one value.")
+        tests.append((_STATUS_FILTERS[spec['Name']], [wildcard(value) for value in spec['Values']]))
     if not tests:
         return None
-    for spec, (_read, patterns) in zip(filters, tests):
-        if not patterns:
-            raise EC2Error('InvalidParameterValue', f"The filter '{spec['Name']}' needs at least one value.")
-    return lambda record: all(any(pattern(read(record)) for pattern in patterns) for read, patterns in tests)
+    return lambda record: all(_any_match(patterns, read(record)) for read, patterns in tests)
+
+
+def _any_match(patterns, value):
+    return value is not None and any(pattern(value) for pattern in patterns)
 
 
 # -- lifecycle requests ------------------------------------------------------------------------------
