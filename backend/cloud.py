@@ -12,6 +12,7 @@ from .keypairs import KeyPairService
 from .networks import NetworkService
 from .placement_groups import PlacementGroupService
 from .provisioning import Provisioner
+from .snapshots import SnapshotService
 from .tags import TagService
 from .users import UserService
 from .vault import Vault
@@ -39,6 +40,7 @@ class Cloud:
         self.addresses = AddressService(db, wake_workers=self._wake_worker)
         self.placement_groups = PlacementGroupService(db)
         self.provisioner = Provisioner(config.home, config.images_dir)
+        self.snapshots = SnapshotService(db, self.images, config.home, wake_workers=self._wake_worker)   # CreateImage
 
     @classmethod
     def open(cls, config=None):

@@ -31,6 +31,8 @@ QEMU_CONF = '''# Written by Reservoir for its embedded QEMU driver.
 user = "+0"
 group = "+0"
 stdio_handler = "file"
+# No ownership xattrs on disk files: backing images are shared by many instances.
+remember_owner = 0
 '''
 KVM_DEVICE = Path('/dev/kvm')
 # The kernel prints this once it has initialised and hands over to the initramfs.

@@ -26,6 +26,7 @@ from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow,
 from .models import Network as NetworkRow, utcnow
 from .monitor import Monitor
 from .provisioning import Context, ProvisioningError, Provisioner
+from .snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Worker:
         self.hosts = HostPool(self._restore_host)
         self.host_network = HostNetwork(uplink=self.settings.vlan_uplink)   # bridges, isolation, NAT
         self.monitor = Monitor(self)
+        self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self._owned = {}                     # host_id -> uri, for the hosts this worker drives
         self._in_flight = set()
         self._in_flight_lock = threading.Lock()
@@ -120,6 +122,7 @@ class Worker:
                     last_claim = time.monotonic()
                 self.host_network.reconcile(self.db, list(self._owned.values()))   # firewall follows the database
                 busy = self.dispatch()
+                self.snapshots.dispatch()
             except Exception:
                 log.exception('dispatch round failed')
                 busy = False
@@ -210,6 +213,19 @@ class Worker:
         if wait:
             concurrent.futures.wait(futures)
         return bool(groups)
+
+    def claim_instance(self, instance_id):
+        """Mark an instance busy for work done outside dispatch (CreateImage); False if it already is."""
+        with self._in_flight_lock:
+            if instance_id in self._in_flight:
+                return False
+            self._in_flight.add(instance_id)
+            return True
+
+    def release_instance(self, instance_id):
+        with self._in_flight_lock:
+            self._in_flight.discard(instance_id)
+        self._wake.set()
 
     def in_flight(self, instance_id):
         with self._in_flight_lock:

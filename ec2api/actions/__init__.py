@@ -6,7 +6,7 @@ _HANDLERS = {}
 
 # Modules whose import registers their actions.
 _ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images', 'instances', 'addresses', 'tags',
-                   'placement_groups')
+                   'placement_groups', 'create_image')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,244 @@
+"""CreateImage: an instance's disk saved as a new private machine image.
+
+The request side (`SnapshotService`, in whichever process serves the API) checks the instance,
+registers the image `pending` under its name, and leaves a job file in `<state dir>/image-jobs/`.
+The worker that drives the instance's host (`Snapshotter`) carries the job out, since only it may
+touch the domain; a job file outlives crashes, so an image never stays pending for good.
+
+The copy flattens the instance's copy-on-write overlay and its backing image into one standalone
+qcow2 (`qemu-img convert -O qcow2`), written next to the repository and renamed into it, so no
+half-written image is ever seen. Consistency, as in EC2:
+- stopped instance: copied as it is;
+- running, NoReboot: the domain is paused (QEMU flushes its disks when it pauses), copied, resumed
+  — crash-consistent, the guest's filesystem is not quiesced;
+- running, reboot allowed (the default): the guest is shut down by ACPI (powered off after the stop
+  timeout), copied, and started again, so its filesystem is clean.
+The image launches with the instance's kernel and ramdisk.
+"""
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import libvirt
+from sqlalchemy import select
+
+from .errors import Conflict, NotFound
+from .images import ROOT_DEVICE_NAME, _check_registration, inspect_disk
+from .lifecycle import State
+from .models import Image as ImageRow, Instance as InstanceRow, new_resource_id
+
+log = logging.getLogger(__name__)
+
+JOBS_DIRECTORY = 'image-jobs'
+SNAPSHOT_STATES = (State.RUNNING.value, State.STOPPED.value)
+# The instance is between states: its job waits for the next round.
+BUSY_STATES = (State.PENDING.value, State.REBOOTING.value, State.STOPPING.value, State.IMPAIRED.value)
+CONVERT_TIMEOUT_SECONDS = 3600
+
+
+class SnapshotError(Exception):
+    """The instance's disk could not be saved."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    image_id: str
+    instance_id: str
+    owner: str
+    no_reboot: bool
+
+    @classmethod
+    def load(cls, path):
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def jobs_directory(home):
+    return Path(home) / JOBS_DIRECTORY
+
+
+# --- the request ----------------------------------------------------------------------------------
+
+class SnapshotService:
+    def __init__(self, db, images, home, wake_workers=None):
+        self.db = db
+        self.images = images
+        self.jobs = jobs_directory(home)
+        self.wake_workers = wake_workers or (lambda: None)
+
+    def create_image(self, owner, instance_id, name, description=None, no_reboot=False):
+        """CreateImage: register the image `pending` and queue the copy; returns the image id."""
+        with self.db.write() as session:
+            instance = session.scalar(select(InstanceRow).where(InstanceRow.instance_id == instance_id,
+                                                                InstanceRow.owner == owner))
+            if instance is None:
+                raise NotFound('InvalidInstanceID.NotFound', f"The instance ID '{instance_id}' does not exist")
+            if instance.state not in SNAPSHOT_STATES:
+                raise Conflict('IncorrectInstanceState', f"The instance '{instance_id}' is not in a state from "
+                                                         'which it can be imaged (running or stopped).')
+            source = session.get(ImageRow, instance.image_id)
+            architecture = source.architecture if source else 'x86_64'
+            _check_registration(name, 'machine', description, architecture, instance.kernel_id,
+                                instance.ramdisk_id)
+            if session.scalar(select(ImageRow.image_id).where(
+                    ImageRow.owner == owner, ImageRow.name == name, ImageRow.state != 'deregistered')):
+                raise Conflict('InvalidAMIName.Duplicate', f'AMI name {name} is already in use by AMI of this account')
+            image_id = new_resource_id('ami')
+            session.add(ImageRow(image_id=image_id, owner=owner, name=name, description=description,
+                                 image_type='machine', state='pending', public=False, architecture=architecture,
+                                 disk_format='qcow2', kernel_id=instance.kernel_id, ramdisk_id=instance.ramdisk_id,
+                                 root_device_name=ROOT_DEVICE_NAME))
+            self._write_job(Job(image_id, instance_id, owner, bool(no_reboot)))
+        self.wake_workers()
+        return image_id
+
+    def _write_job(self, job):
+        self.jobs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = self.jobs / f'.{job.image_id}.json'
+        partial.write_text(json.dumps(dataclasses.asdict(job)))
+        os.replace(partial, self.jobs / f'{job.image_id}.json')
+
+    def failure_reason(self, image_id):
+        """Why a failed image failed, or None."""
+        try:
+            return json.loads((self.jobs / f'{image_id}.failed').read_text())['reason']
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+# --- the copy, in the worker ----------------------------------------------------------------------
+
+class Snapshotter:
+    """Runs the CreateImage jobs of instances on the hosts a worker drives, one thread per job."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.db = worker.db
+        self.jobs = jobs_directory(worker.cloud.config.home)
+        self.repository = worker.cloud.images.repository
+        self.stop_timeout = worker.settings.stop_timeout_seconds
+
+    def dispatch(self):
+        """Start the due jobs; cheap when there are none (one directory listing)."""
+        try:
+            names = sorted(name for name in os.listdir(self.jobs) if name.endswith('.json') and not name.startswith('.'))
+        except FileNotFoundError:
+            return
+        for name in names:
+            try:
+                job = Job.load(self.jobs / name)
+            except (OSError, ValueError, TypeError) as error:
+                log.warning('dropping unreadable CreateImage job %s: %s', name, error)
+                (self.jobs / name).unlink(missing_ok=True)
+                continue
+            host = self._host_of(job)
+            if host is not None and self.worker.claim_instance(job.instance_id):
+                threading.Thread(target=self._run, args=(job, host), name=f'create-image-{job.image_id}',
+                                 daemon=True).start()
+
+    def _host_of(self, job):
+        """The owned host of the job's instance, if the job can run now; fails hopeless jobs."""
+        with self.db.read() as session:
+            instance = session.get(InstanceRow, job.instance_id)
+            image = session.get(ImageRow, job.image_id)
+        if image is None or image.state != 'pending':
+            self._finish(job)                 # deregistered meanwhile: nothing to do
+            return None
+        if instance is None or instance.state not in SNAPSHOT_STATES + BUSY_STATES:
+            self._fail(job, 'the instance is no longer there')
+            return None
+        uri = self.worker._owned.get(instance.host_id)
+        if uri is None or instance.state in BUSY_STATES:
+            return None
+        return self.worker.hosts.get(instance.host_id, uri)
+
+    def _run(self, job, host):
+        try:
+            self._snapshot(job, host)
+        except Exception as error:           # the image fails with the reason; the worker carries on
+            log.warning('CreateImage %s of %s failed: %s', job.image_id, job.instance_id, error)
+            self._fail(job, str(error))
+        finally:
+            self.worker.release_instance(job.instance_id)
+
+    def _snapshot(self, job, host):
+        disk = self.worker.provisioner.directory(job.instance_id) / 'disk.qcow2'
+        domain = _domain(host, job.instance_id)
+        running = domain is not None and domain.isActive() == 1
+        if not running:
+            self._store(job, disk, force_share=False)
+        elif job.no_reboot:
+            _libvirt(domain.suspend)
+            try:
+                self._store(job, disk, force_share=True)
+            finally:
+                _libvirt(domain.resume)
+        else:
+            self._shut_down(domain)
+            try:
+                self._store(job, disk, force_share=False)
+            finally:
+                _libvirt(domain.create)
+
+    def _shut_down(self, domain):
+        _libvirt(domain.shutdown)
+        deadline = time.monotonic() + self.stop_timeout
+        while domain.isActive() == 1 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        if domain.isActive() == 1:
+            _libvirt(domain.destroy)
+
+    def _store(self, job, disk, force_share):
+        """Flatten the overlay into the repository and make the image available."""
+        if not disk.exists():
+            raise SnapshotError(f'the disk of {job.instance_id} is missing')
+        file_name = f'{job.image_id}.qcow2'
+        partial = self.repository.path_of(f'.{file_name}.partial')
+        partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        command = ['qemu-img', 'convert', '-O', 'qcow2', *(['-U'] if force_share else []), '--', str(disk), str(partial)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_SECONDS)
+            if result.returncode != 0:
+                raise SnapshotError(f'qemu-img convert failed: {result.stderr.strip()}')
+            info = inspect_disk(partial, expected_format='qcow2')
+            os.replace(partial, self.repository.path_of(file_name))
+        finally:
+            partial.unlink(missing_ok=True)
+        with self.db.write() as session:
+            image = session.get(ImageRow, job.image_id)
+            if image is not None and image.state == 'pending':
+                image.state, image.path, image.disk_format = 'available', file_name, 'qcow2'
+                image.size_bytes = self.repository.path_of(file_name).stat().st_size
+                image.virtual_size_bytes = info.virtual_size
+        self._finish(job)
+
+    def _fail(self, job, reason):
+        with self.db.write() as session:
+            image = session.get(ImageRow, job.image_id)
+            if image is not None and image.state == 'pending':
+                image.state = 'failed'
+        (self.jobs / f'{job.image_id}.failed').write_text(json.dumps({'reason': reason}))
+        self._finish(job)
+
+    def _finish(self, job):
+        (self.jobs / f'{job.image_id}.json').unlink(missing_ok=True)
+
+
+def _domain(host, name):
+    try:
+        return host.connection().lookupByName(name)
+    except libvirt.libvirtError as error:
+        if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise SnapshotError(error.get_error_message()) from None
+
+
+def _libvirt(operation):
+    try:
+        return operation()
+    except libvirt.libvirtError as error:
+        raise SnapshotError(error.get_error_message()) from None
