@@ -13,6 +13,7 @@ from sqlalchemy import exists, or_, select, update
 from . import scheduler
 from .errors import CapacityError, Conflict, InvalidValue, NotFound
 from .images import IMAGE_ID, visible_to
+from .tags import check_tags
 from .matching import wildcard
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, ec2_state, next_state
 from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
@@ -144,6 +145,7 @@ class InstanceService:
                                code='InvalidInstanceType')
         if request.user_data is not None and len(request.user_data) > MAX_USER_DATA_BYTES * 4 // 3 + 4:
             raise InvalidValue('User data is limited to 16384 bytes')
+        check_tags(request.tags)
         if request.zone and request.zone not in self.config.zones:
             raise InvalidValue(f"Invalid availability zone: [{request.zone}]", code='InvalidParameterValue')
         with self.db.read() as session:
@@ -228,8 +230,15 @@ class InstanceService:
         with self.db.read() as session:
             records, more = _fetch_page(session, query, python_tests, after, limit)
             if ids and check_ids:
-                _check_all_found(ids, records)
+                # Existence is judged before filtering: a filtered-out instance still exists.
+                _check_all_found(ids, self._visible_ids(session, owner, ids))
         return records, more
+
+    def _visible_ids(self, session, owner, ids):
+        query = select(InstanceRow.instance_id).where(InstanceRow.instance_id.in_(list(ids)), self._still_visible())
+        if owner is not None:
+            query = query.where(InstanceRow.owner == owner)
+        return session.scalars(query).all()
 
     def _still_visible(self):
         horizon = utcnow() - self.terminated_retention
@@ -363,8 +372,8 @@ def _not_found(missing):
     return NotFound('InvalidInstanceID.NotFound', f"The instance ID{plural} '{names}' {verb} not exist")
 
 
-def _check_all_found(ids, records):
-    found = {record.instance_id for record in records}
+def _check_all_found(ids, found_ids):
+    found = set(found_ids)
     missing = [instance_id for instance_id in dict.fromkeys(ids) if instance_id not in found]
     if missing:
         raise _not_found(missing)

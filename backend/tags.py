@@ -37,7 +37,7 @@ class TagService:
 
     def create(self, owner, resource_ids, tags):
         """CreateTags: set (key, value) pairs on resources the owner holds; all or nothing."""
-        _check_tags(tags)
+        check_tags(tags)
         with self.db.write() as session:
             types = _owned_types(session, owner, resource_ids)
             for resource_id in dict.fromkeys(resource_ids):
@@ -71,7 +71,9 @@ class TagService:
             records = [TagRecord(row.resource_id, row.resource_type, row.key, row.value) for row in rows]
         for field, values in filters:
             patterns = [wildcard(value) for value in values]
-            read = _FIELDS[field]
+            read = _FIELDS.get(field)
+            if read is None:
+                raise InvalidValue(f"The filter '{field}' is invalid")
             records = [record for record in records if any(pattern(read(record)) for pattern in patterns)]
         return records
 
@@ -99,7 +101,7 @@ _FIELDS = {
 FILTER_FIELDS = frozenset(_FIELDS)
 
 
-def _check_tags(tags):
+def check_tags(tags):
     for key, value in tags:
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidValue(f'Tag keys must be 1 to {MAX_KEY_LENGTH} characters long')
