@@ -1,0 +1,49 @@
+# Reservoir developer commands. `make run` serves the EC2 endpoint; `make test` runs every test.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+JS_CLIENT := tests/clients/js
+# Extra pytest arguments, e.g. make test PYTEST_ARGS='-k keypair -x'
+PYTEST_ARGS ?=
+
+.PHONY: install system run test test-fast bench clean
+
+install: system $(VENV)/bin/reservoir $(JS_CLIENT)/node_modules/.installed
+
+system:
+	@scripts/install-system.sh
+
+$(PY): | system
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Reinstalled only when the package metadata changes; the source itself is an editable install.
+$(VENV)/bin/reservoir: setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test,postgres]'
+	@touch $@
+
+$(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json | system
+	cd $(JS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: install
+	@if test -f images/build_stock.py; then $(PY) images/build_stock.py; fi
+	$(VENV)/bin/reservoir serve
+
+test: install
+	@url=$$(scripts/start-postgres.sh) && \
+	echo "PostgreSQL for the tests: $$url" && \
+	RESERVOIR_TEST_PG_URL=$$url $(PY) -m pytest -n 2 $(PYTEST_ARGS) tests/
+
+# Quick feedback: no PostgreSQL, no live clients, no virtual machines.
+test-fast: install
+	$(PY) -m pytest -n 2 -m 'not vm and not postgres and not clients' $(PYTEST_ARGS) tests/
+
+bench: install
+	$(PY) benchmarks/bench_keypairs.py
+
+clean:
+	-@scripts/stop-postgres.sh 2>/dev/null
+	rm -rf $(VENV) var $(JS_CLIENT)/node_modules .install-stamp-* .pytest_cache .hypothesis *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
