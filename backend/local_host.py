@@ -39,6 +39,8 @@ KVM_DEVICE = Path('/dev/kvm')
 PROBE_MARKER = b'Run /init as init process'
 PROBE_SECONDS = 20.0
 PROBE_MEMORY_MIB = 128
+# vCPUs offered per core: guests mostly idle, so a few share a core (OpenStack's initial default).
+CPU_ALLOCATION_RATIO = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,25 +126,27 @@ def _boots_under_kvm(kernel, initrd):
 
 
 def machine_capacity():
-    """(cpus, memory MiB) of this machine."""
+    """(vCPUs to offer, memory MiB) of this machine."""
     with open('/proc/meminfo', encoding='ascii') as meminfo:
         for line in meminfo:
             if line.startswith('MemTotal:'):
                 memory_mib = int(line.split()[1]) // 1024
                 break
-    return os.cpu_count() or 1, memory_mib
+    return (os.cpu_count() or 1) * CPU_ALLOCATION_RATIO, memory_mib
 
 
-def add_local_host(cloud, domain_type='auto'):
+def add_local_host(cloud, domain_type='auto', cpus=None, memory_mib=None):
     """Prepare this machine and register it as host `local`; returns (host, probe).
 
-    Idempotent: run again, it keeps the registration and updates the domain type and capacity.
+    Capacity is the machine's unless given. Idempotent: run again, it keeps the registration and
+    updates the domain type and capacity.
     """
     home = cloud.config.home
     prepare_qemu_root(home)
     ensure_qemu_accounts()
     probe = probe_domain_type() if domain_type == 'auto' else Probe(domain_type, 'chosen')
-    cpus, memory_mib = machine_capacity()
+    machine_cpus, machine_memory_mib = machine_capacity()
+    cpus, memory_mib = cpus or machine_cpus, memory_mib or machine_memory_mib
     uri = embed_uri(home)
     with cloud.db.write() as session:
         row = session.scalar(select(HostRow).where(HostRow.name == HOST_NAME))

@@ -34,6 +34,8 @@ def _host_commands(commands, json_flag):
     add_local = actions.add_parser('add-local', help='register this machine (embedded QEMU driver) as host "local"')
     add_local.add_argument('--domain-type', choices=('auto', 'qemu', 'kvm'), default='auto',
                            help='auto: KVM if the stock kernel really boots under it, else QEMU (TCG)')
+    add_local.add_argument('--cpus', type=int, help='vCPUs to offer (default: 4 per core)')
+    add_local.add_argument('--memory', type=int, metavar='MiB', help="memory to offer (default: the machine's)")
     json_flag(add_local)
     add_local.set_defaults(command=host_add_local)
     listing = actions.add_parser('list', help='list hosts and their capacity')
@@ -68,7 +70,7 @@ def host_add(args):
 def host_add_local(args):
     from ..local_host import add_local_host
     with Cloud.open() as cloud:
-        host, probe = add_local_host(cloud, args.domain_type)
+        host, probe = add_local_host(cloud, args.domain_type, cpus=args.cpus, memory_mib=args.memory)
     if not args.json:
         print(f'Domain type {probe.domain_type}: {probe.reason}.')
     _print_hosts([host], args.json)

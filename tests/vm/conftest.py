@@ -1,0 +1,234 @@
+"""A Reservoir cloud with real VMs, sealed in a network namespace for the test session.
+
+`reservoir serve` runs inside the namespace (`ip netns exec`), so the bridges it makes, its
+firewall rules and its QEMU processes all live there. The tests reach its endpoint over a veth
+pair into the namespace; forwarding is on inside it, so what keeps networks apart is Reservoir's
+firewall, not a missing route. Everything is removed at the end: instances, server, any QEMU
+process left under the state directory, the namespace.
+"""
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = 'reservoir-1'
+CONTEXTUALIZED = 'reservoir-context: contextualized'
+BOOT_TIMEOUT = 180            # generous: TCG on two loaded cores; a bound for failing, not a measure
+STATE_TIMEOUT = 120
+PORT = 8773
+
+
+def missing_requirement():
+    """Why real VMs cannot run here, or None."""
+    if os.geteuid() != 0:
+        return 'real VMs need root (network namespaces, bridges, iptables)'
+    for tool in ('qemu-system-x86_64', 'qemu-img', 'ip', 'iptables-restore'):
+        if shutil.which(tool) is None:
+            return f'{tool} is not installed'
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        return 'libvirt-python is not installed'
+    return None
+
+
+def run(*command, check=True, timeout=120):
+    return subprocess.run(command, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+class NetnsCloud:
+    """The namespace, the server inside it, and a boto3 client for one user."""
+
+    def __init__(self):
+        tag = secrets.token_hex(3)
+        self.namespace = f'rsv-vm-{tag}'
+        self.home = Path(tempfile.mkdtemp(prefix='reservoir-vm-'))
+        self.env = dict(os.environ, RESERVOIR_HOME=str(self.home / 'home'), RESERVOIR_COMPUTE_RATE_LIMITS='false',
+                        RESERVOIR_COMPUTE_POLL_SECONDS='0.2', RESERVOIR_COMPUTE_MONITOR_SECONDS='2',
+                        RESERVOIR_COMPUTE_STOP_TIMEOUT_SECONDS='30', PYTHONPATH=str(REPO))
+        octet = random.randint(1, 254)
+        self.outside_ip, self.inside_ip = f'169.254.{octet}.1', f'169.254.{octet}.2'
+        self.veth = f'rsv-vm-{tag}'
+        self.server = None
+
+    # -- setting up ----------------------------------------------------------------------------------
+
+    def start(self):
+        run('ip', 'netns', 'add', self.namespace)
+        self.inside('ip', 'link', 'set', 'lo', 'up')
+        self.inside('sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
+        run('ip', 'link', 'add', self.veth, 'type', 'veth', 'peer', 'name', 'api0', 'netns', self.namespace)
+        run('ip', 'addr', 'add', f'{self.outside_ip}/30', 'dev', self.veth)
+        run('ip', 'link', 'set', self.veth, 'up')
+        self.inside('ip', 'addr', 'add', f'{self.inside_ip}/30', 'dev', 'api0')
+        self.inside('ip', 'link', 'set', 'api0', 'up')
+        self.host = self.admin('host', 'add-local')
+        stock = json.loads(self.admin('image', 'install-stock', '--json'))
+        self.image_id = stock['machine']['image_id']
+        self.user = json.loads(self.admin('user', 'create', 'tester', '--json'))
+        self.other_subnet = json.loads(self.admin('net', 'create', 'other', '10.1.0.0/20', '--json'))[0]['subnet_id']
+        self._serve()
+        return self
+
+    def inside(self, *command, check=True, timeout=120):
+        return run('ip', 'netns', 'exec', self.namespace, *command, check=check, timeout=timeout)
+
+    def admin(self, *arguments):
+        result = subprocess.run(['ip', 'netns', 'exec', self.namespace, sys.executable, '-m', 'backend.cli',
+                                 *arguments], env=self.env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise AssertionError(f'reservoir {" ".join(arguments)} failed: {result.stderr}')
+        return result.stdout
+
+    def _serve(self):
+        self.log_path = self.home / 'server.log'
+        with open(self.log_path, 'wb') as log:
+            self.server = subprocess.Popen(
+                ['ip', 'netns', 'exec', self.namespace, sys.executable, '-m', 'backend.cli', 'serve',
+                 '--listen', f'{self.inside_ip}:{PORT}'],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise AssertionError(f'the server exited:\n{self.log()}')
+            with socket.socket() as probe:
+                probe.settimeout(1)
+                if probe.connect_ex((self.inside_ip, PORT)) == 0:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f'the server does not listen:\n{self.log()}')
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors='replace')[-6000:]
+        except OSError:
+            return ''
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+        return boto3.client('ec2', endpoint_url=f'http://{self.inside_ip}:{PORT}', region_name=REGION,
+                            aws_access_key_id=self.user['access_key_id'],
+                            aws_secret_access_key=self.user['secret_access_key'],
+                            config=Config(retries={'max_attempts': 3}))
+
+    # -- tearing down --------------------------------------------------------------------------------
+
+    def close(self, ec2):
+        try:
+            self._terminate_all(ec2)
+        finally:
+            self._stop_server()
+            self._kill_leftover_qemu()
+            run('ip', 'netns', 'delete', self.namespace, check=False)
+            run('ip', 'link', 'delete', self.veth, check=False)
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def _terminate_all(self, ec2):
+        if ec2 is None or self.server is None or self.server.poll() is not None:
+            return
+        ids = [i['InstanceId'] for r in ec2.describe_instances()['Reservations'] for i in r['Instances']
+               if i['State']['Name'] != 'terminated']
+        if ids:
+            ec2.terminate_instances(InstanceIds=ids)
+            wait_for_states(ec2, ids, {'terminated'})
+
+    def _stop_server(self):
+        if self.server is None or self.server.poll() is not None:
+            return
+        os.killpg(self.server.pid, signal.SIGTERM)
+        try:
+            self.server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait(30)
+
+    def _kill_leftover_qemu(self):
+        """QEMU outlives the embedded driver's process: end those this cloud started, by pid."""
+        for pid in qemu_pids(str(self.home)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def qemu_pids(fragment):
+    """Pids of QEMU processes whose command line mentions `fragment`."""
+    pids = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            arguments = (entry / 'cmdline').read_bytes().split(b'\0')
+        except OSError:
+            continue
+        if arguments and arguments[0].endswith(b'qemu-system-x86_64') and \
+                any(fragment.encode() in argument for argument in arguments):
+            pids.append(int(entry.name))
+    return pids
+
+
+def console(ec2, instance_id):
+    return ec2.get_console_output(InstanceId=instance_id).get('Output') or ''
+
+
+def wait_for_console(ec2, instance_id, *markers, timeout=BOOT_TIMEOUT):
+    """The console once it holds every marker (each, if a marker is a (text, count) pair, that often)."""
+    deadline = time.monotonic() + timeout
+    text = ''
+    while time.monotonic() < deadline:
+        text = console(ec2, instance_id)
+        if all(_holds(text, marker) for marker in markers):
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f'{instance_id}: console lacks {markers} after {timeout} s:\n{text[-3000:]}')
+
+
+def _holds(text, marker):
+    if isinstance(marker, tuple):
+        wanted, count = marker
+        return text.count(wanted) >= count
+    return marker in text
+
+
+def wait_for_states(ec2, ids, states, timeout=STATE_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    found = {}
+    while time.monotonic() < deadline:
+        found = {i['InstanceId']: i['State']['Name'] for r in ec2.describe_instances(InstanceIds=ids)['Reservations']
+                 for i in r['Instances']}
+        if set(found.values()) <= states and len(found) == len(ids):
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f'instances did not reach {states}: {found}')
+
+
+@pytest.fixture(scope='session')
+def vm_cloud():
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    cloud = NetnsCloud()
+    ec2 = None
+    try:
+        cloud.start()
+        ec2 = cloud.client()
+        yield cloud
+    finally:
+        cloud.close(ec2)
+
+
+@pytest.fixture(scope='session')
+def ec2(vm_cloud):
+    return vm_cloud.client()

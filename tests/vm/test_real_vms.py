@@ -1,0 +1,188 @@
+"""Real VMs through boto3: the stock image on the embedded QEMU host, in a namespace of our own.
+
+Each test boots at most three guests at once (TCG on two cores). Guests report on their serial
+console, which GetConsoleOutput returns: that is how the tests see inside them.
+"""
+import secrets
+import sys
+import time
+
+import pytest
+
+from .conftest import CONTEXTUALIZED, console, qemu_pids, wait_for_console, wait_for_states
+
+pytestmark = pytest.mark.vm
+
+DEFAULT_GATEWAY = '10.0.0.1'        # the default network, 10.0.0.0/20
+OTHER_GATEWAY = '10.1.0.1'          # the network conftest creates, 10.1.0.0/20
+INSTANCE_TYPE = 't1.micro'
+ADDRESS_TIMEOUT = 30
+
+
+def launch(ec2, image_id, count=1, script=None, subnet_id=None):
+    """RunInstances; `script` is the user data as text (boto3 encodes it)."""
+    arguments = dict(ImageId=image_id, MinCount=count, MaxCount=count, InstanceType=INSTANCE_TYPE)
+    if script is not None:
+        arguments['UserData'] = script
+    if subnet_id is not None:
+        arguments['SubnetId'] = subnet_id
+    return ec2.run_instances(**arguments)['Instances']
+
+
+def describe(ec2, instance_id):
+    return ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+
+
+def show_at_boot(label, path):
+    """Shell lines that make every later boot print `label: <content of path>` on the console."""
+    return (f"printf '#!/bin/sh\\necho \"{label}: $(cat {path})\"\\n' > /root/show-{label}\n"
+            f'chmod +x /root/show-{label}\n'
+            f'echo "::sysinit:/root/show-{label}" >> /etc/inittab\n')
+
+
+def terminate(ec2, *ids):
+    ec2.terminate_instances(InstanceIds=list(ids))
+    wait_for_states(ec2, list(ids), {'terminated'})
+
+
+def test_console_shows_address_hostname_and_user_data(ec2, vm_cloud):
+    token = secrets.token_hex(4)
+    (instance,) = launch(ec2, vm_cloud.image_id, script=f'#!/bin/sh\necho "user data says {token}"\n')
+    instance_id, ip = instance['InstanceId'], instance['PrivateIpAddress']
+    text = wait_for_console(ec2, instance_id, CONTEXTUALIZED)
+    assert f'reservoir-context: ip {ip}/20' in text
+    assert f'reservoir-context: hostname {instance_id}' in text
+    assert f'user data says {token}' in text
+    assert wait_for_states(ec2, [instance_id], {'running'}) == {instance_id: 'running'}
+    terminate(ec2, instance_id)
+
+
+def test_one_network_reaches_itself_and_not_another(ec2, vm_cloud):
+    (target,) = launch(ec2, vm_cloud.image_id)
+    wait_for_console(ec2, target['InstanceId'], CONTEXTUALIZED)
+    target_ip = target['PrivateIpAddress']
+
+    def probe(gateway):
+        return (f'#!/bin/sh\n'
+                f'ping -c 3 -W 2 {gateway} >/dev/null 2>&1; echo "ping-gateway exit $?"\n'
+                f'ping -c 3 -W 2 {target_ip} >/dev/null 2>&1; echo "ping-target exit $?"\n')
+
+    (neighbour,) = launch(ec2, vm_cloud.image_id, script=probe(DEFAULT_GATEWAY))
+    (stranger,) = launch(ec2, vm_cloud.image_id, script=probe(OTHER_GATEWAY), subnet_id=vm_cloud.other_subnet)
+    assert stranger['PrivateIpAddress'].startswith('10.1.')
+    near = wait_for_console(ec2, neighbour['InstanceId'], CONTEXTUALIZED)
+    far = wait_for_console(ec2, stranger['InstanceId'], CONTEXTUALIZED)
+    assert 'ping-target exit 0' in near
+    assert 'ping-gateway exit 0' in far, 'the other network works in itself'
+    assert 'ping-target exit' in far and 'ping-target exit 0' not in far, 'networks are not isolated'
+    terminate(ec2, target['InstanceId'], neighbour['InstanceId'], stranger['InstanceId'])
+
+
+def test_disk_survives_stop_and_start_and_reboot(ec2, vm_cloud):
+    token = secrets.token_hex(4)
+    script = f'#!/bin/sh\necho {token} > /root/persist.txt\n{show_at_boot("persisted", "/root/persist.txt")}sync\n'
+    (instance,) = launch(ec2, vm_cloud.image_id, script=script)
+    instance_id, ip = instance['InstanceId'], instance['PrivateIpAddress']
+    wait_for_console(ec2, instance_id, CONTEXTUALIZED)
+
+    ec2.stop_instances(InstanceIds=[instance_id])
+    wait_for_states(ec2, [instance_id], {'stopped'})
+    assert not qemu_pids(instance_id)
+    ec2.start_instances(InstanceIds=[instance_id])
+    text = wait_for_console(ec2, instance_id, f'persisted: {token}', CONTEXTUALIZED)
+    assert 'reservoir-context: user-data already ran' in text
+    assert f'reservoir-context: ip {ip}/20' in text
+    assert describe(ec2, instance_id)['PrivateIpAddress'] == ip
+    wait_for_states(ec2, [instance_id], {'running'})
+
+    boots = console(ec2, instance_id).count(CONTEXTUALIZED)
+    ec2.reboot_instances(InstanceIds=[instance_id])
+    wait_for_console(ec2, instance_id, (CONTEXTUALIZED, boots + 1), (f'persisted: {token}', boots + 1))
+    terminate(ec2, instance_id)
+
+
+def test_terminate_leaves_no_process_overlay_or_context_cd(ec2, vm_cloud):
+    (instance,) = launch(ec2, vm_cloud.image_id)
+    instance_id = instance['InstanceId']
+    wait_for_console(ec2, instance_id, CONTEXTUALIZED)
+    directory = vm_cloud.home / 'home' / 'instances' / instance_id
+    assert (directory / 'disk.qcow2').is_file() and (directory / 'context.iso').is_file()
+    assert len(qemu_pids(instance_id)) == 1
+    terminate(ec2, instance_id)
+    assert not qemu_pids(instance_id)
+    assert not directory.exists()
+
+
+def wait_for_image(ec2, image_id, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (image,) = ec2.describe_images(ImageIds=[image_id])['Images']
+        if image['State'] != 'pending':
+            return image
+        time.sleep(1)
+    raise AssertionError(f'{image_id} is still pending')
+
+
+def test_create_image_saves_the_disk_and_launches(ec2, vm_cloud):
+    token = secrets.token_hex(4)
+    script = f'#!/bin/sh\necho {token} > /root/saved.txt\n{show_at_boot("saved", "/root/saved.txt")}sync\n'
+    (source,) = launch(ec2, vm_cloud.image_id, script=script)
+    source_id = source['InstanceId']
+    wait_for_console(ec2, source_id, CONTEXTUALIZED)
+
+    paused_copy = ec2.create_image(InstanceId=source_id, Name=f'paused-{token}', NoReboot=True)['ImageId']
+    assert wait_for_image(ec2, paused_copy)['State'] == 'available'
+    clean_copy = ec2.create_image(InstanceId=source_id, Name=f'clean-{token}')['ImageId']
+    image = wait_for_image(ec2, clean_copy)
+    assert (image['State'], image['Public'], image['ImageType']) == ('available', False, 'machine')
+    assert image['KernelId'] == source['KernelId'] and image['RamdiskId'] == source['RamdiskId']
+    # Imaging with a reboot shut the source down and started it again, from its own disk.
+    wait_for_console(ec2, source_id, 'user-data already ran', f'saved: {token}', CONTEXTUALIZED)
+    wait_for_states(ec2, [source_id], {'running'})
+
+    (from_paused,) = launch(ec2, paused_copy)
+    (from_clean,) = launch(ec2, clean_copy)
+    for instance in (from_paused, from_clean):
+        text = wait_for_console(ec2, instance['InstanceId'], CONTEXTUALIZED, f'saved: {token}')
+        assert f"reservoir-context: hostname {instance['InstanceId']}" in text
+    terminate(ec2, source_id, from_paused['InstanceId'], from_clean['InstanceId'])
+
+
+def page_from_host(vm_cloud, address):
+    """The body of http://address/ fetched from the host's namespace, or None."""
+    fetch = 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())'
+    result = vm_cloud.inside(sys.executable, '-c', fetch, f'http://{address}/', check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def wait_until(condition, message, timeout=ADDRESS_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(message)
+
+
+def test_elastic_ip_is_translated_on_the_host(ec2, vm_cloud):
+    # The instance serves its own name over HTTP: an answer at the elastic IP comes from it.
+    web = '#!/bin/sh\nmkdir -p /www\nhostname > /www/index.html\nhttpd -p 80 -h /www\n'
+    (instance,) = launch(ec2, vm_cloud.image_id, script=web)
+    instance_id = instance['InstanceId']
+    wait_for_console(ec2, instance_id, CONTEXTUALIZED)
+    address = ec2.allocate_address(Domain='vpc')
+    public_ip = address['PublicIp']
+    assert page_from_host(vm_cloud, public_ip) is None
+
+    association = ec2.associate_address(InstanceId=instance_id, AllocationId=address['AllocationId'])
+    wait_until(lambda: page_from_host(vm_cloud, public_ip) == instance_id,
+               f'{public_ip} does not lead to {instance_id}')
+    rules = vm_cloud.inside('iptables', '-t', 'nat', '-S', 'RSV-DNAT').stdout
+    assert f"-d {public_ip}/32 -j DNAT --to-destination {instance['PrivateIpAddress']}" in rules
+
+    ec2.disassociate_address(AssociationId=association['AssociationId'])
+    wait_until(lambda: public_ip not in vm_cloud.inside('iptables', '-t', 'nat', '-S', 'RSV-DNAT').stdout,
+               'the DNAT rule stayed after disassociation')
+    assert page_from_host(vm_cloud, public_ip) is None
+    ec2.release_address(AllocationId=address['AllocationId'])
+    terminate(ec2, instance_id)
