@@ -219,7 +219,8 @@ class InstanceService:
         if ids:
             _check_ids(ids)
         sql_criteria, python_tests = _split_criteria(criteria)
-        query = select(InstanceRow, HostRow.name, NetworkRow.subnet_id) \
+        # Plain column rows, not ORM objects: a listing of thousands is several times cheaper so.
+        query = select(InstanceRow.__table__, HostRow.name.label('host_name'), NetworkRow.subnet_id.label('subnet_id')) \
             .outerjoin(HostRow, HostRow.id == InstanceRow.host_id) \
             .outerjoin(NetworkRow, NetworkRow.id == InstanceRow.network_id) \
             .where(self._still_visible(), *sql_criteria).order_by(InstanceRow.instance_id)
@@ -231,7 +232,9 @@ class InstanceService:
             records, more = _fetch_page(session, query, python_tests, after, limit)
             if ids and check_ids:
                 # Existence is judged before filtering: a filtered-out instance still exists.
-                _check_all_found(ids, self._visible_ids(session, owner, ids))
+                filtered = sql_criteria or python_tests or after or limit is not None
+                found = self._visible_ids(session, owner, ids) if filtered else [r.instance_id for r in records]
+                _check_all_found(ids, found)
         return records, more
 
     def _visible_ids(self, session, owner, ids):
@@ -571,25 +574,24 @@ def _fetch_page(session, query, python_tests, after, limit):
                     return matched[:limit], True
         if len(rows) < batch:
             return matched, False
-        last = rows[-1][0].instance_id
+        last = rows[-1].instance_id
 
 
 def _records(session, rows):
-    ids = [row[0].instance_id for row in rows]
+    ids = [row.instance_id for row in rows]
     tags = {}
     for chunk_start in range(0, len(ids), 900):   # SQLite limits bound parameters per statement
         chunk = ids[chunk_start:chunk_start + 900]
         for resource_id, key, value in session.execute(
                 select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(chunk))):
             tags.setdefault(resource_id, {})[key] = value
-    return [_record(instance, host_name, subnet_id, tags.get(instance.instance_id, {}))
-            for instance, host_name, subnet_id in rows]
+    return [_record(row, tags.get(row.instance_id, {})) for row in rows]
 
 
-def _record(row, host_name, subnet_id, tags):
+def _record(row, tags):
     return InstanceRecord(
         row.instance_id, row.reservation_id, row.owner, row.image_id, row.kernel_id, row.ramdisk_id,
         row.instance_type, row.vcpus, row.memory_mib, row.key_name, row.state, row.state_reason_code,
-        row.state_reason_message, row.transition_reason, host_name, row.zone, subnet_id, row.private_ip,
+        row.state_reason_message, row.transition_reason, row.host_name, row.zone, row.subnet_id, row.private_ip,
         row.mac, row.public_ip, row.placement_group, row.ami_launch_index, row.client_token,
         row.launch_time, row.state_changed_at, row.terminated_at, tags)

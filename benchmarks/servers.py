@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 REGION = 'reservoir-1'
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def free_port():
@@ -43,11 +44,12 @@ class Reservoir:
         self.port = free_port()
         self.endpoint = f'http://127.0.0.1:{self.port}'
         self.processes = processes
+        self.region = REGION
         self.process = None
 
     def admin(self, *arguments):
         result = subprocess.run(reservoir_command(*arguments), env=self.env, check=True, capture_output=True,
-                                text=True)
+                                text=True, cwd=REPOSITORY)
         return result.stdout
 
     def start(self):
@@ -56,7 +58,7 @@ class Reservoir:
         self.log = open(self.home / 'server.log', 'w')
         self.process = subprocess.Popen(
             reservoir_command('serve', '--listen', f'127.0.0.1:{self.port}', '--processes', str(self.processes)),
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPOSITORY)
         wait_for_port(self.port, self.process)
         return self
 
@@ -76,6 +78,7 @@ class Moto:
         self.port = free_port()
         self.endpoint = f'http://127.0.0.1:{self.port}'
         self.credentials = ('testing', 'testing')
+        self.region = 'us-east-1'   # moto knows only AWS's regions
         self.process = None
 
     def start(self):

@@ -7,12 +7,12 @@ appends text fragments, which keeps a 1,000-instance listing in the low millisec
 import base64
 import datetime
 import re
-from xml.sax.saxutils import escape as _escape_markup
 
 from .service_model import response_version, xml_name
 
 # Characters XML 1.0 cannot carry at all; user-supplied text never reaches a client as broken XML.
 _NOT_XML_CHARS = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+_NEEDS_ESCAPING = re.compile('[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _writers = {}
 
@@ -60,18 +60,22 @@ def _compile(shape):
 
 
 def _structure_writer(shape):
-    fields = [(name, xml_name(name, member), writer_for(member))
+    fields = [(name, f'<{xml_name(name, member)}>', f'</{xml_name(name, member)}>', writer_for(member))
               for name, member in shape.members.items()]
+    append_string = _SCALAR_WRITERS['string']
 
     def write_structure(value, out):
-        get = value.get
-        for name, tag, write in fields:
+        get, append = value.get, out.append
+        for name, open_tag, close_tag, write in fields:
             item = get(name)
             if item is None:
                 continue
-            out.append(f'<{tag}>')
-            write(item, out)
-            out.append(f'</{tag}>')
+            append(open_tag)
+            if write is append_string:        # the common case, inlined
+                append(escape(item) if isinstance(item, str) else escape(str(item)))
+            else:
+                write(item, out)
+            append(close_tag)
     return write_structure
 
 
@@ -125,7 +129,9 @@ def _write_blob(value, out):
 
 def escape(text):
     """Escape markup; drop the characters XML cannot represent; keep CR (parsers would fold it)."""
-    text = _escape_markup(text, {'\r': '&#13;'})
+    if not _NEEDS_ESCAPING.search(text):
+        return text
+    text = text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace('\r', '&#13;')
     if _NOT_XML_CHARS.search(text):
         text = _NOT_XML_CHARS.sub('', text)
     return text

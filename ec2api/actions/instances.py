@@ -116,11 +116,7 @@ def describe_instance_status(ctx, args):
 def _describe(ctx, ids, criteria, after, limit, keep=None):
     """(records, more): one page of the back-end's listing, optionally thinned by `keep`."""
     instances = ctx.cloud.instances
-    if ids and criteria:
-        # Unknown ids are an error even when the filters would have left them out anyway.
-        instances.describe_page(ctx.account_id, ids)
-    records, more = instances.describe_page(ctx.account_id, ids, criteria, after, limit,
-                                            check_ids=not criteria)
+    records, more = instances.describe_page(ctx.account_id, ids, criteria, after, limit)
     if keep is None:
         return records, more
     kept = [record for record in records if keep(record)]
