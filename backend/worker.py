@@ -201,15 +201,17 @@ class Worker:
             for instance_id, state, host_id in rows:
                 if instance_id not in self._in_flight:
                     self._in_flight.add(instance_id)
-                    groups[(host_id, state)].append(instance_id)
+                    groups[state].append((host_id, instance_id))
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(self.settings.worker_threads,
                                                                    thread_name_prefix='reservoir-work')
         futures = []
-        for (host_id, state), ids in groups.items():
-            for start in range(0, len(ids), CHUNK):
-                chunk = ids[start:start + CHUNK]
-                futures.append(self._executor.submit(self._work_guarded, host_id, State(state), chunk))
+        # Chunks span hosts: a striped launch puts one instance on each of many hosts, and a chunk
+        # costs one read and one write transaction however many hosts it touches.
+        for state, items in groups.items():
+            for start in range(0, len(items), CHUNK):
+                chunk = items[start:start + CHUNK]
+                futures.append(self._executor.submit(self._work_guarded, State(state), chunk))
         if wait:
             concurrent.futures.wait(futures)
         return bool(groups)
@@ -231,9 +233,10 @@ class Worker:
         with self._in_flight_lock:
             return instance_id in self._in_flight
 
-    def _work_guarded(self, host_id, state, ids):
+    def _work_guarded(self, state, items):
+        ids = [instance_id for _, instance_id in items]
         try:
-            self._work(host_id, state, ids)
+            self._work(state, items)
         except Exception:
             log.exception('work on %s (%s) failed', ids, state.value)
         finally:
@@ -241,22 +244,29 @@ class Worker:
                 self._in_flight.difference_update(ids)
             self._wake.set()
 
-    def _work(self, host_id, state, ids):
-        uri = self._owned.get(host_id)
-        if uri is None:
-            return
-        host = self.hosts.get(host_id, uri)
+    def _work(self, state, items):
+        work = {}
+        for host_id, instance_id in items:
+            uri = self._owned.get(host_id)
+            if uri is not None:
+                work.setdefault(host_id, (self.hosts.get(host_id, uri), []))[1].append(instance_id)
+        specs = self._domain_specs(work) if state is State.PENDING else None
         handler = {State.PENDING: self._deploy, State.REBOOTING: self._reboot,
                    State.STOPPING: self._stop, State.SHUTTING_DOWN: self._destroy}[state]
-        outcomes = handler(host, host_id, ids)
+        outcomes = {}
+        for host_id, (host, ids) in work.items():
+            outcomes.update(handler(host, host_id, ids, specs))
         self._record(state, outcomes)
 
     # Each handler returns {instance_id: (event or None, reason_code, reason)}; None means "failed,
     # retry later" for deploys and destroys, with the reason kept for the last attempt.
 
-    def _deploy(self, host, host_id, ids):
+    def _deploy(self, host, host_id, ids, specs):
         outcomes = {}
-        for instance_id, spec in self._domain_specs(host, host_id, ids).items():
+        for instance_id in ids:
+            spec = specs.get(instance_id)
+            if spec is None:
+                continue   # the instance is gone; nothing to deploy
             if isinstance(spec, Exception):
                 outcomes[instance_id] = (None, 'Server.InternalError', str(spec))
                 continue
@@ -270,7 +280,7 @@ class Worker:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         return outcomes
 
-    def _reboot(self, host, host_id, ids):
+    def _reboot(self, host, host_id, ids, _specs=None):
         outcomes = {}
         for instance_id in ids:
             try:
@@ -282,7 +292,7 @@ class Worker:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         return outcomes
 
-    def _stop(self, host, host_id, ids):
+    def _stop(self, host, host_id, ids, _specs=None):
         """ACPI power button for all, then wait; whoever is still up at the timeout is powered off."""
         outcomes, waiting = {}, []
         for instance_id in ids:
@@ -310,7 +320,7 @@ class Worker:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         return outcomes
 
-    def _destroy(self, host, host_id, ids):
+    def _destroy(self, host, host_id, ids, _specs=None):
         outcomes = {}
         for instance_id in ids:
             try:
@@ -362,22 +372,26 @@ class Worker:
 
     # -- domain definitions --------------------------------------------------------------------------
 
-    def _domain_specs(self, host, host_id, ids):
-        """{instance_id: DomainSpec or the exception that prevented making one}."""
+    def _domain_specs(self, work):
+        """{instance_id: DomainSpec or the exception that prevented making one}, for
+        work = {host_id: (LibvirtHost, [instance ids])}, read in one transaction."""
         specs = {}
+        ids = [instance_id for _, host_ids in work.values() for instance_id in host_ids]
         with self.db.read() as session:
-            host_row = session.get(HostRow, host_id)
+            domain_types = dict(session.execute(select(HostRow.id, HostRow.domain_type)
+                                                .where(HostRow.id.in_(list(work)))).all())
             rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
             images = _images_for(session, rows)
             networks = {row.id: row for row in session.scalars(select(NetworkRow))}
             keys = _public_keys(session, rows)
             for row in rows:
+                host = work[row.host_id][0]
                 try:
                     self.host_network.ensure_bridge(host, networks.get(row.network_id))
                     specs[row.instance_id] = self.provisioner.prepare(
                         row, images.get(row.image_id), images.get(row.kernel_id), images.get(row.ramdisk_id),
                         networks.get(row.network_id), _context(row, networks.get(row.network_id), keys),
-                        simulated=host.simulated, domain_type=_domain_type(host_row.domain_type))
+                        simulated=host.simulated, domain_type=_domain_type(domain_types[row.host_id]))
                 except (ProvisioningError, HostNetworkError, OSError) as error:
                     specs[row.instance_id] = error
         return specs
@@ -392,7 +406,7 @@ class Worker:
                 InstanceRow.host_id == host_id, InstanceRow.state.in_(RESTORED_STATES))).all()
         if not ids:
             return
-        for instance_id, spec in self._domain_specs(host, host_id, ids).items():
+        for instance_id, spec in self._domain_specs({host_id: (host, ids)}).items():
             if isinstance(spec, Exception):
                 continue
             try:
