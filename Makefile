@@ -27,8 +27,9 @@ $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/pac
 	cd $(JS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The stock guest image is built once and registered once; both steps are skipped afterwards.
 run: install
-	@if test -f images/build_stock.py; then $(PY) images/build_stock.py; fi
+	@if test -f images/build_stock.py; then $(VENV)/bin/reservoir image install-stock; fi
 	$(VENV)/bin/reservoir serve
 
 test: install
