@@ -6,6 +6,7 @@ from .catalog import Catalog
 from .config import load_config
 from .db import Database
 from .hosts import HostService
+from .image_lifetimes import load_limits
 from .images import ImageRepository, ImageService
 from .instances import InstanceService
 from .keypairs import KeyPairService
@@ -14,6 +15,7 @@ from .placement_groups import PlacementGroupService
 from .provisioning import Provisioner
 from .snapshots import SnapshotService
 from .tags import TagService
+from .uploads import UploadService
 from .users import UserService
 from .vault import Vault
 
@@ -27,7 +29,8 @@ class Cloud:
         self.vault = Vault(config.secret_key_path)
         self.users = UserService(db, self.vault)
         self.keypairs = KeyPairService(db)
-        self.images = ImageService(db, ImageRepository(config.images_dir))
+        self.images = ImageService(db, ImageRepository(config.images_dir), load_limits(config))
+        self.uploads = UploadService(db, config.home / 'uploads', self.images)
         self.catalog = Catalog(config)
         self.hosts = HostService(db, config)
         self.networks = NetworkService(db, config)

@@ -136,6 +136,11 @@ class Image(Base):
     ramdisk_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH))
     root_device_name: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime.datetime] = _created_at()
+    # Why a failed image failed, shown as DescribeImages' stateReason.
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    deregistered_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    # When the file was deleted: a deregistered image keeps it while instances still use it.
+    reclaimed_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
 
     launch_permissions: Mapped[list['LaunchPermission']] = relationship(
         back_populates='image', cascade='all, delete-orphan', passive_deletes=True)
@@ -153,6 +158,29 @@ class LaunchPermission(Base):
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
 
     image: Mapped[Image] = relationship(back_populates='launch_permissions')
+
+
+class Upload(Base):
+    """A disk image (or kernel, or ramdisk) a user is sending or has sent, waiting for RegisterImage."""
+    __tablename__ = 'uploads'
+    __table_args__ = (UniqueConstraint('owner', 'name'),)
+
+    upload_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 3), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    image_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    # 'receiving' until the last byte arrived and the image passed inspection, then 'ready'.
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    declared_format: Mapped[str | None] = mapped_column(String(16))
+    # The object as sent (maybe gzip-compressed): its size and SHA-256, fixed by the first request.
+    total_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Bytes counted against the owner's quota: the size as sent until the image is stored.
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    disk_format: Mapped[str | None] = mapped_column(String(16))
+    virtual_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime.datetime] = _created_at()
+    updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
 
 
 # --- Compute: hosts, networks, instances and what hangs off them ------------------------------

@@ -7,7 +7,7 @@ from flask import Flask, Response, request
 
 from backend.errors import BackendError
 
-from . import auth
+from . import auth, upload
 from .actions import RequestContext, Result, handler_for
 from .errors import EC2Error
 from .parser import parse_params
@@ -27,6 +27,7 @@ def create_app(cloud):
     endpoint = Endpoint(cloud)
     for route in ROUTES:
         app.add_url_rule(route, endpoint=route, view_func=endpoint.handle, methods=['GET', 'POST'])
+    upload.register(app, cloud)       # users' disk images, streamed: PUT /upload/<name>
     app.register_error_handler(404, endpoint.not_found)
     app.register_error_handler(405, endpoint.not_found)
     app.register_error_handler(413, endpoint.too_large)

@@ -1,18 +1,17 @@
-"""The `reservoir` administration command: serve the EC2 endpoint, manage users and images."""
+"""The `reservoir` command: serve the EC2 endpoint, manage users and images, upload images."""
 import argparse
-import contextlib
 import dataclasses
 import sys
-from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..cloud import Cloud
 from ..config import ConfigError, load_config, parse_listen
 from ..errors import BackendError
+from ..upload_client import UploadFailed
 from ..vault import VaultError
-from . import compute
-from .output import plain, print_json, print_table, size, timestamp
+from . import compute, images
+from .output import plain, print_json, print_table, timestamp
 
 PROGRAM = 'reservoir'
 FIRST_USER = 'admin'
@@ -28,7 +27,7 @@ def main(argv=None):
         return args.command(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (BackendError, ConfigError, VaultError) as error:
+    except (BackendError, ConfigError, VaultError, UploadFailed) as error:
         return _fail(str(error))
     except SQLAlchemyError as error:
         return _fail(f'database: {error.orig if getattr(error, "orig", None) else error}')
@@ -72,27 +71,7 @@ def _parser():
     _json_flag(rotate)
     rotate.set_defaults(command=user_rotate_keys)
 
-    image = commands.add_parser('image', help='manage images')
-    image_commands = image.add_subparsers(dest='action', required=True, metavar='ACTION')
-    register = image_commands.add_parser('register', help='copy an image file into the repository')
-    register.add_argument('file', type=Path)
-    register.add_argument('--name', required=True)
-    register.add_argument('--public', action='store_true', help='let every account launch it')
-    register.add_argument('--type', dest='image_type', choices=('machine', 'kernel', 'ramdisk'),
-                          default='machine')
-    register.add_argument('--kernel-id')
-    register.add_argument('--ramdisk-id')
-    register.add_argument('--description')
-    register.add_argument('--architecture', default='x86_64')
-    register.add_argument('--owner', metavar='USERNAME', default=FIRST_USER)
-    _json_flag(register)
-    register.set_defaults(command=image_register)
-    stock = image_commands.add_parser('install-stock', help='build and register the stock tiny image (public)')
-    _json_flag(stock)
-    stock.set_defaults(command=image_install_stock)
-    listing = image_commands.add_parser('list', help='list the images of every account')
-    _json_flag(listing)
-    listing.set_defaults(command=image_list)
+    images.add_commands(commands, _json_flag, (FIRST_USER, _print_first_user))
     compute.add_commands(commands, _json_flag)
     return parser
 
@@ -174,44 +153,3 @@ def _print_new_user(user, as_json):
           f'Account:           {user.account_id}\n'
           f'Access key id:     {user.access_key_id}\n'
           f'Secret access key: {user.secret_access_key}')
-
-
-# --- image ----------------------------------------------------------------------------------------
-
-def image_register(args):
-    with Cloud.open() as cloud:
-        owner = cloud.users.get(args.owner).account_id
-        image = cloud.images.register_file(
-            args.file, args.name, owner, public=args.public, image_type=args.image_type,
-            description=args.description, kernel_id=args.kernel_id, ramdisk_id=args.ramdisk_id,
-            architecture=args.architecture)
-    if args.json:
-        print_json(plain(image))
-    else:
-        print(image.image_id)
-
-
-def image_install_stock(args):
-    from .. import stock_image
-    with Cloud.open() as cloud:
-        if not cloud.users.any_users():   # the images' owner; its keys go to stderr with --json
-            with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
-                _print_first_user(cloud.users.create(FIRST_USER), cloud.config)
-        images = stock_image.install(cloud, cloud.users.get(FIRST_USER).account_id)
-    if args.json:
-        print_json({kind: plain(getattr(images, kind)) for kind in ('machine', 'kernel', 'ramdisk')})
-    else:
-        print(images.machine.image_id)
-
-
-def image_list(args):
-    with Cloud.open() as cloud:
-        images = cloud.images.list_all()
-    if args.json:
-        print_json([plain(image) for image in images])
-        return
-    print_table(('IMAGE', 'NAME', 'TYPE', 'STATE', 'VISIBILITY', 'OWNER', 'FORMAT', 'SIZE'),
-                 [(image.image_id, image.name, image.image_type, image.state,
-                   'public' if image.public else 'private', image.owner, image.disk_format,
-                   size(image.virtual_size_bytes)) for image in images])
-

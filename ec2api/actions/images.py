@@ -1,4 +1,8 @@
-"""Machine, kernel and ramdisk images: what the caller owns, what is public, what is shared."""
+"""Machine, kernel and ramdisk images: what the caller owns, what is public, what is shared;
+registering uploads, copying, sharing and deregistering."""
+from backend.images import PUBLIC_GROUP, Registration
+
+from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
 from ..paging import paginate
 from ..renderer import format_timestamp
@@ -34,9 +38,155 @@ def describe_images(ctx, args):
     return {'Images': page, 'NextToken': next_token}
 
 
+@action('RegisterImage')
+def register_image(ctx, args):
+    """An upload (named by ImageLocation) becomes an image; KernelId, RamdiskId and RootDeviceName
+    say how a machine image boots."""
+    if any(mapping.get('Ebs') for mapping in args.get('BlockDeviceMappings') or ()):
+        raise EC2Error('InvalidParameterValue', 'This cloud has no EBS snapshots: upload the disk '
+                                                '(reservoir image upload) and name it in ImageLocation')
+    location = args.get('ImageLocation')
+    if not location:
+        raise EC2Error('MissingParameter', 'The request must contain the parameter ImageLocation: the name '
+                                           'of a finished upload')
+    image = ctx.cloud.uploads.register(ctx.account_id, _upload_name(ctx.account_id, location), Registration(
+        name=args['Name'], description=args.get('Description'), architecture=args.get('Architecture', 'x86_64'),
+        kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'),
+        root_device_name=args.get('RootDeviceName')))
+    return {'ImageId': image.image_id}
+
+
+@action('CopyImage')
+def copy_image(ctx, args):
+    region = ctx.cloud.config.region
+    if args['SourceRegion'] != region:
+        raise EC2Error('InvalidParameterValue', f"Images are copied within this cloud: SourceRegion must be "
+                                                f"'{region}', not '{args['SourceRegion']}'")
+    if args.get('Encrypted') or args.get('KmsKeyId') or args.get('DestinationOutpostArn'):
+        raise EC2Error('InvalidParameterValue', 'Encrypted copies and copies to Outposts are not supported')
+    image = ctx.cloud.images.copy(ctx.account_id, args['SourceImageId'],
+                                  Registration(name=args['Name'], description=args.get('Description')))
+    return {'ImageId': image.image_id}
+
+
+@action('DeregisterImage')
+def deregister_image(ctx, args):
+    ctx.cloud.images.deregister(ctx.account_id, args['ImageId'])
+    return {'Return': True}
+
+
+@action('DescribeImageAttribute')
+def describe_image_attribute(ctx, args):
+    image_id, attribute = args['ImageId'], args['Attribute']
+    images = ctx.cloud.images
+    if attribute == 'launchPermission':
+        public, accounts = images.launch_permissions(ctx.account_id, image_id)
+        permissions = [{'UserId': account} for account in accounts]
+        return {'ImageId': image_id, 'LaunchPermissions': permissions + ([{'Group': PUBLIC_GROUP}] if public else [])}
+    readers = {
+        'description': lambda found: {'Description': _value(found.description)},
+        'kernel': lambda found: {'KernelId': _value(found.kernel_id)},
+        'ramdisk': lambda found: {'RamdiskId': _value(found.ramdisk_id)},
+        'blockDeviceMapping': lambda found: {'BlockDeviceMappings': []},
+        'productCodes': lambda found: {'ProductCodes': []},
+    }
+    if attribute not in readers:
+        raise _unsupported_attribute(attribute)
+    return {'ImageId': image_id, **readers[attribute](images.attributes(ctx.account_id, image_id))}
+
+
+@action('ModifyImageAttribute')
+def modify_image_attribute(ctx, args):
+    """launchPermission (structured, or Attribute/OperationType/UserIds/UserGroups as older clients
+    send it) and description (Description.Value, or Attribute/Value)."""
+    image_id, attribute = args['ImageId'], args.get('Attribute')
+    if attribute not in (None, 'launchPermission', 'description'):
+        raise _unsupported_attribute(attribute)
+    if args.get('ProductCodes') or args.get('OrganizationArns') or args.get('OrganizationalUnitArns'):
+        raise EC2Error('InvalidParameterValue', 'Product codes and organization sharing are not supported')
+    changes = _launch_permission_changes(args)
+    description = _new_description(args)
+    if changes is None and description is None:
+        raise EC2Error('MissingParameter', 'Say what to change: LaunchPermission, or Description')
+    if changes is not None:
+        ctx.cloud.images.change_launch_permission(ctx.account_id, image_id, **changes)
+    if description is not None:
+        ctx.cloud.images.set_description(ctx.account_id, image_id, description)
+    return {}
+
+
+@action('ResetImageAttribute')
+def reset_image_attribute(ctx, args):
+    attribute = args['Attribute']
+    if attribute == 'launchPermission':
+        ctx.cloud.images.reset_launch_permission(ctx.account_id, args['ImageId'])
+    elif attribute == 'description':
+        ctx.cloud.images.set_description(ctx.account_id, args['ImageId'], None)
+    else:
+        raise _unsupported_attribute(attribute)
+    return {}
+
+
+def _launch_permission_changes(args):
+    """{add, remove, add_public, remove_public} from either spelling, or None if none was given."""
+    if args.get('LaunchPermission'):
+        permission = args['LaunchPermission']
+        add, remove = permission.get('Add') or [], permission.get('Remove') or []
+    elif args.get('UserIds') or args.get('UserGroups'):
+        operation = args.get('OperationType')
+        if operation not in ('add', 'remove'):
+            raise EC2Error('InvalidParameterValue', "OperationType must be 'add' or 'remove'")
+        entries = [{'UserId': user} for user in args.get('UserIds') or ()] + \
+                  [{'Group': group} for group in args.get('UserGroups') or ()]
+        add, remove = (entries, []) if operation == 'add' else ([], entries)
+    else:
+        return None
+    added_accounts, added_public = _split_permissions(add)
+    removed_accounts, removed_public = _split_permissions(remove)
+    return {'add': added_accounts, 'remove': removed_accounts, 'add_public': added_public,
+            'remove_public': removed_public}
+
+
+def _split_permissions(entries):
+    accounts, public = [], False
+    for entry in entries:
+        group, user = entry.get('Group'), entry.get('UserId')
+        if group is not None and group != PUBLIC_GROUP:
+            raise EC2Error('InvalidParameterValue', f"Unknown group '{group}': the only group is '{PUBLIC_GROUP}'")
+        if group is None and user is None:
+            raise EC2Error('InvalidParameterValue', 'A launch permission names a UserId or the Group all')
+        public = public or group == PUBLIC_GROUP
+        if user is not None:
+            accounts.append(user)
+    return accounts, public
+
+
+def _new_description(args):
+    if 'Description' in args:
+        return args['Description'].get('Value', '')
+    if args.get('Attribute') == 'description':
+        return args.get('Value', '')
+    return None
+
+
+def _upload_name(account_id, location):
+    """ImageLocation is an upload's name, optionally `<own account id>/<name>` as DescribeImages shows it."""
+    owner, separator, name = location.partition('/')
+    return name if separator and owner == account_id else location
+
+
+def _value(value):
+    return {'Value': value} if value is not None else {}
+
+
+def _unsupported_attribute(attribute):
+    return EC2Error('InvalidParameterValue', f"Attribute '{attribute}' is not supported; use launchPermission, "
+                                             'description, kernel, ramdisk, blockDeviceMapping or productCodes')
+
+
 def image_shape(image):
     """The EC2 Image structure for a back-end image record."""
-    return {
+    shape = {
         'ImageId': image.image_id,
         'ImageLocation': f'{image.owner}/{image.name}',
         'State': image.state,
@@ -58,3 +208,6 @@ def image_shape(image):
         'BlockDeviceMappings': [],
         'Tags': [],
     }
+    if image.state_reason:
+        shape['StateReason'] = {'Code': 'Server.ImageCreationFailed', 'Message': image.state_reason}
+    return shape

@@ -97,7 +97,7 @@ def test_image_register_and_list(capsys, tmp_path):
         'base', True, 'available', 'a disk')
     code, out, _ = run(capsys, 'image', 'register', str(disk), '--name', 'mine', '--owner', 'bob')
     assert code == 0 and out.startswith('ami-')
-    listed = run_json(capsys, 'image', 'list')
+    listed = run_json(capsys, 'image', 'list')['images']
     assert [(entry['name'], entry['owner']) for entry in listed] == [
         ('base', image['owner']), ('mine', bob['account_id'])]
     code, out, _ = run(capsys, 'image', 'list')
