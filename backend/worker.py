@@ -136,6 +136,7 @@ class Worker:
                 self.claim_hosts()
                 self.monitor.run_round()
                 self.cloud.instances.purge_terminated()
+                self.cloud.images.reclaim_storage()   # files of deregistered images nothing uses now
             except Exception:
                 log.exception('monitor round failed')
 
