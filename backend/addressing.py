@@ -40,18 +40,32 @@ def pick(first, last, cursor, taken, count, label='network'):
     `taken` is a set of ints already leased or reserved (gateway, DNS). Returns (addresses, new
     cursor). Raises CapacityError when fewer than `count` are free.
     """
-    size = last - first + 1
-    if count > size - len([a for a in taken if first <= a <= last]):
+    in_range = {address for address in taken if first <= address <= last}
+    return pick_windowed(first, last, cursor, count,
+                         lambda low, high: {a for a in in_range if low <= a <= high}, len(in_range), label)
+
+
+def pick_windowed(first, last, cursor, count, taken_between, taken_total, label='network'):
+    """`pick`, asking only for the taken addresses of the windows it walks through.
+
+    On a large network with many leases this reads a few rows near the cursor instead of all.
+    """
+    if count > (last - first + 1) - taken_total:
         raise CapacityError('InsufficientAddressCapacity',
                             f'The {label} has not enough free addresses for {count} more instance(s).')
-    start = cursor + 1 if first <= cursor < last else first
+    address = cursor + 1 if first <= cursor < last else first
+    window = max(64, 2 * count)
     picked = []
-    address = start
     while len(picked) < count:
-        if address not in taken:
-            picked.append(address)
-        address = address + 1 if address < last else first
-    return picked, picked[-1] if picked else cursor
+        high = min(last, address + window - 1)
+        taken = taken_between(address, high)
+        for candidate in range(address, high + 1):
+            if candidate not in taken:
+                picked.append(candidate)
+                if len(picked) == count:
+                    break
+        address = high + 1 if high < last else first
+    return picked, (picked[-1] if picked else cursor)
 
 
 def to_text(address):

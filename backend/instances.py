@@ -2,13 +2,14 @@
 requests. The work itself (deploying, stopping, destroying) is done by the workers, off the
 request path; this module only records what must happen, through the lifecycle table.
 """
+import collections
 import dataclasses
 import datetime
 import hashlib
 import json
 import re
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 
 from . import scheduler
 from .errors import CapacityError, Conflict, InvalidValue, NotFound
@@ -433,22 +434,29 @@ def _host_id(hosts, host_name):
     raise NotFound('InvalidHostId.NotFound', f"The host '{host_name}' does not exist")
 
 
+_HOSTS = HostRow.__table__
+# One conditional UPDATE, executed for many hosts at once: a host whose free capacity no longer
+# covers the request is simply not updated, which the row count reveals.
+_TAKE_CAPACITY = update(_HOSTS).where(
+    _HOSTS.c.id == bindparam('target_host'),
+    _HOSTS.c.used_cpus + bindparam('more_cpus') <= _HOSTS.c.cpus,
+    _HOSTS.c.used_memory_mib + bindparam('more_memory') <= _HOSTS.c.memory_mib,
+    _HOSTS.c.enabled.is_(True),
+).values(used_cpus=_HOSTS.c.used_cpus + bindparam('more_cpus'),
+         used_memory_mib=_HOSTS.c.used_memory_mib + bindparam('more_memory'))
+
+
 def _reserve_capacity(session, host_ids, kind, message_host=False):
     """Take capacity with conditional updates, so a concurrent launch can never overcommit a host."""
-    counts = {}
-    for host_id in host_ids:
-        counts[host_id] = counts.get(host_id, 0) + 1
-    for host_id, count in counts.items():
-        cpus, memory = kind.vcpus * count, kind.memory_mib * count
-        result = session.execute(update(HostRow).where(
-            HostRow.id == host_id, HostRow.used_cpus + cpus <= HostRow.cpus,
-            HostRow.used_memory_mib + memory <= HostRow.memory_mib, HostRow.enabled.is_(True),
-        ).values(used_cpus=HostRow.used_cpus + cpus, used_memory_mib=HostRow.used_memory_mib + memory))
-        if result.rowcount != 1:
-            if message_host:
-                raise CapacityError('InsufficientInstanceCapacity',
-                                    'Its host has no room for the instance now; try again later.')
-            raise _CapacityRace()
+    counts = collections.Counter(host_ids)
+    rows = [{'target_host': host_id, 'more_cpus': kind.vcpus * count, 'more_memory': kind.memory_mib * count}
+            for host_id, count in counts.items()]
+    result = session.connection().execute(_TAKE_CAPACITY, rows)
+    if result.rowcount != len(rows):
+        if message_host:
+            raise CapacityError('InsufficientInstanceCapacity',
+                                'Its host has no room for the instance now; try again later.')
+        raise _CapacityRace()
 
 
 def _new_instance(owner, request, kind, image, reservation_id, instance_id, index, host_id, zone,

@@ -110,10 +110,16 @@ class NetworkService:
         """Lease one address per instance on a locked network row; returns [LeaseRecord]."""
         network = addressing.parse_network(network_row.cidr)
         first, last = addressing.usable_range(network)
-        taken = set(session.scalars(select(Lease.address).where(Lease.network_id == network_row.id)))
-        taken |= _reserved(network_row)
-        picked, cursor = addressing.pick(first, last, network_row.cursor, taken, len(instance_ids),
-                                         label=f"network '{network_row.name}'")
+        reserved = {address for address in _reserved(network_row) if first <= address <= last}
+        leased = session.scalar(select(func.count()).select_from(Lease).where(Lease.network_id == network_row.id))
+
+        def taken_between(low, high):
+            rows = session.scalars(select(Lease.address).where(
+                Lease.network_id == network_row.id, Lease.address >= low, Lease.address <= high))
+            return set(rows) | {address for address in reserved if low <= address <= high}
+
+        picked, cursor = addressing.pick_windowed(first, last, network_row.cursor, len(instance_ids), taken_between,
+                                                  leased + len(reserved), label=f"network '{network_row.name}'")
         network_row.cursor = cursor
         records = []
         rows = []

@@ -49,3 +49,14 @@ def test_picks_are_free_distinct_and_in_range(cursor, taken, count):
     picked, _ = addressing.pick(1, 30, cursor, taken, count)
     assert len(set(picked)) == count and not set(picked) & taken
     assert all(1 <= address <= 30 for address in picked)
+
+
+def test_windowed_picks_ask_only_about_windows_near_the_cursor():
+    asked = []
+
+    def taken_between(low, high):
+        asked.append((low, high))
+        return {5, 1000} & set(range(low, high + 1))
+    picked, cursor = addressing.pick_windowed(1, 60000, 3, 3, taken_between, taken_total=2)
+    assert picked == [4, 6, 7] and cursor == 7
+    assert asked == [(4, 67)]
