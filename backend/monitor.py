@@ -7,6 +7,7 @@
   with a reason saying which.
 """
 import collections
+import datetime
 import logging
 
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from .models import Host as HostRow, Instance as InstanceRow, utcnow
 
 log = logging.getLogger(__name__)
 
+LAST_SEEN_RESOLUTION = datetime.timedelta(seconds=30)
 WATCHED_STATES = (State.RUNNING.value, State.IMPAIRED.value)
 
 
@@ -63,7 +65,9 @@ class Monitor:
         if host.state != 'ok':
             log.info('host %s answers again', host.name)
             host.state, host.state_reason = 'ok', None
-        host.last_seen = utcnow()
+        now = utcnow()
+        if host.last_seen is None or now - host.last_seen > LAST_SEEN_RESOLUTION:
+            host.last_seen = now   # not every round: a thousand hosts would mean a thousand writes
         for row in instances:
             self._reconcile(session, row, domains.get(row.instance_id))
 

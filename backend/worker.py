@@ -143,20 +143,25 @@ class Worker:
     # -- host claims ---------------------------------------------------------------------------------
 
     def claim_hosts(self):
-        """Take (or renew) the row lease on the hosts this process drives."""
+        """Take free hosts and renew the row lease on ours; cheap when nothing changed."""
         now = utcnow()
-        until = now + datetime.timedelta(seconds=max(CLAIM_SECONDS, 6 * self.settings.monitor_seconds))
+        ttl = datetime.timedelta(seconds=max(CLAIM_SECONDS, 6 * self.settings.monitor_seconds))
         with self.db.write() as session:
-            free = or_(HostRow.claimed_by == self.worker_id, HostRow.claimed_by.is_(None),
-                       HostRow.claimed_until < now)
-            query = select(HostRow.id).where(free).order_by(HostRow.id)
+            # Renew only leases past half their life: no write at all on most rounds.
+            session.execute(update(HostRow).where(HostRow.claimed_by == self.worker_id,
+                                                  HostRow.claimed_until < now + ttl / 2)
+                            .values(claimed_until=now + ttl))
+            free = or_(HostRow.claimed_by.is_(None), HostRow.claimed_until < now)
+            query = select(HostRow.id).where(free, or_(HostRow.claimed_by.is_(None),
+                                                       HostRow.claimed_by != self.worker_id)).order_by(HostRow.id)
             limit = self.settings.hosts_per_worker
             if limit:
-                query = query.limit(limit)
-            ids = session.scalars(query.with_for_update(skip_locked=True)).all()
+                query = query.limit(max(0, limit - len(self._owned)))
+            ids = [] if limit and len(self._owned) >= limit else \
+                session.scalars(query.with_for_update(skip_locked=True)).all()
             if ids:
                 session.execute(update(HostRow).where(HostRow.id.in_(ids))
-                                .values(claimed_by=self.worker_id, claimed_until=until))
+                                .values(claimed_by=self.worker_id, claimed_until=now + ttl))
             rows = session.execute(select(HostRow.id, HostRow.uri).where(HostRow.claimed_by == self.worker_id)).all()
         self._owned = {row.id: row.uri for row in rows}
         for host_id in list(self.hosts._hosts):

@@ -89,6 +89,11 @@ def raw_full_listing(server):
     return count, time.perf_counter() - started
 
 
+def best_listing(server, rounds=3):
+    """The fastest of a few raw listings: the first also warms each API process up."""
+    return min((raw_full_listing(server) for _ in range(rounds)), key=lambda result: result[1])
+
+
 def full_listing(ec2):
     started = time.perf_counter()
     count = 0
@@ -128,14 +133,13 @@ def measure(name, server, image_id, extra, total):
     started = time.perf_counter()
     ids = launch(ec2, image_id, extra, 1000)
     wait_all_running(ec2)
-    raw_full_listing(server)   # warm-up: every API process compiles its shapes and statements once
-    count, seconds = raw_full_listing(server)
+    count, seconds = best_listing(server)
     results['list_1000_us_per_instance'] = seconds / count * 1e6
     ids += launch(ec2, image_id, extra, total - 1000, first_batch=10)
     results['all_running'] = wait_all_running(ec2)
     progress(f'{name}: all running after {time.perf_counter() - started:.1f} s; listing')
     results['run_all_seconds'] = time.perf_counter() - started
-    count, seconds = raw_full_listing(server)
+    count, seconds = best_listing(server)
     results['listed'] = count
     results['list_all_seconds'] = seconds
     results['list_all_us_per_instance'] = seconds / count * 1e6
