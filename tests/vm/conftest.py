@@ -56,7 +56,7 @@ class NetnsCloud:
         self.home = Path(tempfile.mkdtemp(prefix='reservoir-vm-'))
         self.env = dict(os.environ, RESERVOIR_HOME=str(self.home / 'home'), RESERVOIR_COMPUTE_RATE_LIMITS='false',
                         RESERVOIR_COMPUTE_POLL_SECONDS='0.2', RESERVOIR_COMPUTE_MONITOR_SECONDS='2',
-                        RESERVOIR_COMPUTE_STOP_TIMEOUT_SECONDS='30', PYTHONPATH=str(REPO))
+                        RESERVOIR_COMPUTE_STOP_TIMEOUT_SECONDS='15', PYTHONPATH=str(REPO))
         octet = random.randint(1, 254)
         self.outside_ip, self.inside_ip = f'169.254.{octet}.1', f'169.254.{octet}.2'
         self.veth = f'rsv-vm-{tag}'

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.vm
 DEFAULT_GATEWAY = '10.0.0.1'        # the default network, 10.0.0.0/20
 OTHER_GATEWAY = '10.1.0.1'          # the network conftest creates, 10.1.0.0/20
 INSTANCE_TYPE = 't1.micro'
+CLEAN_SHUTDOWN = 'reservoir: stopping'     # the guest's shutdown script, run on the ACPI power button
 ADDRESS_TIMEOUT = 30
 
 
@@ -88,6 +89,7 @@ def test_disk_survives_stop_and_start_and_reboot(ec2, vm_cloud):
     ec2.stop_instances(InstanceIds=[instance_id])
     wait_for_states(ec2, [instance_id], {'stopped'})
     assert not qemu_pids(instance_id)
+    assert CLEAN_SHUTDOWN in console(ec2, instance_id), 'the guest did not shut down by ACPI'
     ec2.start_instances(InstanceIds=[instance_id])
     text = wait_for_console(ec2, instance_id, f'persisted: {token}', CONTEXTUALIZED)
     assert 'reservoir-context: user-data already ran' in text
@@ -98,6 +100,17 @@ def test_disk_survives_stop_and_start_and_reboot(ec2, vm_cloud):
     boots = console(ec2, instance_id).count(CONTEXTUALIZED)
     ec2.reboot_instances(InstanceIds=[instance_id])
     wait_for_console(ec2, instance_id, (CONTEXTUALIZED, boots + 1), (f'persisted: {token}', boots + 1))
+    terminate(ec2, instance_id)
+
+
+def test_stop_powers_off_a_guest_that_ignores_acpi(ec2, vm_cloud):
+    (instance,) = launch(ec2, vm_cloud.image_id, script='#!/bin/sh\nkillall acpid\necho "acpid gone"\n')
+    instance_id = instance['InstanceId']
+    wait_for_console(ec2, instance_id, 'acpid gone', CONTEXTUALIZED)
+    ec2.stop_instances(InstanceIds=[instance_id])
+    wait_for_states(ec2, [instance_id], {'stopped'})      # after the stop timeout, by force
+    assert not qemu_pids(instance_id)
+    assert CLEAN_SHUTDOWN not in console(ec2, instance_id)
     terminate(ec2, instance_id)
 
 
