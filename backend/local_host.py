@@ -37,7 +37,7 @@ remember_owner = 0
 KVM_DEVICE = Path('/dev/kvm')
 # The kernel prints this once it has initialised and hands over to the initramfs.
 PROBE_MARKER = b'Run /init as init process'
-PROBE_SECONDS = 20.0
+PROBE_SECONDS = 10.0          # a real KVM gets there in about a second
 PROBE_MEMORY_MIB = 128
 # vCPUs offered per core: guests mostly idle, so a few share a core (OpenStack's initial default).
 CPU_ALLOCATION_RATIO = 4
@@ -139,21 +139,36 @@ def add_local_host(cloud, domain_type='auto', cpus=None, memory_mib=None):
     """Prepare this machine and register it as host `local`; returns (host, probe).
 
     Capacity is the machine's unless given. Idempotent: run again, it keeps the registration and
-    updates the domain type and capacity.
+    updates the capacity; the domain type found by an earlier probe is kept unless one is chosen.
     """
     home = cloud.config.home
     prepare_qemu_root(home)
     ensure_qemu_accounts()
-    probe = probe_domain_type() if domain_type == 'auto' else Probe(domain_type, 'chosen')
+    uri = embed_uri(home)
+    registered = _registered_domain_type(cloud, uri)
+    if domain_type != 'auto':
+        probe = Probe(domain_type, 'chosen')
+    elif registered is not None:
+        probe = Probe(registered, 'kept from the host registration')
+    else:
+        probe = probe_domain_type()
     machine_cpus, machine_memory_mib = machine_capacity()
     cpus, memory_mib = cpus or machine_cpus, memory_mib or machine_memory_mib
-    uri = embed_uri(home)
     with cloud.db.write() as session:
         row = session.scalar(select(HostRow).where(HostRow.name == HOST_NAME))
         if row is not None:
-            if row.uri != uri:
-                raise Conflict('HostExists', f"A host named '{HOST_NAME}' is registered with {row.uri}")
             row.domain_type, row.cpus, row.memory_mib = probe.domain_type, cpus, memory_mib
     if row is None:
         cloud.hosts.add(uri, name=HOST_NAME, cpus=cpus, memory_mib=memory_mib, domain_type=probe.domain_type)
     return cloud.hosts.get(HOST_NAME), probe
+
+
+def _registered_domain_type(cloud, uri):
+    """The domain type of host `local` if it is registered (at this URI), else None."""
+    with cloud.db.read() as session:
+        row = session.scalar(select(HostRow).where(HostRow.name == HOST_NAME))
+        if row is None:
+            return None
+        if row.uri != uri:
+            raise Conflict('HostExists', f"A host named '{HOST_NAME}' is registered with {row.uri}")
+        return row.domain_type

@@ -3,6 +3,7 @@
 Each test boots at most three guests at once (TCG on two cores). Guests report on their serial
 console, which GetConsoleOutput returns: that is how the tests see inside them.
 """
+import json
 import secrets
 import sys
 import time
@@ -44,6 +45,22 @@ def show_at_boot(label, path):
 def terminate(ec2, *ids):
     ec2.terminate_instances(InstanceIds=list(ids))
     wait_for_states(ec2, list(ids), {'terminated'})
+
+
+def test_local_host_and_stock_image_are_registered_once(ec2, vm_cloud):
+    qemu_conf = (vm_cloud.home / 'home' / 'qemu' / 'etc' / 'qemu.conf').read_text()
+    assert 'user = "+0"' in qemu_conf and 'stdio_handler = "file"' in qemu_conf
+    (host,) = json.loads(vm_cloud.admin('host', 'add-local', '--json'))
+    assert (host['name'], host['domain_type']) in (('local', 'qemu'), ('local', 'kvm'))
+    assert host['uri'] == f"qemu:///embed?root={vm_cloud.home / 'home' / 'qemu'}"
+    assert [h['name'] for h in json.loads(vm_cloud.admin('host', 'list', '--json'))] == ['local']
+    again = json.loads(vm_cloud.admin('image', 'install-stock', '--json'))
+    assert again['machine']['image_id'] == vm_cloud.image_id
+    (image,) = ec2.describe_images(ImageIds=[vm_cloud.image_id])['Images']
+    assert (image['Public'], image['State'], image['ImageType']) == (True, 'available', 'machine')
+    kernel, ramdisk = image['KernelId'], image['RamdiskId']
+    assert {i['ImageId']: i['ImageType'] for i in ec2.describe_images(ImageIds=[kernel, ramdisk])['Images']} == {
+        kernel: 'kernel', ramdisk: 'ramdisk'}
 
 
 def test_console_shows_address_hostname_and_user_data(ec2, vm_cloud):
