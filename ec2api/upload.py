@@ -87,7 +87,7 @@ class UploadEndpoint:
             body=b'',                  # a PUT's body is covered by the signed x-reservoir-sha256
             params={},
         )
-        if request.method == 'PUT':
+        if request.method == 'PUT' and _is_signed():
             _check_unsigned_payload_is_declared()
         access_key = auth.authenticate(signed, self._secret_for)
         if request.method == 'PUT' and SHA256_HEADER not in _signed_header_names():
@@ -127,6 +127,10 @@ def _check_unsigned_payload_is_declared():
                                          f'{auth.UNSIGNED_PAYLOAD} and the object digest in {SHA256_HEADER}')
 
 
+def _is_signed():
+    return 'Authorization' in request.headers or 'X-Amz-Signature' in request.args
+
+
 def _signed_header_names():
     authorization = request.headers.get('Authorization', '')
     match = _SIGNED_HEADERS.search(authorization)
@@ -137,7 +141,10 @@ def _signed_header_names():
 def _piece(name):
     length = request.content_length
     if length is None:
-        raise EC2Error('MissingContentLength', 'An upload request needs a Content-Length')
+        # Without Content-Length a request has no body, unless it is chunked, which uploads are not.
+        if 'chunked' in request.headers.get('Transfer-Encoding', '').lower():
+            raise EC2Error('MissingContentLength', 'An upload request needs a Content-Length')
+        length = 0
     content_range = request.headers.get('Content-Range')
     if content_range is None:
         offset, total = 0, length
