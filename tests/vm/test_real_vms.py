@@ -137,10 +137,13 @@ def test_terminate_leaves_no_process_overlay_or_context_cd(ec2, vm_cloud):
     wait_for_console(ec2, instance_id, CONTEXTUALIZED)
     directory = vm_cloud.home / 'home' / 'instances' / instance_id
     assert (directory / 'disk.qcow2').is_file() and (directory / 'context.iso').is_file()
+    definition = vm_cloud.home / 'home' / 'qemu' / 'etc' / 'qemu' / f'{instance_id}.xml'   # libvirt's own
+    assert definition.is_file()
     assert len(qemu_pids(instance_id)) == 1
     terminate(ec2, instance_id)
     assert not qemu_pids(instance_id)
     assert not directory.exists()
+    assert not definition.exists(), 'the domain is still defined'
 
 
 def wait_for_image(ec2, image_id, timeout=300):
