@@ -43,6 +43,13 @@ def missing_requirement():
     return None
 
 
+def unused_link_local_octet():
+    """A 169.254.N.0/30 for the API link that no interface here uses (parallel sessions each get one)."""
+    in_use = run('ip', '-o', '-4', 'addr', 'show').stdout
+    free = [octet for octet in range(1, 255) if f' 169.254.{octet}.' not in in_use]
+    return random.choice(free)
+
+
 def run(*command, check=True, timeout=120):
     return subprocess.run(command, capture_output=True, text=True, check=check, timeout=timeout)
 
@@ -57,7 +64,7 @@ class NetnsCloud:
         self.env = dict(os.environ, RESERVOIR_HOME=str(self.home / 'home'), RESERVOIR_COMPUTE_RATE_LIMITS='false',
                         RESERVOIR_COMPUTE_POLL_SECONDS='0.2', RESERVOIR_COMPUTE_MONITOR_SECONDS='2',
                         RESERVOIR_COMPUTE_STOP_TIMEOUT_SECONDS='15', PYTHONPATH=str(REPO))
-        octet = random.randint(1, 254)
+        octet = unused_link_local_octet()
         self.outside_ip, self.inside_ip = f'169.254.{octet}.1', f'169.254.{octet}.2'
         self.veth = f'rsv-vm-{tag}'
         self.server = None
