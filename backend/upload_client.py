@@ -29,7 +29,8 @@ class UploadFailed(Exception):
 
 
 class _Busy(UploadFailed):
-    """The server is still finishing an earlier request on this upload (one cut off, say)."""
+    """The server is still finishing an earlier request on this upload (one cut off, say), or
+    finished it after we asked how far it got: ask again, then go on."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +252,8 @@ def _raise_for(response, body):
     match = _ERROR.search(body.decode('utf-8', 'replace'))
     if match:
         code, message = (_unescape(text) for text in match.groups())
-        raise (_Busy if code == 'InvalidUpload.InProgress' else UploadFailed)(f'{code}: {message}')
+        retry = code in ('InvalidUpload.InProgress', 'InvalidUpload.Offset')
+        raise (_Busy if retry else UploadFailed)(f'{code}: {message}')
     raise UploadFailed(f'the server answered {response.status} {response.reason}')
 
 

@@ -28,6 +28,7 @@ import uuid
 
 from flask import Response, request
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.wsgi import get_input_stream
 
 from backend.errors import BackendError
 from backend.uploads import Piece
@@ -112,8 +113,8 @@ class _Body:
 
     def read(self, size):
         if self._stream is None:
-            self._request.max_content_length = None     # the back-end enforces the image limits
-            self._stream = self._request.stream
+            # Not the app's 1 MiB limit of Query requests: the back-end enforces the image limits.
+            self._stream = get_input_stream(self._request.environ, max_content_length=None)
         try:
             return self._stream.read(size)
         except ClientDisconnected:

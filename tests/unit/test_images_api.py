@@ -313,3 +313,11 @@ def test_an_unused_image_is_reclaimed_at_once_and_cannot_be_deregistered_twice(w
     assert not record.path.exists()
     assert error_code(alice.deregister_image, ImageId=image_id) == 'InvalidAMIID.NotFound'
     assert register(world, alice, 'alice', 'unused', disk) != image_id     # the name is free again
+
+
+def test_bodies_larger_than_query_requests_stream_through(world):
+    world.account('alice')
+    raw = bytearray(3 * 1024 * 1024)           # beyond the 1 MiB limit of Query API bodies
+    raw[510:512] = b'\x55\xaa'
+    response = upload(world, 'alice', 'raw disk', bytes(raw), **{'x-reservoir-disk-format': 'raw'})
+    assert (response.status_code, response.headers['x-reservoir-upload-state']) == (200, 'ready')
