@@ -28,8 +28,10 @@ $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/pac
 	@touch $@
 
 # The stock guest image is built once and registered once; both steps are skipped afterwards.
+# The stock image and this machine (host `local`) are registered once; both steps are idempotent.
 run: install
-	@if test -f images/build_stock.py; then $(VENV)/bin/reservoir image install-stock; fi
+	$(VENV)/bin/reservoir image install-stock
+	$(VENV)/bin/reservoir host add-local
 	$(VENV)/bin/reservoir serve
 
 test: install
