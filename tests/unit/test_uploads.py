@@ -16,8 +16,10 @@ from backend.cloud import Cloud
 from backend.config import load_config
 from backend.errors import BackendError, Conflict, InvalidValue, NotFound
 from backend.images import Registration
-from backend.models import Upload as UploadRow
+from backend.instances import LaunchRequest
+from backend.models import Instance as InstanceRow, Upload as UploadRow
 from backend.uploads import Piece, _exclusive, _Files
+from tests.support.postgres import fresh_database
 
 pytestmark = pytest.mark.skipif(not shutil.which('qemu-img'), reason='needs qemu-img')
 
@@ -292,3 +294,24 @@ def test_a_failure_while_writing_deletes_the_upload(cloud, alice, disk, monkeypa
 def _upload_id(cloud):
     with cloud.db.read() as session:
         return session.scalar(select(UploadRow.upload_id))
+
+
+@pytest.mark.postgres
+def test_upload_register_share_and_reclaim_on_postgresql(tmp_path, monkeypatch, disk):
+    monkeypatch.setenv('RESERVOIR_IMAGES_ACCOUNT_QUOTA', '64M')
+    with fresh_database() as url, Cloud.open(load_config({
+            'RESERVOIR_HOME': str(tmp_path / 'home'), 'RESERVOIR_DATABASE_URL': url})) as cloud:
+        alice, bob = (cloud.users.create(name).account_id for name in ('alice', 'bob'))
+        cloud.hosts.add_simulated(1, cpus=4, memory_mib=4096)
+        send(cloud, alice, 'base', gzip.compress(disk), 0, 100)
+        send(cloud, alice, 'base', gzip.compress(disk), 100)
+        image = cloud.uploads.register(alice, 'base', Registration('base'))
+        assert cloud.images.usage_by_account() == {alice: len(disk)}
+        cloud.images.change_launch_permission(alice, image.image_id, add=[bob])
+        (instance,) = cloud.instances.run(bob, LaunchRequest(image.image_id, 1, 1, 'm1.small'))
+        cloud.images.deregister(alice, image.image_id)
+        assert image.path.exists() and cloud.images.reclaim_storage() == []
+        cloud.instances.terminate(bob, [instance.instance_id])
+        with cloud.db.write() as session:       # as the worker records the end of the instance
+            session.execute(update(InstanceRow).values(state='terminated'))
+        assert cloud.images.reclaim_storage() == [image.image_id] and not image.path.exists()
