@@ -27,7 +27,6 @@ $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/pac
 	cd $(JS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# The stock guest image is built once and registered once; both steps are skipped afterwards.
 # The stock image and this machine (host `local`) are registered once; both steps are idempotent.
 run: install
 	$(VENV)/bin/reservoir image install-stock
