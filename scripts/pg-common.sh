@@ -20,6 +20,6 @@ pg_dir=${RESERVOIR_PG_DIR:-$repo_root/var/pg}
 # The server's user must reach the directory; a checkout under a private home may not let it.
 if [ -z "${RESERVOIR_PG_DIR:-}" ] && [ "$(id -u)" -eq 0 ] &&
         ! runuser -u "$pg_user" -- test -x "$repo_root"; then
-    pg_dir=${TMPDIR:-/tmp}/reservoir-pg-$(printf '%s' "$repo_root" | sha256sum | cut -c1-12)
+    pg_dir=$(python3 -c "import tempfile; print(tempfile.gettempdir())")/reservoir-pg-$(printf '%s' "$repo_root" | sha256sum | cut -c1-12)
 fi
 pg_data=$pg_dir/data

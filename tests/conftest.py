@@ -1,8 +1,8 @@
 """Fixtures shared by the whole suite.
 
 `cloud_server` is a real `reservoir serve` process with users alice and bob, for tests that drive
-it through EC2 client programs over HTTP. It is session-scoped, so each pytest-xdist worker (a
-session of its own) gets its own server, state directory and port.
+it through EC2 client programs over HTTP. It lasts for the whole run of one pytest process, so
+each pytest-xdist worker gets a server, state directory and port of its own.
 """
 import subprocess
 
