@@ -143,12 +143,13 @@ def file_sha256(path):
 
 
 class _Transfer:
-    """The HTTP requests of one upload: status (HEAD), create, send the rest (PUT), delete."""
+    """The HTTP requests of one upload: status (GET), create, send the rest (PUT), delete."""
 
     def __init__(self, target, name, total, sha256, disk_format, image_type):
         self.target = target
         self.url = urllib.parse.urlsplit(target.endpoint)
-        self.path = self.url.path.rstrip('/') + '/upload/' + urllib.parse.quote(name, safe='')
+        # At the root of the host, whatever path the EC2 endpoint has (/services/Cloud, say).
+        self.path = '/upload/' + urllib.parse.quote(name, safe='')
         self.name = name
         self.total = total
         self.sha256 = sha256
@@ -157,7 +158,7 @@ class _Transfer:
             self.options['x-reservoir-disk-format'] = disk_format
 
     def status(self):
-        response, body = self._request('HEAD')
+        response, body = self._request('GET')      # not HEAD: a refusal comes with its reason
         if response.status == 404:
             return None
         _raise_for(response, body)
