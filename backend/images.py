@@ -27,7 +27,8 @@ from sqlalchemy import and_, false, or_, select
 from . import image_lifetimes
 from .config import ARCHITECTURES
 from .errors import BackendError, Conflict, InvalidValue, NotFound
-from .models import Image as ImageRow, LaunchPermission, new_resource_id, utcnow
+from .models import Image as ImageRow, LaunchPermission, Tag, new_resource_id, utcnow
+from .tags import check_tags
 
 ID_PREFIXES = {'machine': 'ami', 'kernel': 'aki', 'ramdisk': 'ari'}
 STATES = ('pending', 'available', 'failed', 'deregistered')
@@ -75,6 +76,7 @@ class Registration:
     kernel_id: str | None = None
     ramdisk_id: str | None = None
     root_device_name: str | None = None
+    tags: tuple = ()                      # ((key, value), …), the owner's tags on the new image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,14 +466,13 @@ class ImageService:
     def add_registered(self, session, owner, image_id, registration, image_type, stored):
         """Insert an available image whose file `stored` names, in the caller's transaction (the
         caller moves the file into the repository before it commits)."""
-        _check_registration(registration.name, image_type, registration.description,
-                            registration.architecture, registration.kernel_id, registration.ramdisk_id,
-                            registration.root_device_name)
+        _check_new_registration(registration, image_type)
         row = _new_row(owner, registration, image_type, state='available', image_id=image_id)
         row.path, row.disk_format = stored.file_name, stored.disk_format
         row.size_bytes, row.virtual_size_bytes = stored.size_bytes, stored.virtual_size_bytes
         self.check_new_image(session, row)
         session.add(row)
+        _add_tags(session, row, registration.tags)
         return row
 
     def copy(self, caller, source_image_id, registration):
@@ -488,8 +489,7 @@ class ImageService:
             registration = dataclasses.replace(
                 registration, architecture=source.architecture, kernel_id=source.kernel_id,
                 ramdisk_id=source.ramdisk_id, root_device_name=source.root_device_name)
-            _check_registration(registration.name, source.image_type, registration.description,
-                                registration.architecture, None, None, registration.root_device_name)
+            _check_new_registration(registration, source.image_type)
             row = _new_row(caller, registration, source.image_type, state='pending')
             row.disk_format, row.size_bytes = source.disk_format, source.size_bytes
             row.virtual_size_bytes = source.virtual_size_bytes
@@ -497,6 +497,7 @@ class ImageService:
             image_lifetimes.lock_account(session, caller)
             image_lifetimes.check_quota(session, self.limits, caller, source.size_bytes or 0)
             session.add(row)
+            _add_tags(session, row, registration.tags)
             source_file = source.path
         try:
             file_name = self.repository.store_copy(source_file, row.image_id, row.disk_format)
@@ -553,6 +554,16 @@ class ImageService:
         with self._db.read() as session:
             rows = session.scalars(select(ImageRow).order_by(ImageRow.created_at, ImageRow.image_id))
             return [self._record(row) for row in rows]
+
+    def tags_of(self, caller, image_ids):
+        """{image id: {key: value}} of the caller's own tags on those images."""
+        with self._db.read() as session:
+            rows = session.execute(select(Tag.resource_id, Tag.key, Tag.value).where(
+                Tag.owner == caller, Tag.resource_type == 'image', Tag.resource_id.in_(list(image_ids))))
+            tags = {}
+            for image_id, key, value in rows:
+                tags.setdefault(image_id, {})[key] = value
+            return tags
 
     def users_of(self, image_ids):
         """{image id: live instances using it}."""
@@ -700,6 +711,11 @@ def _new_row(owner, registration, image_type, state, image_id=None):
         root_device_name=(registration.root_device_name or ROOT_DEVICE_NAME) if image_type == 'machine' else None)
 
 
+def _add_tags(session, row, tags):
+    for key, value in dict(tags).items():
+        session.add(Tag(resource_id=row.image_id, key=key, value=value, owner=row.owner, resource_type='image'))
+
+
 def new_image_id(image_type):
     return new_resource_id(ID_PREFIXES[image_type])
 
@@ -719,3 +735,9 @@ def _check_registration(name, image_type, description, architecture, kernel_id, 
         raise InvalidValue('Only machine images take a kernel, a ramdisk or a root device name')
     if root_device_name is not None and not _ROOT_DEVICE.fullmatch(root_device_name):
         raise InvalidValue(f"Invalid root device name {root_device_name!r}; use one such as /dev/sda1 or /dev/vda")
+
+
+def _check_new_registration(registration, image_type):
+    _check_registration(registration.name, image_type, registration.description, registration.architecture,
+                        registration.kernel_id, registration.ramdisk_id, registration.root_device_name)
+    check_tags(registration.tags)

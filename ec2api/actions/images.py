@@ -7,6 +7,7 @@ from ..filters import filter_items, shape_tags
 from ..paging import paginate
 from ..renderer import format_timestamp
 from . import action
+from .tags import requested_tags, tag_list
 
 _FIELDS = {
     'architecture': lambda i: i['Architecture'],
@@ -32,7 +33,9 @@ def describe_images(ctx, args):
     images = ctx.cloud.images.describe(ctx.account_id, image_ids=args.get('ImageIds'),
                                        owners=args.get('Owners'),
                                        executable_by=args.get('ExecutableUsers'))
-    shapes = filter_items([image_shape(image) for image in images], args.get('Filters'), _FIELDS, shape_tags)
+    tags = ctx.cloud.images.tags_of(ctx.account_id, [image.image_id for image in images])
+    shapes = filter_items([image_shape(image, tags.get(image.image_id)) for image in images], args.get('Filters'),
+                          _FIELDS, shape_tags)
     shapes.sort(key=lambda shape: shape['ImageId'])
     page, next_token = paginate(shapes, args, lambda shape: shape['ImageId'], 'ImageIds')
     return {'Images': page, 'NextToken': next_token}
@@ -52,7 +55,7 @@ def register_image(ctx, args):
     image = ctx.cloud.uploads.register(ctx.account_id, _upload_name(ctx.account_id, location), Registration(
         name=args['Name'], description=args.get('Description'), architecture=args.get('Architecture', 'x86_64'),
         kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'),
-        root_device_name=args.get('RootDeviceName')))
+        root_device_name=args.get('RootDeviceName'), tags=_image_tags(args)))
     return {'ImageId': image.image_id}
 
 
@@ -65,7 +68,8 @@ def copy_image(ctx, args):
     if args.get('Encrypted') or args.get('KmsKeyId') or args.get('DestinationOutpostArn'):
         raise EC2Error('InvalidParameterValue', 'Encrypted copies and copies to Outposts are not supported')
     image = ctx.cloud.images.copy(ctx.account_id, args['SourceImageId'],
-                                  Registration(name=args['Name'], description=args.get('Description')))
+                                  Registration(name=args['Name'], description=args.get('Description'),
+                                               tags=_image_tags(args)))
     return {'ImageId': image.image_id}
 
 
@@ -169,6 +173,10 @@ def _new_description(args):
     return None
 
 
+def _image_tags(args):
+    return tuple(requested_tags(args.get('TagSpecifications'), 'image'))
+
+
 def _upload_name(account_id, location):
     """ImageLocation is an upload's name, optionally `<own account id>/<name>` as DescribeImages shows it."""
     owner, separator, name = location.partition('/')
@@ -184,8 +192,8 @@ def _unsupported_attribute(attribute):
                                              'description, kernel, ramdisk, blockDeviceMapping or productCodes')
 
 
-def image_shape(image):
-    """The EC2 Image structure for a back-end image record."""
+def image_shape(image, tags=None):
+    """The EC2 Image structure for a back-end image record, with the caller's tags on it."""
     shape = {
         'ImageId': image.image_id,
         'ImageLocation': f'{image.owner}/{image.name}',
@@ -206,7 +214,7 @@ def image_shape(image):
         'PlatformDetails': 'Linux/UNIX',
         'UsageOperation': 'RunInstances',
         'BlockDeviceMappings': [],
-        'Tags': [],
+        'Tags': tag_list(tags),
     }
     if image.state_reason:
         shape['StateReason'] = {'Code': 'Server.ImageCreationFailed', 'Message': image.state_reason}

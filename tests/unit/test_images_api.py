@@ -321,3 +321,20 @@ def test_bodies_larger_than_query_requests_stream_through(world):
     raw[510:512] = b'\x55\xaa'
     response = upload(world, 'alice', 'raw disk', bytes(raw), **{'x-reservoir-disk-format': 'raw'})
     assert (response.status_code, response.headers['x-reservoir-upload-state']) == (200, 'ready')
+
+
+def test_tags_given_at_registration_or_copy_belong_to_the_owner(world, disk):
+    alice, bob = world.client('alice'), world.client('bob')
+    tagged = [{'ResourceType': 'image', 'Tags': [{'Key': 'team', 'Value': 'blue'}]}]
+    assert upload(world, 'alice', 'tagged', disk).status_code == 200
+    assert error_code(alice.register_image, Name='tagged', ImageLocation='tagged', TagSpecifications=[
+        {'ResourceType': 'image', 'Tags': [{'Key': 'aws:reserved', 'Value': 'x'}]}]) == 'InvalidParameterValue'
+    image_id = alice.register_image(Name='tagged', ImageLocation='tagged', TagSpecifications=tagged)['ImageId']
+    (image,) = alice.describe_images(Filters=[{'Name': 'tag:team', 'Values': ['blue']}])['Images']
+    assert (image['ImageId'], image['Tags']) == (image_id, [{'Key': 'team', 'Value': 'blue'}])
+    alice.modify_image_attribute(ImageId=image_id, LaunchPermission={'Add': [{'Group': 'all'}]})
+    assert 'Tags' not in bob.describe_images(ImageIds=[image_id])['Images'][0]
+    copy_id = bob.copy_image(SourceImageId=image_id, SourceRegion=world.cloud.config.region, Name='copy',
+                             TagSpecifications=[{'ResourceType': 'image', 'Tags': [{'Key': 'mine', 'Value': ''}]}]
+                             )['ImageId']
+    assert bob.describe_images(ImageIds=[copy_id])['Images'][0]['Tags'] == [{'Key': 'mine', 'Value': ''}]
