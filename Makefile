@@ -33,7 +33,10 @@ run: install
 	$(VENV)/bin/reservoir host add-local
 	$(VENV)/bin/reservoir serve
 
+# The stock guest image is built first, while the network is at hand: the VM tests run the server
+# inside a network namespace, where its Debian packages could not be downloaded.
 test: install
+	@if test -f images/build_stock.py; then $(PY) images/build_stock.py; fi
 	@url=$$(scripts/start-postgres.sh) && \
 	echo "PostgreSQL for the tests: $$url" && \
 	RESERVOIR_TEST_PG_URL=$$url $(PY) -m pytest -n 2 $(PYTEST_ARGS) tests/
