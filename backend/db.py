@@ -46,6 +46,12 @@ class Database:
             yield session
 
     @contextlib.contextmanager
+    def query(self):
+        """A plain connection for read-only column queries on hot paths: no ORM session to build."""
+        with self.engine.connect() as connection:
+            yield connection
+
+    @contextlib.contextmanager
     def write(self):
         """A session whose changes are committed if the block succeeds, rolled back if it raises."""
         with self._writers.begin() as session:

@@ -229,7 +229,7 @@ class InstanceService:
             query = query.where(InstanceRow.owner == owner)
         if ids:
             query = query.where(InstanceRow.instance_id.in_(list(ids)))
-        with self.db.read() as session:
+        with self.db.query() as session:
             records, more = _fetch_page(session, query, python_tests, after, limit)
             if ids and check_ids:
                 # Existence is judged before filtering: a filtered-out instance still exists.
@@ -242,7 +242,7 @@ class InstanceService:
         query = select(InstanceRow.instance_id).where(InstanceRow.instance_id.in_(list(ids)), self._still_visible())
         if owner is not None:
             query = query.where(InstanceRow.owner == owner)
-        return session.scalars(query).all()
+        return session.execute(query).scalars().all()
 
     def _still_visible(self):
         horizon = utcnow() - self.terminated_retention

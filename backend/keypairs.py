@@ -68,15 +68,15 @@ class KeyPairService:
 
     def describe(self, owner, names=None, ids=None):
         """The owner's key pairs, all or those named; asking for a missing one is an error."""
-        query = select(KeyPairRow).where(KeyPairRow.owner == owner)
+        query = select(KeyPairRow.__table__).where(KeyPairRow.owner == owner)
         if names:
             query = query.where(KeyPairRow.name.in_(names))
         if ids:
             query = query.where(KeyPairRow.key_pair_id.in_(ids))
-        with self._db.read() as session:
-            rows = session.scalars(query.order_by(KeyPairRow.name)).all()
-            _check_all_found(session, owner, names, KeyPairRow.name, "The key pair '{}' does not exist")
-            _check_all_found(session, owner, ids, KeyPairRow.key_pair_id, "The key pair ID '{}' does not exist")
+        with self._db.query() as connection:
+            rows = connection.execute(query.order_by(KeyPairRow.name)).all()
+            _check_all_found(connection, owner, names, KeyPairRow.name, "The key pair '{}' does not exist")
+            _check_all_found(connection, owner, ids, KeyPairRow.key_pair_id, "The key pair ID '{}' does not exist")
         return [_record(row) for row in rows]
 
     def delete(self, owner, name=None, key_pair_id=None):
@@ -180,7 +180,7 @@ def _check_all_found(session, owner, wanted, column, message):
     """Raise NotFound for the first of `wanted` the owner has no key pair for."""
     if not wanted:
         return
-    found = set(session.scalars(select(column).where(KeyPairRow.owner == owner, column.in_(wanted))))
+    found = set(session.execute(select(column).where(KeyPairRow.owner == owner, column.in_(wanted))).scalars())
     for value in wanted:
         if value not in found:
             raise NotFound('InvalidKeyPair.NotFound', message.format(value))
