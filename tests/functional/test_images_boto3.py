@@ -11,6 +11,7 @@ import time
 import botocore.exceptions
 import pytest
 
+from backend import upload_client
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.skipif(subprocess.run(['which', 'qemu-img'], capture_output=True).returncode,
@@ -220,6 +221,23 @@ def test_an_abandoned_upload_is_resumed_by_running_the_command_again(server, dis
     assert uploaded['sent_bytes'] == disk.stat().st_size - arrived
     image = admin_image(server, uploaded['image_id'])
     assert open(image['path'], 'rb').read() == disk.read_bytes()
+
+
+def test_an_unfinished_upload_of_other_content_is_replaced_only_when_asked(server, disk, tmp_path):
+    env = user_env(server, 'alice', tmp_path)
+    with CuttingProxy(server.port, cut_after=3 * MIB) as proxy, pytest.MonkeyPatch.context() as patch:
+        for key in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE'):
+            patch.setenv(key, env[key])
+        target = upload_client.open_target(proxy.endpoint)     # keys from the environment, as awscli
+        with pytest.raises(upload_client.UploadFailed, match='interrupted .* run the same command again'):
+            upload_client.upload(target, disk, 'shared name', attempts=1)
+    wait_until(lambda: _received(server, 'shared name') > 0, 'the server keeping what arrived')
+    other = tmp_path / 'other.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(other), '16M'], check=True)
+    result = upload(env, other, 'shared name', server.endpoint)
+    assert result.returncode == 1 and 'with other content is on the server' in result.stderr
+    uploaded, _ = upload_json(env, other, 'shared name', server.endpoint, '--replace')
+    assert (uploaded['resumed_from'], uploaded['sent_bytes']) == (0, other.stat().st_size)
 
 
 def _received(server, name):
