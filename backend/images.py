@@ -9,8 +9,8 @@ once the file is in the repository, `failed` if making it failed (with the reaso
 once its owner removed it. A registration that fails is undone, so nothing stays half-made. A
 deregistered image keeps its file while instances use it; `image_lifetimes` says when it goes.
 
-Whatever else makes images (CreateImage) follows the same rules through `check_new_image`,
-`mark_available` and `mark_failed`.
+Code elsewhere that makes images (CreateImage) keeps to the same rules with `check_new_image`
+(name, kernel, ramdisk), `image_lifetimes.check_quota`, `mark_available` and `mark_failed`.
 """
 import dataclasses
 import datetime
