@@ -12,6 +12,12 @@ import itertools
 import subprocess
 
 import pytest
+from hypothesis import settings
+
+# Property tests check behaviour, not speed: on a loaded 2-core machine an example may take
+# longer than hypothesis's default 200 ms deadline without anything being wrong.
+settings.register_profile('reservoir', deadline=None)
+settings.load_profile('reservoir')
 
 from tests.support.server import REGION, LiveServer
 
