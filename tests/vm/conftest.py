@@ -72,6 +72,8 @@ class NetnsCloud:
     # -- setting up ----------------------------------------------------------------------------------
 
     def start(self):
+        # The namespace has no way out: fetch the Debian packages of the stock image (cached) first.
+        run(sys.executable, str(REPO / 'images' / 'build_stock.py'), timeout=900)
         run('ip', 'netns', 'add', self.namespace)
         self.inside('ip', 'link', 'set', 'lo', 'up')
         self.inside('sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
