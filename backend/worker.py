@@ -251,6 +251,7 @@ class Worker:
             self._wake.set()
 
     def _work(self, state, items):
+        items = self._still_due(state, items)
         work = {}
         for host_id, instance_id in items:
             uri = self._owned.get(host_id)
@@ -263,6 +264,17 @@ class Worker:
         for host_id, (host, ids) in work.items():
             outcomes.update(handler(host, host_id, ids, specs))
         self._record(state, outcomes)
+
+    def _still_due(self, state, items):
+        """Drop instances whose state moved on since dispatch read them.
+
+        The dispatcher's read may predate the commit of a chunk that finished just before it looked
+        at the in-flight set; without this check that chunk's instances would be worked on twice.
+        """
+        with self.db.query() as connection:
+            current = dict(connection.execute(select(InstanceRow.instance_id, InstanceRow.state).where(
+                InstanceRow.instance_id.in_([instance_id for _, instance_id in items]))).all())
+        return [(host_id, instance_id) for host_id, instance_id in items if current.get(instance_id) == state.value]
 
     # Each handler returns {instance_id: (event or None, reason_code, reason)}; None means "failed,
     # retry later" for deploys and destroys, with the reason kept for the last attempt.
