@@ -1,8 +1,11 @@
 """The action registry: one module per resource registers the EC2 actions it serves."""
 import dataclasses
 import importlib
+import threading
 
 _HANDLERS = {}
+_loaded = False
+_loading = threading.Lock()
 
 # Modules whose import registers their actions.
 _ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images', 'instances', 'addresses', 'tags',
@@ -35,7 +38,12 @@ def action(name):
 
 
 def handler_for(name):
-    if not _HANDLERS:
-        for module in _ACTION_MODULES:
-            importlib.import_module(f'{__name__}.{module}')
+    global _loaded
+    if not _loaded:
+        # Concurrent first requests: none may look while another is half way through registering.
+        with _loading:
+            if not _loaded:
+                for module in _ACTION_MODULES:
+                    importlib.import_module(f'{__name__}.{module}')
+                _loaded = True
     return _HANDLERS.get(name)
