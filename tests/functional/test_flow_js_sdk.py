@@ -1,5 +1,5 @@
 """The instance flow with the AWS SDK for JavaScript v3: one node process (tests/clients/js/
-session.mjs) holds an EC2Client and runs the calls, the SDK's waiters and its paginator as this
+interactive.mjs) holds an EC2Client and runs the calls, the SDK's waiters and its paginator as this
 test asks, one JSON line each way."""
 import base64
 import json
@@ -13,11 +13,11 @@ import pytest
 pytestmark = pytest.mark.clients
 
 CLIENT_DIR = Path(__file__).resolve().parents[1] / 'clients' / 'js'
-SCRIPT = CLIENT_DIR / 'session.mjs'
+SCRIPT = CLIENT_DIR / 'interactive.mjs'
 USER_DATA = '#!/bin/sh\necho "hello from the JS SDK"\n'
 
 
-class JsSession:
+class JsClient:
     def __init__(self, server, user, log_path):
         node = shutil.which('node')
         if node is None or not (CLIENT_DIR / 'node_modules' / '@aws-sdk' / 'client-ec2').is_dir():
@@ -68,9 +68,9 @@ class JsSession:
 
 @pytest.fixture
 def js(compute_server, tmp_path):
-    session = JsSession(compute_server, compute_server.new_user('js-sdk'), tmp_path / 'node.log')
-    yield session
-    session.close()
+    client = JsClient(compute_server, compute_server.new_user('js-sdk'), tmp_path / 'node.log')
+    yield client
+    client.close()
 
 
 def wait_for(condition, timeout=60):
