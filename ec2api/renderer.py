@@ -141,7 +141,9 @@ def format_timestamp(moment):
     """EC2's timestamp form, always UTC with milliseconds: 2026-11-24T16:02:17.000Z."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(datetime.timezone.utc)
-    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + f'{moment.microsecond // 1000:03d}Z'
+    # Formatted by hand: strftime costs twice as much, and listings format thousands of these.
+    return (f'{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:'
+            f'{moment.second:02d}.{moment.microsecond // 1000:03d}Z')
 
 
 _SCALAR_WRITERS = {
