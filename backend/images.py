@@ -677,6 +677,8 @@ class ImageService:
     def _make_available(self, image_id, stored):
         with self._db.write() as session:
             row = session.get(ImageRow, image_id)
+            if row is None or row.state != 'pending':
+                return None   # deregistered meanwhile: never bring it back (the sweep takes the file)
             row.state = 'available'
             row.path = stored.file_name
             row.disk_format = stored.disk_format

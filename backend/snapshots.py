@@ -28,6 +28,7 @@ import libvirt
 from sqlalchemy import select
 
 from .errors import Conflict, NotFound
+from .image_lifetimes import check_quota
 from .images import ROOT_DEVICE_NAME, _check_registration, inspect_disk
 from .lifecycle import State
 from .models import Image as ImageRow, Instance as InstanceRow, new_resource_id
@@ -84,14 +85,16 @@ class SnapshotService:
             architecture = source.architecture if source else 'x86_64'
             _check_registration(name, 'machine', description, architecture, instance.kernel_id,
                                 instance.ramdisk_id)
-            if session.scalar(select(ImageRow.image_id).where(
-                    ImageRow.owner == owner, ImageRow.name == name, ImageRow.state != 'deregistered')):
-                raise Conflict('InvalidAMIName.Duplicate', f'AMI name {name} is already in use by AMI of this account')
             image_id = new_resource_id('ami')
-            session.add(ImageRow(image_id=image_id, owner=owner, name=name, description=description,
-                                 image_type='machine', state='pending', public=False, architecture=architecture,
-                                 disk_format='qcow2', kernel_id=instance.kernel_id, ramdisk_id=instance.ramdisk_id,
-                                 root_device_name=ROOT_DEVICE_NAME))
+            row = ImageRow(image_id=image_id, owner=owner, name=name, description=description,
+                           image_type='machine', state='pending', public=False, architecture=architecture,
+                           disk_format='qcow2', kernel_id=instance.kernel_id, ramdisk_id=instance.ramdisk_id,
+                           root_device_name=ROOT_DEVICE_NAME)
+            # The same rules as every other new image: a free name, launchable companions, the quota
+            # (the flattened disk is at most the instance's overlay plus its image).
+            self.images.check_new_image(session, row)
+            check_quota(session, self.images.limits, owner, _expected_size(session, instance))
+            session.add(row)
             self._write_job(Job(image_id, instance_id, owner, bool(no_reboot)))
         self.wake_workers()
         return image_id
@@ -104,10 +107,9 @@ class SnapshotService:
 
     def failure_reason(self, image_id):
         """Why a failed image failed, or None."""
-        try:
-            return json.loads((self.jobs / f'{image_id}.failed').read_text())['reason']
-        except (OSError, ValueError, KeyError):
-            return None
+        with self.db.read() as session:
+            image = session.get(ImageRow, image_id)
+            return image.state_reason if image is not None and image.state == 'failed' else None
 
 
 # --- the copy, in the worker ----------------------------------------------------------------------
@@ -208,24 +210,22 @@ class Snapshotter:
             os.replace(partial, self.repository.path_of(file_name))
         finally:
             partial.unlink(missing_ok=True)
-        with self.db.write() as session:
-            image = session.get(ImageRow, job.image_id)
-            if image is not None and image.state == 'pending':
-                image.state, image.path, image.disk_format = 'available', file_name, 'qcow2'
-                image.size_bytes = self.repository.path_of(file_name).stat().st_size
-                image.virtual_size_bytes = info.virtual_size
+        self.worker.cloud.images.mark_available(job.image_id, file_name, info.virtual_size)
         self._finish(job)
 
     def _fail(self, job, reason):
-        with self.db.write() as session:
-            image = session.get(ImageRow, job.image_id)
-            if image is not None and image.state == 'pending':
-                image.state = 'failed'
-        (self.jobs / f'{job.image_id}.failed').write_text(json.dumps({'reason': reason}))
+        # The reason stays with the image, so DescribeImages shows it as the state reason.
+        self.worker.cloud.images.mark_failed(job.image_id, reason)
         self._finish(job)
 
     def _finish(self, job):
         (self.jobs / f'{job.image_id}.json').unlink(missing_ok=True)
+
+
+def _expected_size(session, instance):
+    """Bytes the flattened disk may take: the instance's image plus what the guest wrote since."""
+    image = session.get(ImageRow, instance.image_id)
+    return (image.virtual_size_bytes or image.size_bytes or 0) if image is not None else 0
 
 
 def _domain(host, name):
