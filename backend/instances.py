@@ -254,7 +254,7 @@ class InstanceService:
         return self._request(owner, ids, Event.TERMINATE)
 
     def stop(self, owner, ids, force=False):
-        return self._request(owner, ids, Event.STOP)
+        return self._request(owner, ids, Event.STOP, force=force)
 
     def reboot(self, owner, ids):
         self._request(owner, ids, Event.REBOOT)
@@ -262,7 +262,7 @@ class InstanceService:
     def start(self, owner, ids):
         return self._request(owner, ids, Event.START)
 
-    def _request(self, owner, ids, event):
+    def _request(self, owner, ids, event, force=False):
         _check_ids(ids)
         with self.db.write() as session:
             rows = _owned_rows(session, owner, ids)
@@ -275,6 +275,8 @@ class InstanceService:
                 if event is Event.START and row.state == State.STOPPED:
                     _reserve_capacity(session, [row.host_id], row, message_host=True)
                 transition(session, row, event, transition_reason=_user_reason(event))
+                if event is Event.STOP and row.state == State.STOPPING:
+                    row.stop_forced = row.stop_forced or force
                 changes.append(StateChange(instance_id, previous, row.state))
         self.wake_workers()
         return changes
@@ -343,6 +345,8 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
         row.transition_reason = transition_reason
     if target is State.PENDING:
         row.attempts, row.next_attempt_at = 0, None
+    if target is not State.STOPPING:
+        row.stop_forced = False
     return target
 
 

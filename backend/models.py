@@ -7,7 +7,7 @@ import datetime
 import secrets
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, MetaData, String, Text,
-                        TypeDecorator, UniqueConstraint, text)
+                        TypeDecorator, UniqueConstraint, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Named constraints let later migrations alter them, which SQLite can only do by rebuilding tables.
@@ -282,6 +282,8 @@ class Instance(Base):
     # Deploy attempts so far, and when the next may run (bounded retries with back-off).
     attempts: Mapped[int] = mapped_column(nullable=False, default=0)
     next_attempt_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    # StopInstances with Force: power off at once instead of asking the guest through ACPI.
+    stop_forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class Tag(Base):

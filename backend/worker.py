@@ -311,11 +311,17 @@ class Worker:
         return outcomes
 
     def _stop(self, host, host_id, ids, _specs=None):
-        """ACPI power button for all, then wait; whoever is still up at the timeout is powered off."""
+        """ACPI power button for all, then wait; whoever is still up at the timeout is powered off.
+        A forced stop (StopInstances Force) skips the button and the wait."""
         outcomes, waiting = {}, []
+        with self.db.query() as connection:
+            forced = set(connection.execute(select(InstanceRow.instance_id).where(
+                InstanceRow.instance_id.in_(ids), InstanceRow.stop_forced.is_(True))).scalars())
         for instance_id in ids:
             try:
-                if host.shutdown(instance_id):
+                if instance_id in forced:
+                    host.power_off(instance_id)
+                elif host.shutdown(instance_id):
                     waiting.append(instance_id)
             except HostError as error:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))

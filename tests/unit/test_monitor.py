@@ -60,3 +60,17 @@ def test_unreachable_host_impairs_instances_and_they_recover(setup):
     worker._owned = real_uris                                   # the hosts answer again
     worker.monitor.run_round()                                  # (re-opened: domains autostart)
     assert {state for state, _ in states(cloud, owner).values()} == {'running'}
+
+
+def test_a_forced_stop_powers_off_without_asking_the_guest(setup):
+    cloud, worker, owner, (first, second) = setup
+    host = host_of(cloud, worker, owner, first)
+    asked = []
+    original = host.shutdown
+    host.shutdown = lambda name: asked.append(name) or original(name)
+    cloud.instances.stop(owner, [first], force=True)
+    cloud.instances.stop(owner, [second])
+    worker.dispatch(wait=True)
+    found = states(cloud, owner)
+    assert found[first][0] == 'stopped' and found[second][0] == 'stopped'
+    assert first not in asked
