@@ -92,6 +92,7 @@ class Endpoint:
         if arguments.get('DryRun'):
             raise EC2Error('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.')
         context = RequestContext(cloud=self.cloud, account_id=user.account_id, user_name=user.user_name,
+                                 version=params.get('Version', ''),
                                  request_id=request_id, host=request.host)
         result = handler(context, arguments)
         return result if isinstance(result, Result) else Result(result or {})

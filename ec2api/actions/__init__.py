@@ -20,6 +20,7 @@ class RequestContext:
     user_name: str
     request_id: str
     host: str
+    version: str = ''      # the API version the client asked for, e.g. 2014-10-01
 
 
 @dataclasses.dataclass

@@ -1,7 +1,9 @@
 """Instance types from the configured catalogue, in AWS's shape and in Eucalyptus's.
 
 libcloud's Eucalyptus driver reads `instanceTypeDetails` in the `http://msgs.eucalyptus.com/<v>`
-namespace; it is added next to the AWS `instanceTypeSet`, which botocore ignores.
+namespace; it is added next to the AWS `instanceTypeSet`, which botocore ignores. Clients of API
+versions older than AWS's DescribeInstanceTypes (2019) can only mean Eucalyptus's call: they get
+that shape alone, since boto 2 reads every <item> of the answer as an instance type.
 """
 from ..errors import EC2Error
 from ..filters import filter_items
@@ -9,6 +11,8 @@ from ..renderer import escape
 from . import Result, action
 
 EUCALYPTUS_NAMESPACE = 'http://msgs.eucalyptus.com/3.3.0'
+# The API version that carries AWS's DescribeInstanceTypes (every newer action keeps this version).
+FIRST_AWS_VERSION = '2016-11-15'
 
 _FIELDS = {
     'instance-type': lambda t: t['InstanceType'],
@@ -31,7 +35,10 @@ def describe_instance_types(ctx, args):
         catalogue = {name: catalogue[name] for name in wanted}
     types = [_aws_shape(kind) for kind in catalogue.values()]
     types = filter_items(types, args.get('Filters'), _FIELDS)
-    return Result({'InstanceTypes': types}, extra_xml=_eucalyptus_details(catalogue.values()))
+    eucalyptus = _eucalyptus_details(catalogue.values())
+    if ctx.version and ctx.version < FIRST_AWS_VERSION:
+        return Result({}, extra_xml=eucalyptus)
+    return Result({'InstanceTypes': types}, extra_xml=eucalyptus)
 
 
 def _aws_shape(kind):

@@ -52,9 +52,10 @@ def test_regions_and_zones(connect, cloud_config):
 
 
 def test_instance_types_in_the_eucalyptus_shape(connect, cloud_config):
-    # boto's get_all_instance_types reads Eucalyptus's <item><name/><cpu/><memory/><disk/>; it also
-    # turns every <item> of the AWS-shaped instanceTypeSet into an empty object, left out here.
-    types = [kind for kind in connect().get_all_instance_types() if kind.name]
+    # boto's get_all_instance_types reads Eucalyptus's <item><name/><cpu/><memory/><disk/>, and would
+    # turn every <item> of an AWS-shaped instanceTypeSet into an empty object: its API version gets
+    # the Eucalyptus shape alone.
+    types = connect().get_all_instance_types()
     assert {kind.name: (int(kind.cores), int(kind.memory), int(kind.disk)) for kind in types} == {
         name: (kind.vcpus, kind.memory_mib, kind.disk_gib) for name, kind in cloud_config.instance_types.items()}
 
