@@ -5,20 +5,10 @@ import subprocess
 
 import pytest
 
-from backend.cloud import Cloud
 from backend.errors import Conflict, InvalidValue, NotFound
 
 needs_openssh = pytest.mark.skipif(not shutil.which('ssh-keygen') or not shutil.which('openssl'),
                                    reason='needs ssh-keygen and openssl')
-
-
-@pytest.fixture
-def cloud(tmp_path, monkeypatch):
-    monkeypatch.setenv('RESERVOIR_HOME', str(tmp_path / 'home'))
-    monkeypatch.delenv('RESERVOIR_DATABASE_URL', raising=False)
-    monkeypatch.delenv('RESERVOIR_CONF', raising=False)
-    with Cloud.open() as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -2,17 +2,7 @@ import re
 
 import pytest
 
-from backend.cloud import Cloud
 from backend.errors import Conflict, InvalidValue, NotFound
-
-
-@pytest.fixture
-def cloud(tmp_path, monkeypatch):
-    monkeypatch.setenv('RESERVOIR_HOME', str(tmp_path / 'home'))
-    monkeypatch.delenv('RESERVOIR_DATABASE_URL', raising=False)
-    monkeypatch.delenv('RESERVOIR_CONF', raising=False)
-    with Cloud.open() as opened:
-        yield opened
 
 
 class FakeClock:
