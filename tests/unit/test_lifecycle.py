@@ -1,7 +1,7 @@
 import pytest
 
 from backend.errors import Conflict
-from backend.lifecycle import FINAL_STATES, TRANSITIONS, Event, State, can, ec2_state, next_state
+from backend.lifecycle import FINAL_STATES, TRANSITIONS, State, can, ec2_state, next_state
 
 
 def test_a_normal_life():
