@@ -24,7 +24,9 @@ def render_response(operation_model, result, request_id, version=None, extra_xml
     out = [_XML_DECLARATION, '<', root, ' xmlns="', namespace, '"><requestId>',
            escape(request_id), '</requestId>']
     shape = operation_model.output_shape
-    if shape is not None and result:
+    if shape is None:
+        out.append('<return>true</return>')   # what EC2 answers for actions with no output shape
+    elif result:
         writer_for(shape)(result, out)
     out.extend((extra_xml, '</', root, '>'))
     return ''.join(out).encode('utf-8')

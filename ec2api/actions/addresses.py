@@ -3,10 +3,9 @@ from backend.instances import INSTANCE_ID
 
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
-from . import Result, action
+from . import action
 from .tags import requested_tags, tag_list
 
-_RETURN_TRUE = '<return>true</return>'   # for actions whose output shape is empty
 # Every address has an allocation id and serves both styles; like AWS since EC2-Classic retired,
 # each is reported in the vpc domain whatever domain was asked for.
 DOMAIN = 'vpc'
@@ -61,14 +60,14 @@ def disassociate_address(ctx, args):
     if not association_id and not public_ip:
         raise EC2Error('MissingParameter', 'The request must contain the parameter AssociationId or PublicIp')
     ctx.cloud.addresses.disassociate(ctx.account_id, association_id=association_id, public_ip=public_ip)
-    return Result({}, extra_xml=_RETURN_TRUE)
+    return {}
 
 
 @action('ReleaseAddress')
 def release_address(ctx, args):
     ctx.cloud.addresses.release(ctx.account_id, allocation_id=args.get('AllocationId'),
                                 public_ip=args.get('PublicIp'))
-    return Result({}, extra_xml=_RETURN_TRUE)
+    return {}
 
 
 @action('DescribeAddresses')

@@ -14,11 +14,10 @@ from backend.matching import wildcard
 
 from ..errors import EC2Error
 from ..paging import encode_token, page_bounds
-from . import Result, action
+from . import action
 from .tags import requested_tags, tag_list
 
 DEFAULT_INSTANCE_TYPE = 'm1.small'
-_RETURN_TRUE = '<return>true</return>'   # for actions whose output shape is empty
 
 # EC2 filter names that are another spelling of a back-end field. Public DNS names are the public
 # addresses themselves (see _public_dns_name), so `dns-name` filters on the address.
@@ -204,7 +203,7 @@ def start_instances(ctx, args):
 @action('RebootInstances')
 def reboot_instances(ctx, args):
     ctx.cloud.instances.reboot(ctx.account_id, args['InstanceIds'])
-    return Result({}, extra_xml=_RETURN_TRUE)
+    return {}
 
 
 @action('GetConsoleOutput')
@@ -266,7 +265,7 @@ def modify_instance_attribute(ctx, args):
     _check_instance_id(instance_id)
     instance_type, user_data = _requested_changes(args)
     ctx.cloud.instances.modify(ctx.account_id, instance_id, instance_type=instance_type, user_data=user_data)
-    return Result({}, extra_xml=_RETURN_TRUE)
+    return {}
 
 
 def _requested_changes(args):

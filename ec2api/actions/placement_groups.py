@@ -1,10 +1,8 @@
 """Placement groups: `cluster` keeps its instances on one host, `spread` puts each on its own."""
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
-from . import Result, action
+from . import action
 from .tags import requested_tags, tag_list
-
-_RETURN_TRUE = '<return>true</return>'   # for actions whose output shape is empty
 
 _FIELDS = {
     'group-name': lambda g: g['GroupName'],
@@ -30,7 +28,7 @@ def create_placement_group(ctx, args):
 @action('DeletePlacementGroup')
 def delete_placement_group(ctx, args):
     ctx.cloud.placement_groups.delete(ctx.account_id, args['GroupName'])
-    return Result({}, extra_xml=_RETURN_TRUE)
+    return {}
 
 
 @action('DescribePlacementGroups')

@@ -3,17 +3,14 @@ from backend.tags import FILTER_FIELDS
 
 from ..errors import EC2Error
 from ..paging import paginate
-from . import Result, action
-
-# Actions without an output shape still answer <return>true</return>, as EC2 does.
-_RETURN_TRUE = '<return>true</return>'
+from . import action
 
 
 @action('CreateTags')
 def create_tags(ctx, args):
     tags = [(tag['Key'], tag.get('Value', '')) for tag in _required_tags(args)]
     ctx.cloud.tags.create(ctx.account_id, args['Resources'], tags)
-    return Result({}, extra_xml=_RETURN_TRUE)
+    return {}
 
 
 @action('DeleteTags')
@@ -23,7 +20,7 @@ def delete_tags(ctx, args):
     if any(not key for key, _ in tags):
         raise EC2Error('InvalidParameterValue', 'Each tag to delete must have a key.')
     ctx.cloud.tags.delete(ctx.account_id, args['Resources'], tags)
-    return Result({}, extra_xml=_RETURN_TRUE)
+    return {}
 
 
 @action('DescribeTags')

@@ -172,3 +172,8 @@ def test_every_operation_in_the_model_has_a_compilable_output_shape():
         shape = model.operation_model(name).output_shape
         if shape is not None:
             writer_for(shape)
+
+
+def test_actions_without_an_output_shape_answer_return_true():
+    body = render_response(operation('DeleteTags'), {}, 'r').decode()
+    assert body.endswith('<requestId>r</requestId><return>true</return></DeleteTagsResponse>')
