@@ -58,6 +58,13 @@ class HostPool:
             self._on_first_connect(host_id, host)
         return host
 
+    def keep_only(self, host_ids):
+        """Close the connections of hosts this process no longer drives."""
+        with self._lock:
+            gone = [host_id for host_id in self._hosts if host_id not in host_ids]
+        for host_id in gone:
+            self.forget(host_id)
+
     def forget(self, host_id):
         with self._lock:
             host = self._hosts.pop(host_id, None)
@@ -164,9 +171,7 @@ class Worker:
                                 .values(claimed_by=self.worker_id, claimed_until=now + ttl))
             rows = session.execute(select(HostRow.id, HostRow.uri).where(HostRow.claimed_by == self.worker_id)).all()
         self._owned = {row.id: row.uri for row in rows}
-        for host_id in list(self.hosts._hosts):
-            if host_id not in self._owned:
-                self.hosts.forget(host_id)
+        self.hosts.keep_only(self._owned)
 
     def release_hosts(self):
         with self.db.write() as session:
