@@ -5,6 +5,7 @@ request path; this module only records what must happen, through the lifecycle t
 import collections
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import re
@@ -12,6 +13,7 @@ import re
 from sqlalchemy import bindparam, exists, or_, select, update
 
 from . import scheduler
+from .db import Prepared
 from .errors import CapacityError, Conflict, InvalidValue, NotFound
 from .images import IMAGE_ID, visible_to
 from .tags import check_tags
@@ -24,6 +26,7 @@ from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, I
 INSTANCE_ID = re.compile(r'i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 MAX_USER_DATA_BYTES = 16 * 1024
 CAPACITY_RACE_RETRIES = 5
+MAX_ID_SLOTS = 512   # ids bound in one statement: SQLite allows 999 parameters at most
 EC2_STATE_NAMES = ('pending', 'running', 'shutting-down', 'terminated', 'stopping', 'stopped')
 
 
@@ -219,12 +222,10 @@ class InstanceService:
         """(instances, more) where `more` tells whether another page follows."""
         if ids:
             _check_ids(ids)
+        if not criteria and not (ids and (after or limit is not None)):
+            return self._plain_page(owner, ids, after, limit, check_ids)
         sql_criteria, python_tests = _split_criteria(criteria)
-        # Plain column rows, not ORM objects: a listing of thousands is several times cheaper so.
-        query = select(InstanceRow.__table__, HostRow.name.label('host_name'), NetworkRow.subnet_id.label('subnet_id')) \
-            .outerjoin(HostRow, HostRow.id == InstanceRow.host_id) \
-            .outerjoin(NetworkRow, NetworkRow.id == InstanceRow.network_id) \
-            .where(self._still_visible(), *sql_criteria).order_by(InstanceRow.instance_id)
+        query = _listing(_still_visible(self._visibility_horizon()), *sql_criteria)
         if owner is not None:
             query = query.where(InstanceRow.owner == owner)
         if ids:
@@ -238,15 +239,33 @@ class InstanceService:
                 _check_all_found(ids, found)
         return records, more
 
+    def _plain_page(self, owner, ids, after, limit, check_ids):
+        """The unfiltered listing or lookup by ids, which clients poll: prepared statements."""
+        ids = list(dict.fromkeys(ids or ()))
+        statement = _plain_listing(owner is not None, _slots(len(ids)) if ids else 0,
+                                   after is not None, limit is not None)
+        values = {'owner': owner, 'horizon': self._visibility_horizon(), 'after': after,
+                  'limit': None if limit is None else limit + 1, **_slot_values('id', ids)}
+        with self.db.prepared() as read:
+            rows = read(statement, **values)
+            tags = _prepared_tags(read, [row.instance_id for row in rows])
+        records = [_record(row, tags.get(row.instance_id, {})) for row in rows]
+        if ids and check_ids:
+            _check_all_found(ids, [record.instance_id for record in records])
+        if limit is not None and len(records) > limit:
+            return records[:limit], True
+        return records, False
+
     def _visible_ids(self, session, owner, ids):
-        query = select(InstanceRow.instance_id).where(InstanceRow.instance_id.in_(list(ids)), self._still_visible())
+        query = select(InstanceRow.instance_id).where(InstanceRow.instance_id.in_(list(ids)),
+                                                      _still_visible(self._visibility_horizon()))
         if owner is not None:
             query = query.where(InstanceRow.owner == owner)
         return session.execute(query).scalars().all()
 
-    def _still_visible(self):
-        horizon = utcnow() - self.terminated_retention
-        return or_(InstanceRow.terminated_at.is_(None), InstanceRow.terminated_at > horizon)
+    def _visibility_horizon(self):
+        """Instances terminated before this moment are no longer listed."""
+        return utcnow() - self.terminated_retention
 
     # -- lifecycle requests --------------------------------------------------------------------------
 
@@ -503,6 +522,66 @@ def _is_wildcard(value):
     return '*' in value or '?' in value or '\\' in value
 
 
+def _still_visible(horizon):
+    return or_(InstanceRow.terminated_at.is_(None), InstanceRow.terminated_at > horizon)
+
+
+def _listing(*conditions):
+    """Instances as plain column rows, not ORM objects: a listing of thousands is several times cheaper so."""
+    return select(InstanceRow.__table__, HostRow.name.label('host_name'), NetworkRow.subnet_id.label('subnet_id')) \
+        .outerjoin(HostRow, HostRow.id == InstanceRow.host_id) \
+        .outerjoin(NetworkRow, NetworkRow.id == InstanceRow.network_id) \
+        .where(*conditions).order_by(InstanceRow.instance_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_listing(by_owner, id_slots, paged_after, limited):
+    """The prepared unfiltered listing for one shape of request (bind values are given per call)."""
+    query = _listing(_still_visible(bindparam('horizon', type_=InstanceRow.terminated_at.type)))
+    if by_owner:
+        query = query.where(InstanceRow.owner == bindparam('owner'))
+    if id_slots:
+        query = query.where(InstanceRow.instance_id.in_(_slot_params('id', id_slots)))
+    if paged_after:
+        query = query.where(InstanceRow.instance_id > bindparam('after'))
+    if limited:
+        query = query.limit(bindparam('limit'))
+    return Prepared(query)
+
+
+@functools.lru_cache(maxsize=16)
+def _tags_of(id_slots):
+    return Prepared(select(Tag.resource_id, Tag.key, Tag.value).where(
+        Tag.resource_id.in_(_slot_params('id', id_slots))))
+
+
+def _prepared_tags(read, ids):
+    """{instance id: {key: value}} for these instances, read through prepared statements."""
+    tags = {}
+    for start in range(0, len(ids), MAX_ID_SLOTS):
+        chunk = ids[start:start + MAX_ID_SLOTS]
+        for resource_id, key, value in read(_tags_of(_slots(len(chunk))), **_slot_values('id', chunk)):
+            tags.setdefault(resource_id, {})[key] = value
+    return tags
+
+
+def _slots(count):
+    """Bound parameters for `count` ids: the next power of two, so a handful of shapes cover every count."""
+    return 1 << max(count - 1, 0).bit_length()
+
+
+def _slot_params(prefix, slots):
+    return [bindparam(f'{prefix}{index}') for index in range(slots)]
+
+
+def _slot_values(prefix, values):
+    """Values for the slots of `prefix`; the spare slots repeat the last value, harmless in IN (…)."""
+    if not values:
+        return {}
+    padded = list(values) + [values[-1]] * (_slots(len(values)) - len(values))
+    return {f'{prefix}{index}': value for index, value in enumerate(padded)}
+
+
 def _split_criteria(criteria):
     """SQL conditions for what the database can match exactly; Python tests for wildcards."""
     conditions, tests = [], []
@@ -592,8 +671,8 @@ def _fetch_page(session, query, python_tests, after, limit):
 def _records(session, rows):
     ids = [row.instance_id for row in rows]
     tags = {}
-    for chunk_start in range(0, len(ids), 900):   # SQLite limits bound parameters per statement
-        chunk = ids[chunk_start:chunk_start + 900]
+    for chunk_start in range(0, len(ids), MAX_ID_SLOTS):
+        chunk = ids[chunk_start:chunk_start + MAX_ID_SLOTS]
         for resource_id, key, value in session.execute(
                 select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(chunk))):
             tags.setdefault(resource_id, {})[key] = value
