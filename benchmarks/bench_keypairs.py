@@ -74,10 +74,11 @@ def main():
     parser.add_argument('--connections', default='1,4,16', help='comma-separated concurrency levels')
     parser.add_argument('--keys', type=int, default=10, help='key pairs in the account (default 10)')
     parser.add_argument('--processes', type=int, default=1, help='server API processes (default 1)')
+    parser.add_argument('--threads', type=int, help="request threads per server process (default: the server's)")
     args = parser.parse_args()
     levels = [int(level) for level in args.connections.split(',')]
 
-    server = Reservoir(processes=args.processes).start()
+    server = Reservoir(processes=args.processes, threads=args.threads).start()
     try:
         add_key_pairs(server, args.keys)
         requests = presigned_requests(server)

@@ -80,7 +80,7 @@ class PeakMemory:
 
 
 def resident_kib(root_pid):
-    """The largest resident set among a process and its children (the gunicorn workers)."""
+    """The largest resident set among a process and its children (the server's worker processes)."""
     return max(_rss_kib(pid) for pid in [root_pid, *_children(root_pid)])
 
 

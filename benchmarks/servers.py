@@ -37,13 +37,14 @@ def reservoir_command(*arguments):
 class Reservoir:
     """A Reservoir server in a temporary state directory, with one user."""
 
-    def __init__(self, extra_env=None, processes=1):
+    def __init__(self, extra_env=None, processes=1, threads=None):
         self.home = Path(tempfile.mkdtemp(prefix='reservoir-bench-'))
         self.env = dict(os.environ, RESERVOIR_HOME=str(self.home), RESERVOIR_COMPUTE_RATE_LIMITS='false',
                         **(extra_env or {}))
         self.port = free_port()
         self.endpoint = f'http://127.0.0.1:{self.port}'
         self.processes = processes
+        self.threads = threads
         self.region = REGION
         self.process = None
 
@@ -56,9 +57,11 @@ class Reservoir:
         user = json.loads(self.admin('user', 'create', 'bench', '--json'))
         self.credentials = (user['access_key_id'], user['secret_access_key'])
         self.log = open(self.home / 'server.log', 'w')
-        self.process = subprocess.Popen(
-            reservoir_command('serve', '--listen', f'127.0.0.1:{self.port}', '--processes', str(self.processes)),
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPOSITORY)
+        arguments = ['serve', '--listen', f'127.0.0.1:{self.port}', '--processes', str(self.processes)]
+        if self.threads:
+            arguments += ['--threads', str(self.threads)]
+        self.process = subprocess.Popen(reservoir_command(*arguments), env=self.env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, cwd=REPOSITORY)
         wait_for_port(self.port, self.process)
         return self
 

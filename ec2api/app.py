@@ -63,7 +63,7 @@ class Endpoint:
     def _authenticate(self, params, body):
         signed = auth.SignedRequest(
             method=request.method,
-            path=request.environ.get('RAW_URI', request.path).split('?', 1)[0] or '/',
+            path=auth.request_path(request.environ),
             query_string=request.query_string.decode('latin-1'),
             headers=request.headers,
             body=body,

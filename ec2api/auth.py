@@ -50,6 +50,20 @@ class SignedRequest:
     params: Mapping[str, str]      # query and form parameters merged, decoded
 
 
+def request_path(environ) -> str:
+    """The request's path as the client encoded it, which is what it signed.
+
+    Servers that keep the raw request line give it (RAW_URI); WSGI's PATH_INFO is decoded, so it is
+    encoded again the way the AWS SDKs encode (every byte but unreserved characters and '/'), which
+    gives back exactly what they sent.
+    """
+    raw = environ.get('RAW_URI')
+    if raw:
+        return raw.split('?', 1)[0] or '/'
+    path = environ.get('PATH_INFO') or '/'
+    return urllib.parse.quote(path.encode('latin-1'), safe='/~') or '/'
+
+
 def authenticate(request: SignedRequest, secret_for: Callable[[str], str | None],
                  now: datetime | None = None, max_skew: timedelta = timedelta(minutes=15)) -> str:
     """Return the verified access key id, or raise EC2Error.

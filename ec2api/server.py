@@ -1,50 +1,68 @@
-"""Run the front-end under gunicorn.
+"""Run the front-end under Granian.
 
-The embedded default is one worker process with a few threads, sharing SQLite with the back-end's
-own threads. Scale-out runs several worker processes against PostgreSQL. Workers open their
-database connections after the fork, so no connection is ever shared between processes.
+Granian reads and writes HTTP in Rust and calls the WSGI application from a pool of Python threads,
+so a keep-alive request costs the server a small fraction of what a pure-Python HTTP server spends
+(see benchmarks/bench_keypairs.py). The embedded default is one worker process with a few threads,
+sharing SQLite with the back-end's own threads; scale-out runs several worker processes against
+PostgreSQL. Workers open their database connections after the fork, so no connection is ever shared
+between processes.
 """
+import ctypes
 import logging
+import os
+import signal
 
-from gunicorn.app.base import BaseApplication
+from granian.constants import Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server import Server
 
 from .app import create_app
 
+log = logging.getLogger(__name__)
 
-class _Server(BaseApplication):
-    def __init__(self, cloud, options, run_worker):
-        self.cloud = cloud
-        self.options = options
-        self.run_worker = run_worker
-        super().__init__()
-
-    def load_config(self):
-        for key, value in self.options.items():
-            if key in self.cfg.settings:   # older gunicorn releases lack some settings
-                self.cfg.set(key, value)
-
-    def load(self):
-        # Runs in the worker after the fork: drop connections inherited from the parent.
-        self.cloud.after_fork()
-        if self.run_worker:
-            self.cloud.start_worker()
-        return create_app(self.cloud)
+# How long an idle keep-alive connection may wait for its next request's headers.
+HEADER_READ_TIMEOUT_MS = 75_000
+_PR_SET_PDEATHSIG = 1
 
 
 def serve(cloud, host, port, workers=1, threads=8, access_log=False, run_worker=True):
-    options = {
-        'bind': f'{host}:{port}',
-        'workers': workers,
-        'worker_class': 'gthread',
-        'threads': threads,
-        'keepalive': 75,
-        'timeout': 120,
-        'graceful_timeout': 10,
-        'accesslog': '-' if access_log else None,
-        'loglevel': 'info',
-        'proc_name': 'reservoir',
-        # Several servers (tests, benchmarks) may run side by side: no shared control socket.
-        'control_socket_disable': True,
-    }
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    _Server(cloud, options, run_worker).run()
+    server = Server(
+        'reservoir',
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS, keep_alive=True),
+        log_level=LogLevels.info,
+        log_access=access_log,
+        # Workers are processes: a crash of one is a restart, not an outage.
+        respawn_failed_workers=True,
+    )
+    server.serve(target_loader=lambda: _worker_app(cloud, run_worker), wrap_loader=False)
+
+
+def _worker_app(cloud, run_worker):
+    """Runs in each worker process after the fork: its own connections, its own back-end threads."""
+    _exit_with_parent()
+    cloud.after_fork()
+    if run_worker:
+        cloud.start_worker()
+    return create_app(cloud)
+
+
+def _exit_with_parent():
+    """Ask the kernel to stop this worker when the serving process dies, even by SIGKILL.
+
+    Otherwise a killed server leaves workers that keep answering on its port with a stale state.
+    """
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the worker outlives a killed parent
+        log.warning('cannot tie worker %d to its parent process', os.getpid())
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(0)

@@ -82,7 +82,7 @@ class UploadEndpoint:
     def _authenticate(self):
         signed = auth.SignedRequest(
             method=request.method,
-            path=request.environ.get('RAW_URI', request.path).split('?', 1)[0] or '/',
+            path=auth.request_path(request.environ),
             query_string=request.query_string.decode('latin-1'),
             headers=request.headers,
             body=b'',                  # a PUT's body is covered by the signed x-reservoir-sha256
@@ -103,8 +103,8 @@ class UploadEndpoint:
 class _Body:
     """The request body, read as the client sends it; a client that goes away is an early end.
 
-    Whatever a refused request leaves unread, the server (gunicorn) reads and drops before the next
-    request on the connection, so the client can always read its error.
+    When a refused request leaves part of its body unread, the server answers and then closes the
+    connection: the client reads its error and opens a new connection for its next request.
     """
 
     def __init__(self, flask_request):

@@ -15,6 +15,7 @@ from .output import plain, print_json, print_table, timestamp
 
 PROGRAM = 'reservoir'
 FIRST_USER = 'admin'
+DEFAULT_SERVE_THREADS = 8
 
 
 def main(argv=None):
@@ -42,14 +43,26 @@ def _fail(message):
     return 1
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a whole number of at least 1, not {text!r}')
+    return value
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog=PROGRAM, description='An EC2-compatible cloud.')
     commands = parser.add_subparsers(dest='topic', required=True, metavar='COMMAND')
 
     serve = commands.add_parser('serve', help='run the EC2 endpoint')
     serve.add_argument('--listen', metavar='HOST:PORT', help='address to listen on (default: from reservoir.ini)')
-    serve.add_argument('--processes', type=int, default=1,
+    serve.add_argument('--processes', type=_positive_int, default=1,
                        help='API processes (more than one wants PostgreSQL; default 1)')
+    serve.add_argument('--threads', type=_positive_int, default=DEFAULT_SERVE_THREADS,
+                       help=f'request threads per API process (default {DEFAULT_SERVE_THREADS})')
     serve.add_argument('--no-worker', action='store_true',
                        help='serve the API only; `reservoir worker` processes do the work')
     serve.set_defaults(command=serve_command)
@@ -92,7 +105,7 @@ def serve_command(args):
         if not cloud.users.any_users():
             _print_first_user(cloud.users.create(FIRST_USER), config)
         from ec2api.server import serve  # the front-end; imported only to serve
-        serve(cloud, host, port, workers=args.processes, run_worker=not args.no_worker)
+        serve(cloud, host, port, workers=args.processes, threads=args.threads, run_worker=not args.no_worker)
     return 0
 
 
