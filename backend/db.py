@@ -55,7 +55,8 @@ class Database:
 
     @contextlib.contextmanager
     def prepared(self):
-        """A reader of prepared statements (`Prepared`) on one bare DB-API connection, in one snapshot.
+        """A reader of prepared statements (`Prepared`) on one bare DB-API connection and transaction
+        (on SQLite one snapshot; PostgreSQL reads committed data statement by statement, as elsewhere).
 
         For the hottest read paths (the describe calls clients poll): SQLAlchemy builds and compiles
         each statement once; each call then costs a cursor execute instead of SQLAlchemy's

@@ -1,5 +1,6 @@
 """Instance actions through real boto3 clients: launch, describe, status, lifecycle, attributes."""
 import base64
+import datetime
 import re
 
 import botocore.exceptions
@@ -167,6 +168,27 @@ def test_terminated_instances_stay_listed_as_terminated(world, ec2):
     world.settle()
     ec2.get_waiter('instance_terminated').wait(InstanceIds=[instance_id], WaiterConfig=FAST)
     assert instances_of(ec2, InstanceIds=[instance_id])[instance_id]['State'] == {'Code': 48, 'Name': 'terminated'}
+
+
+def test_terminated_instances_leave_every_listing_after_the_retention(world, ec2):
+    gone, kept = run(world, ec2, count=2)
+    world.settle()
+    ec2.terminate_instances(InstanceIds=[gone])
+    world.settle()
+    ec2.get_waiter('instance_terminated').wait(InstanceIds=[gone], WaiterConfig=FAST)
+    world.cloud.instances.terminated_retention = datetime.timedelta(0)
+    assert set(instances_of(ec2)) == {kept}                                   # unfiltered listing
+    assert set(instances_of(ec2, MaxResults=5)) == {kept}                      # a page
+    assert set(instances_of(ec2, Filters=[{'Name': 'instance-id', 'Values': [gone, kept]}])) == {kept}
+    assert error_code(ec2.describe_instances, InstanceIds=[gone]) == 'InvalidInstanceID.NotFound'
+
+
+def test_lookups_by_any_number_of_ids_find_exactly_those(world, ec2):
+    ids = run(world, ec2, count=7)
+    for count in (1, 2, 3, 5, 7):   # slot counts of 1, 2, 4, 8: padded and exact shapes
+        wanted = ids[:count]
+        assert sorted(instances_of(ec2, InstanceIds=wanted)) == sorted(wanted)
+    assert sorted(instances_of(ec2, InstanceIds=[ids[0], ids[0], ids[1]])) == sorted(ids[:2])
 
 
 def test_console_output_is_base64_of_the_console(world, ec2):

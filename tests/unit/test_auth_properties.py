@@ -3,14 +3,14 @@ parameter is caught, and no input whatsoever makes the verifier raise anything b
 import contextlib
 import logging
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
 
 import pytest
 from botocore.auth import SigV2Auth, SigV4Auth, SigV4QueryAuth
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ec2api.auth import SignedRequest, authenticate
+from ec2api.auth import SignedRequest, authenticate, request_path
 from ec2api.errors import EC2Error
 from tests.unit.test_auth import ACCESS_KEY, SECRETS, botocore_signed, credentials, merged_params, rebuilt
 
@@ -194,3 +194,24 @@ def test_one_corrupted_part_of_a_real_request_only_ever_raises_ec2_errors(scheme
     # Some corruptions are harmless (an unsigned header, a parameter SigV4 does not read), so
     # success is allowed; what is not allowed is any other exception, or the last-resort guard.
     authenticate_expecting_client_error(corrupted)
+
+
+# --- the signed path, as a WSGI server passes it on ------------------------------------------------
+
+def wsgi_path_info(raw_path):
+    """PATH_INFO as PEP 3333 has it: percent-decoded, its bytes carried as latin-1."""
+    return unquote_to_bytes(raw_path).decode('latin-1')
+
+
+@PROPERTY_SETTINGS
+@given(segments=st.lists(st.text(alphabet=st.characters(blacklist_characters='/', codec='utf-8'), min_size=1,
+                                 max_size=12), max_size=4))
+def test_the_path_an_sdk_encoded_is_rebuilt_from_the_decoded_path_info(segments):
+    raw = '/' + '/'.join(quote(segment.encode('utf-8'), safe='~') for segment in segments)  # as botocore does
+    assert request_path({'PATH_INFO': wsgi_path_info(raw)}) == raw
+
+
+def test_a_raw_request_line_is_preferred_when_the_server_keeps_one():
+    raw = '/upload/a%2Fb%20c'
+    assert request_path({'RAW_URI': raw + '?x=1', 'PATH_INFO': wsgi_path_info(raw)}) == raw
+    assert request_path({'PATH_INFO': ''}) == '/'

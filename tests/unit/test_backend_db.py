@@ -1,14 +1,16 @@
+import datetime
 import sqlite3
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, select
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from backend.db import Database, alembic_config
+from backend.db import Database, Prepared, alembic_config
 from backend.models import Image, KeyPair, LaunchPermission, User, utcnow
+from tests.support.postgres import fresh_database
 
 
 @pytest.fixture
@@ -109,3 +111,54 @@ def test_timestamps_come_back_in_utc(db):
         session.add(User(name='clock', account_id='123456789012', created_at=created))
     with db.read() as session:
         assert session.scalar(select(User.created_at)) == created
+
+
+# -- prepared statements: the same on the embedded and the scale-out database ----------------------
+
+@pytest.fixture(params=['sqlite', pytest.param('postgresql', marks=pytest.mark.postgres)])
+def any_db(request, db_path):
+    if request.param == 'sqlite':
+        database = Database.open(f'sqlite:///{db_path}')
+        yield database
+        database.close()
+        return
+    with fresh_database() as url:
+        database = Database.open(url)
+        yield database
+        database.close()
+
+
+_USERS_SINCE = Prepared(select(User.name, User.created_at.label('joined'))
+                        .where(User.created_at >= bindparam('since', type_=User.created_at.type),
+                               User.name != 'hidden')
+                        .order_by(User.name))
+
+
+def _add_users(db, *names_and_times):
+    with db.write() as session:
+        for name, created in names_and_times:
+            account_id = str(int.from_bytes(name.encode(), 'big') % 10 ** 12).zfill(12)
+            session.add(User(name=name, account_id=account_id, created_at=created))
+
+
+def test_prepared_statements_convert_parameters_and_columns_by_their_types(any_db):
+    now = utcnow()
+    _add_users(any_db, ('old', now - datetime.timedelta(days=2)), ('new', now), ('hidden', now),
+               ('newer', now + datetime.timedelta(seconds=1)))
+    with any_db.prepared() as read:
+        rows = read(_USERS_SINCE, since=now - datetime.timedelta(days=1))
+    assert [(row.name, row.joined) for row in rows] == [('new', now), ('newer', now + datetime.timedelta(seconds=1))]
+    assert all(row.joined.tzinfo == datetime.timezone.utc for row in rows)
+
+
+def test_a_prepared_reader_on_sqlite_sees_one_snapshot(db):
+    now = utcnow()
+    _add_users(db, ('first', now))
+    with db.prepared() as read:
+        before = read(_USERS_SINCE, since=now)
+        _add_users(db, ('second', now))   # committed by another connection meanwhile
+        during = read(_USERS_SINCE, since=now)
+    with db.prepared() as read:
+        after = read(_USERS_SINCE, since=now)
+    assert [row.name for row in before] == [row.name for row in during] == ['first']
+    assert [row.name for row in after] == ['first', 'second']
