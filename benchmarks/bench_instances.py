@@ -172,8 +172,10 @@ def report(all_results):
         cells = [f"{r[f'by_id_{connections}']['per_second']:.0f}/s p50 {r[f'by_id_{connections}']['p50_ms']:.1f} "
                  f"p99 {r[f'by_id_{connections}']['p99_ms']:.1f}" for r in all_results]
         print(f'{f"describe by id, {connections} conn":40}' + ''.join(f'{cell:>24}' for cell in cells))
-        cpu = [f"{r[f'by_id_{connections}']['server_cpu_ms']:.2f} ms CPU/req" for r in all_results]
+        cpu = [f"server {r[f'by_id_{connections}']['server_cpu_ms']:.2f} ms CPU/req" for r in all_results]
         print(f'{"":40}' + ''.join(f'{cell:>24}' for cell in cpu))
+        client_cpu = [f"client {r[f'by_id_{connections}']['client_cpu_ms']:.2f} ms CPU/req" for r in all_results]
+        print(f'{"":40}' + ''.join(f'{cell:>24}' for cell in client_cpu))
     if len(all_results) == 2:
         ours, theirs = all_results
         print()

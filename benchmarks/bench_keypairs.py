@@ -21,7 +21,8 @@ from servers import REGION, Reservoir
 
 # Enough distinct requests that threads do not send byte-identical ones in lockstep.
 PRESIGNED = 500
-COLUMNS = ('connections', 'requests', 'errors', 'req/s', 'p50 ms', 'p99 ms', 'server CPU ms/req')
+COLUMNS = ('connections', 'requests', 'errors', 'req/s', 'p50 ms', 'p99 ms', 'server CPU ms/req',
+           'client CPU ms/req')
 
 
 def add_key_pairs(server, count):
@@ -62,7 +63,7 @@ def measure(server, requests, connections, seconds):
 def print_table(rows):
     cells = [COLUMNS] + [(str(row['connections']), str(row['requests']), str(row['errors']),
                           f"{row['per_second']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
-                          f"{row['server_cpu_ms']:.2f}") for row in rows]
+                          f"{row['server_cpu_ms']:.2f}", f"{row['client_cpu_ms']:.2f}") for row in rows]
     widths = [max(len(row[column]) for row in cells) for column in range(len(COLUMNS))]
     for row in cells:
         print('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
