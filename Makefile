@@ -46,7 +46,7 @@ test-fast: install
 	$(PY) -m pytest -n 2 -m 'not vm and not postgres and not clients' $(PYTEST_ARGS) tests/
 
 bench: install
-	$(PY) benchmarks/bench_keypairs.py
+	$(PY) benchmarks/bench_keypairs.py --processes 2
 
 clean:
 	-@scripts/stop-postgres.sh 2>/dev/null

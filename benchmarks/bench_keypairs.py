@@ -6,7 +6,8 @@ Starts `reservoir serve` in a temporary state directory, gives its user a few ke
 sends DescribeKeyPairs requests that were SigV4-signed before the clock started, over keep-alive
 connections (one thread each). Reports, per number of connections: requests per second, p50 and
 p99 latency, and the server's CPU time per request (user + system of the server's processes,
-from /proc, before and after).
+from /proc, before and after); then the CPU of each stage (signature, parsing, action, rendering)
+timed in-process (stage_costs.py).
 """
 import argparse
 import http.client
@@ -18,6 +19,7 @@ import boto3
 
 from loadgen import run_load, signed_request, tree_cpu_seconds
 from servers import REGION, Reservoir
+from stage_costs import stage_costs
 
 # Enough distinct requests that threads do not send byte-identical ones in lockstep.
 PRESIGNED = 500
@@ -89,11 +91,16 @@ def main():
         for connections in levels:
             print(f'{connections} connection(s) for {args.seconds:g} s ...', file=sys.stderr, flush=True)
             rows.append({'connections': connections, **measure(server, requests, connections, args.seconds)})
+        server.stop()
+        stages = stage_costs(server.home, server.endpoint, requests[0])
     finally:
         server.stop()
         shutil.rmtree(server.home, ignore_errors=True)
     print(f'DescribeKeyPairs, {args.keys} key pairs, {args.processes} server process(es):')
     print_table(rows)
+    print('\nCPU per request by stage, in-process (µs):')
+    for stage, microseconds in stages.items():
+        print(f'  {stage:20} {microseconds:7.0f}')
     return 1 if any(row['errors'] for row in rows) else 0
 
 

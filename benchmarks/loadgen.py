@@ -43,12 +43,18 @@ class RawConnection:
     """
 
     def __init__(self, host, port, timeout=30):
-        self._socket = socket.create_connection((host, port), timeout=timeout)
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._address = (host, port)
+        self._timeout = timeout
+        self._socket = None
         self._buffer = b''
 
     def exchange(self, payload):
-        """Send one request; return (status, body)."""
+        """Send one request; return (status, body). A server that closes after each response
+        (`Connection: close`, as moto's does) is reconnected to, as http.client would."""
+        if self._socket is None:
+            self._socket = socket.create_connection(self._address, timeout=self._timeout)
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._buffer = b''
         self._socket.sendall(payload)
         while (end := self._buffer.find(b'\r\n\r\n')) < 0:
             self._receive()
@@ -61,6 +67,8 @@ class RawConnection:
         while len(self._buffer) < length:
             self._receive()
         body, self._buffer = self._buffer[:length], self._buffer[length:]
+        if _CONNECTION_CLOSE.search(head):
+            self.close()
         return status, body
 
     def _receive(self):
@@ -70,20 +78,29 @@ class RawConnection:
         self._buffer += chunk
 
     def close(self):
-        self._socket.close()
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 _CONTENT_LENGTH = re.compile(rb'\r\ncontent-length:\s*(\d+)', re.IGNORECASE)
+_CONNECTION_CLOSE = re.compile(rb'\r\nconnection:\s*close', re.IGNORECASE)
 
 
 def run_load(endpoint, requests, connections, duration=None):
     """Send pre-signed `requests` (cycled) over `connections` threads; return a result dict."""
     url = urllib.parse.urlsplit(endpoint)
     payloads = [raw_request(url.netloc, request) for request in requests]
-    latencies, errors, lock = [], [0], threading.Lock()
+    latencies, errors, failures, lock = [], [0], [], threading.Lock()
     per_thread = [payloads[index::connections] or payloads for index in range(connections)]
 
     def worker(batch):
+        try:
+            timed_loop(batch)
+        except Exception as failure:   # noqa: BLE001 - reported by the caller's thread below
+            failures.append(failure)
+
+    def timed_loop(batch):
         connection = RawConnection(url.hostname, url.port)
         local, failed = [], 0
         deadline = time.perf_counter() + duration if duration else None
@@ -113,6 +130,8 @@ def run_load(endpoint, requests, connections, duration=None):
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f'{len(failures)} load thread(s) failed') from failures[0]
     result = summarize(latencies, elapsed, errors[0])
     result['client_cpu_ms'] = (time.process_time() - cpu_before) * 1000 / max(result['requests'], 1)
     return result

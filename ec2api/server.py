@@ -33,6 +33,7 @@ def serve(cloud, host, port, workers=1, threads=8, access_log=False, run_worker=
         address=host,
         port=port,
         interface=Interfaces.WSGI,
+        websockets=False,
         workers=workers,
         blocking_threads=threads,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS, keep_alive=True),
