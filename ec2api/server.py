@@ -26,7 +26,7 @@ HEADER_READ_TIMEOUT_MS = 75_000
 _PR_SET_PDEATHSIG = 1
 
 
-def serve(cloud, host, port, workers=1, threads=8, access_log=False, run_worker=True):
+def serve(cloud, host, port, workers=1, threads=4, access_log=False, run_worker=True):
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     server = Server(
         'reservoir',

@@ -1,6 +1,7 @@
 """The `reservoir` command: serve the EC2 endpoint, manage users and images, upload images."""
 import argparse
 import dataclasses
+import os
 import sys
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,7 +16,9 @@ from .output import plain, print_json, print_table, timestamp
 
 PROGRAM = 'reservoir'
 FIRST_USER = 'admin'
-DEFAULT_SERVE_THREADS = 8
+# Enough threads that a request waiting on the database does not hold up the others; more than
+# two per core only adds contention for Python's interpreter lock.
+DEFAULT_SERVE_THREADS = min(8, 2 * (os.cpu_count() or 1) + 1)
 
 
 def main(argv=None):

@@ -141,6 +141,21 @@ def test_serve_refuses_a_malformed_listen_address(capsys, fake_server):
     assert fake_server == []
 
 
+def test_serve_passes_processes_and_threads_and_refuses_nonsense(capsys, monkeypatch):
+    options = []
+    module = types.ModuleType('ec2api.server')
+    module.serve = lambda cloud, host, port, **given: options.append(given)
+    monkeypatch.setitem(sys.modules, 'ec2api.server', module)
+    assert run(capsys, 'serve', '--processes', '3', '--threads', '2')[0] == 0
+    assert options[-1]['workers'] == 3 and options[-1]['threads'] == 2
+    assert run(capsys, 'serve')[0] == 0
+    assert options[-1]['workers'] == 1 and 1 <= options[-1]['threads'] <= 8
+    for flag, value in (('--threads', '0'), ('--processes', '-1'), ('--threads', 'many')):
+        code, _, err = run(capsys, 'serve', flag, value)
+        assert code == 2 and 'at least 1' in err
+    assert len(options) == 2
+
+
 def test_usage_errors_and_help(capsys):
     code, _, err = run(capsys, 'user', 'explode')
     assert code == 2 and 'invalid choice' in err
