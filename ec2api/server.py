@@ -26,7 +26,8 @@ HEADER_READ_TIMEOUT_MS = 75_000
 _PR_SET_PDEATHSIG = 1
 
 
-def serve(cloud, host, port, workers=1, threads=4, access_log=False, run_worker=True):
+def serve(cloud, host, port, *, workers, threads, run_worker, access_log=False):
+    """Serve until stopped; `reservoir serve` chooses the number of processes and threads."""
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     server = Server(
         'reservoir',
@@ -42,28 +43,28 @@ def serve(cloud, host, port, workers=1, threads=4, access_log=False, run_worker=
         # Workers are processes: a crash of one is a restart, not an outage.
         respawn_failed_workers=True,
     )
-    server.serve(target_loader=lambda: _worker_app(cloud, run_worker), wrap_loader=False)
+    serving_pid = os.getpid()
+    server.serve(target_loader=lambda: _worker_app(cloud, run_worker, serving_pid), wrap_loader=False)
 
 
-def _worker_app(cloud, run_worker):
+def _worker_app(cloud, run_worker, serving_pid):
     """Runs in each worker process after the fork: its own connections, its own back-end threads."""
-    _exit_with_parent()
+    _exit_with_parent(serving_pid)
     cloud.after_fork()
     if run_worker:
         cloud.start_worker()
     return create_app(cloud)
 
 
-def _exit_with_parent():
+def _exit_with_parent(serving_pid):
     """Ask the kernel to stop this worker when the serving process dies, even by SIGKILL.
 
     Otherwise a killed server leaves workers that keep answering on its port with a stale state.
     """
-    parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the worker outlives a killed parent
         log.warning('cannot tie worker %d to its parent process', os.getpid())
-    if os.getppid() != parent:  # the parent died before the request took effect
+    if os.getppid() != serving_pid:  # it died before the request took effect
         os._exit(0)

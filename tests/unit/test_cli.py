@@ -45,7 +45,7 @@ def fake_server(monkeypatch):
     """Stands in for the front-end's server module, recording how it was asked to serve."""
     calls = []
     module = types.ModuleType('ec2api.server')
-    module.serve = lambda cloud, host, port, **_options: calls.append((cloud.users.list(), host, port))
+    module.serve = lambda cloud, host, port, **options: calls.append((cloud.users.list(), host, port, options))
     monkeypatch.setitem(sys.modules, 'ec2api.server', module)
     return calls
 
@@ -118,7 +118,7 @@ def test_image_register_errors_are_one_line(capsys, tmp_path):
 def test_serve_creates_the_first_user_and_prints_how_to_connect(capsys, fake_server):
     code, out, err = run(capsys, 'serve', '--listen', '127.0.0.1:18773')
     assert (code, err) == (0, '')
-    [(users, host, port)] = fake_server
+    [(users, host, port, _options)] = fake_server
     assert (host, port) == ('127.0.0.1', 18773)
     [admin] = users
     assert admin.name == 'admin' and admin.access_key_ids[0] in out
@@ -132,7 +132,7 @@ def test_serve_prints_no_keys_once_users_exist(capsys, fake_server):
     run(capsys, 'user', 'create', 'alice')
     code, out, _ = run(capsys, 'serve')
     assert code == 0 and 'AWS_SECRET_ACCESS_KEY' not in out
-    [(users, host, port)] = fake_server
+    [(users, host, port, _options)] = fake_server
     assert [user.name for user in users] == ['alice'] and (host, port) == ('127.0.0.1', 8773)
 
 
@@ -141,19 +141,16 @@ def test_serve_refuses_a_malformed_listen_address(capsys, fake_server):
     assert fake_server == []
 
 
-def test_serve_passes_processes_and_threads_and_refuses_nonsense(capsys, monkeypatch):
-    options = []
-    module = types.ModuleType('ec2api.server')
-    module.serve = lambda cloud, host, port, **given: options.append(given)
-    monkeypatch.setitem(sys.modules, 'ec2api.server', module)
+def test_serve_passes_processes_and_threads_and_refuses_nonsense(capsys, fake_server):
     assert run(capsys, 'serve', '--processes', '3', '--threads', '2')[0] == 0
-    assert options[-1]['workers'] == 3 and options[-1]['threads'] == 2
     assert run(capsys, 'serve')[0] == 0
-    assert options[-1]['workers'] == 1 and 1 <= options[-1]['threads'] <= 8
     for flag, value in (('--threads', '0'), ('--processes', '-1'), ('--threads', 'many')):
         code, _, err = run(capsys, 'serve', flag, value)
         assert code == 2 and 'at least 1' in err
-    assert len(options) == 2
+    assert len(fake_server) == 2
+    asked, default = (options for _users, _host, _port, options in fake_server)
+    assert asked['workers'] == 3 and asked['threads'] == 2
+    assert default['workers'] == 1 and 1 <= default['threads'] <= 8
 
 
 def test_usage_errors_and_help(capsys):
