@@ -252,9 +252,7 @@ class InstanceService:
         records = [_record(row, tags.get(row.instance_id, {})) for row in rows]
         if ids and check_ids:
             _check_all_found(ids, [record.instance_id for record in records])
-        if limit is not None and len(records) > limit:
-            return records[:limit], True
-        return records, False
+        return _cut_page(records, limit)
 
     def _visible_ids(self, session, owner, ids):
         query = select(InstanceRow.instance_id).where(InstanceRow.instance_id.in_(list(ids)),
@@ -557,10 +555,15 @@ def _tags_of(id_slots):
 
 def _prepared_tags(read, ids):
     """{instance id: {key: value}} for these instances, read through prepared statements."""
+    return _tags_by_instance(ids, lambda chunk: read(_tags_of(_slots(len(chunk))), **_slot_values('id', chunk)))
+
+
+def _tags_by_instance(ids, read_chunk):
+    """{instance id: {key: value}}, from `read_chunk(ids)` giving (resource id, key, value) rows for at
+    most MAX_ID_SLOTS ids at a time."""
     tags = {}
     for start in range(0, len(ids), MAX_ID_SLOTS):
-        chunk = ids[start:start + MAX_ID_SLOTS]
-        for resource_id, key, value in read(_tags_of(_slots(len(chunk))), **_slot_values('id', chunk)):
+        for resource_id, key, value in read_chunk(ids[start:start + MAX_ID_SLOTS]):
             tags.setdefault(resource_id, {})[key] = value
     return tags
 
@@ -649,10 +652,7 @@ def _fetch_page(session, query, python_tests, after, limit):
         query = query.where(InstanceRow.instance_id > after)
     if not python_tests:
         rows = session.execute(query if limit is None else query.limit(limit + 1)).all()
-        records = _records(session, rows)
-        if limit is not None and len(records) > limit:
-            return records[:limit], True
-        return records, False
+        return _cut_page(_records(session, rows), limit)
     batch = max((limit or 0) * 2, 500)
     matched, last = [], after
     while True:
@@ -668,14 +668,16 @@ def _fetch_page(session, query, python_tests, after, limit):
         last = rows[-1].instance_id
 
 
+def _cut_page(records, limit):
+    """(page, more) from records read with one beyond the limit."""
+    if limit is not None and len(records) > limit:
+        return records[:limit], True
+    return records, False
+
+
 def _records(session, rows):
-    ids = [row.instance_id for row in rows]
-    tags = {}
-    for chunk_start in range(0, len(ids), MAX_ID_SLOTS):
-        chunk = ids[chunk_start:chunk_start + MAX_ID_SLOTS]
-        for resource_id, key, value in session.execute(
-                select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(chunk))):
-            tags.setdefault(resource_id, {})[key] = value
+    tags = _tags_by_instance([row.instance_id for row in rows], lambda chunk: session.execute(
+        select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(chunk))))
     return [_record(row, tags.get(row.instance_id, {})) for row in rows]
 
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from .errors import Conflict, InvalidValue, NotFound
 from .db import Prepared
+from .errors import Conflict, InvalidValue, NotFound
 from .models import KeyPair as KeyPairRow, new_resource_id
 
 KEY_TYPES = ('rsa', 'ed25519')
