@@ -11,6 +11,8 @@ import os
 import time
 import urllib.parse
 
+from werkzeug.test import EnvironBuilder
+
 from backend.cloud import Cloud
 from backend.config import load_config
 from ec2api import auth
@@ -40,13 +42,15 @@ def stage_costs(home, endpoint, request, repeat=2000):
         arguments = parse_params(model, params)
         result = handler(context, arguments)
         app = create_app(cloud)
+        environ = EnvironBuilder(path=path, method='POST', base_url=endpoint, headers=all_headers,
+                                 data=body).get_environ()
         stages = {
             'read form': lambda: _merged_params(b'', body),
             'verify signature': lambda: auth.authenticate(signed, secret_for),
             'parse parameters': lambda: parse_params(model, params),
             'action + back-end': lambda: handler(context, arguments),
             'render XML': lambda: render_response(model, result, 'request', params['Version'], ''),
-            'whole WSGI app': lambda: _call_app(app, path, all_headers, body),
+            'whole WSGI app': lambda: _call_app(app, environ, body),
         }
         return {name: _microseconds(call, repeat) for name, call in stages.items()}
 
@@ -59,16 +63,9 @@ def _microseconds(call, repeat):
     return (time.process_time() - started) / repeat * 1e6
 
 
-def _call_app(app, path, headers, body):
-    host, _, port = headers['Host'].partition(':')
-    environ = {'REQUEST_METHOD': 'POST', 'PATH_INFO': path, 'QUERY_STRING': '', 'SERVER_NAME': host,
-               'SERVER_PORT': port or '80', 'SERVER_PROTOCOL': 'HTTP/1.1', 'wsgi.url_scheme': 'http',
-               'wsgi.input': io.BytesIO(body), 'CONTENT_LENGTH': str(len(body)), 'wsgi.errors': io.StringIO(),
-               'wsgi.multithread': True, 'wsgi.multiprocess': False, 'wsgi.run_once': False}
-    for name, value in headers.items():
-        key = name.upper().replace('-', '_')
-        environ[key if key in ('CONTENT_TYPE', 'CONTENT_LENGTH') else 'HTTP_' + key] = value
+def _call_app(app, environ, body):
     statuses = []
-    b''.join(app(environ, lambda status, _headers, _exc=None: statuses.append(status)))
+    request_environ = dict(environ, **{'wsgi.input': io.BytesIO(body)})
+    b''.join(app(request_environ, lambda status, _headers, _exc=None: statuses.append(status)))
     if not statuses[0].startswith('200'):
         raise RuntimeError(f'the application answered {statuses[0]}')
