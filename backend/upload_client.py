@@ -17,7 +17,6 @@ import urllib.parse
 from pathlib import Path
 
 CHUNK_BYTES = 1 << 20
-DEFAULT_REGION = 'us-east-1'      # the endpoint takes the region from the signature; any will do
 SERVICE = 'ec2'
 TIMEOUT_SECONDS = 300
 RETRY_DELAYS_SECONDS = (1, 2, 5, 10, 20)
@@ -70,9 +69,12 @@ def open_target(endpoint, profile=None, region=None):
     try:
         session = botocore.session.Session(profile=profile)
         credentials = session.get_credentials()
-        region = region or session.get_config_variable('region') or DEFAULT_REGION
+        region = region or session.get_config_variable('region')
     except botocore.exceptions.BotoCoreError as error:
         raise UploadFailed(str(error)) from None
+    if not region:   # signatures are scoped to the cloud's region, as AWS's are
+        raise UploadFailed("no region: set AWS_DEFAULT_REGION to the cloud's region (reservoir-1 unless "
+                           "configured otherwise), or pass --region")
     if credentials is None:
         raise UploadFailed('no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, '
                            'or name a profile of ~/.aws/credentials with --profile or AWS_PROFILE')

@@ -69,7 +69,7 @@ class Endpoint:
             body=body,
             params=params,
         )
-        access_key = auth.authenticate(signed, self._secret_for)
+        access_key = auth.authenticate(signed, self._secret_for, region=self.cloud.config.region)
         return self.cloud.users.secret_for(access_key)
 
     def _secret_for(self, access_key_id):

@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 
 V4_ALGORITHM = 'AWS4-HMAC-SHA256'
 V4_TERMINATOR = 'aws4_request'
+SERVICE = 'ec2'
 UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD'
 EMPTY_BODY_SHA256 = hashlib.sha256(b'').hexdigest()
-MAX_PRESIGN_EXPIRES = 7 * 24 * 3600  # AWS refuses presigned requests valid for longer than a week
+MAX_PRESIGN_EXPIRES = 7 * 24 * 3600  # AWS refuses presigned requests valid for longer than a week;
+#                                      SigV2 `Expires` gets the same cap
 V2_DIGESTS = {'HmacSHA256': hashlib.sha256, 'HmacSHA1': hashlib.sha1}
 V2_MARKERS = ('AWSAccessKeyId', 'Signature', 'SignatureVersion', 'SignatureMethod')
 PRESIGN_REQUIRED = ('X-Amz-Credential', 'X-Amz-Date', 'X-Amz-SignedHeaders', 'X-Amz-Signature')
@@ -64,15 +66,18 @@ def request_path(environ) -> str:
     return urllib.parse.quote(path.encode('latin-1'), safe='/~') or '/'
 
 
-def authenticate(request: SignedRequest, secret_for: Callable[[str], str | None],
+def authenticate(request: SignedRequest, secret_for: Callable[[str], str | None], *, region: str,
                  now: datetime | None = None, max_skew: timedelta = timedelta(minutes=15)) -> str:
     """Return the verified access key id, or raise EC2Error.
 
     `secret_for(access_key_id)` returns that key's secret, or None for an unknown key. It is called
     outside the input-parsing guard, so a failure of the credential store stays a server error.
+    A SigV4 signature must be scoped to `region` (this cloud's) and to the service `ec2`, as AWS
+    requires: a signature made for another region or service must not be replayable here.
     """
     now = datetime.now(timezone.utc) if now is None else _as_utc(now)
     claim = _guarded(_read_claim, request, now, max_skew)
+    claim.check_scope(region)
     secret = secret_for(claim.access_key)
     if secret is None:
         log.info('authentication failed: unknown access key %r', claim.access_key)
@@ -81,7 +86,6 @@ def authenticate(request: SignedRequest, secret_for: Callable[[str], str | None]
         log.info('authentication failed: signature mismatch for access key %r', claim.access_key)
         log.debug('string to sign was:\n%s', claim.string_to_sign)
         raise EC2Error('AuthFailure', _INVALID_CREDENTIALS)
-    claim.note_verified()
     return claim.access_key
 
 
@@ -117,9 +121,13 @@ class _V4Claim:
         sent = _utf8(self.signature.lower())
         return any(hmac.compare_digest(_hex_hmac_sha256(key, text), sent) for text in self.strings_to_sign)
 
-    def note_verified(self):
-        if self.service != 'ec2':
-            _warn_unusual_service(self.access_key, self.region, self.service)
+    def check_scope(self, region):
+        # AWS's own words, which SDK users search for; checked before the secret is even looked up.
+        if self.region != region:
+            raise EC2Error('AuthFailure', f"Credential should be scoped to a valid region, not "
+                                          f"'{self.region[:64]}'. This cloud's region is '{region}'.")
+        if self.service != SERVICE:
+            raise EC2Error('AuthFailure', f"Credential should be scoped to correct service: '{SERVICE}'.")
 
 
 @dataclass(frozen=True)
@@ -135,8 +143,8 @@ class _V2Claim:
         sent = self.signature.strip().replace(' ', '+')
         return hmac.compare_digest(base64.b64encode(mac), _utf8(sent))
 
-    def note_verified(self):
-        pass
+    def check_scope(self, region):
+        pass    # SigV2 has no scope: the Host header and the path are signed instead
 
 
 def _hex_hmac_sha256(key, text):
@@ -150,13 +158,6 @@ def _v4_signing_key(secret, date, region, service):
     for part in (date, region, service, V4_TERMINATOR):
         key = hmac.new(key, _utf8(part), hashlib.sha256).digest()
     return key
-
-
-@functools.lru_cache(maxsize=256)
-def _warn_unusual_service(access_key, region, service):
-    # Cached so that a misconfigured client is reported once, not on every request it makes.
-    log.warning('access key %s signed for service %r in region %r rather than ec2; accepted, but the '
-                'client probably derived its scope from the endpoint host name', access_key, service, region)
 
 
 def _read_claim(request, now, max_skew):
@@ -374,8 +375,13 @@ def _check_v2_time(params, now, max_skew):
     if timestamp is not None:
         _check_skew(_parse_iso8601(timestamp, 'Timestamp'), now, max_skew)
     elif expires is not None:
-        if now > _parse_iso8601(expires, 'Expires'):
+        expires_at = _parse_iso8601(expires, 'Expires')
+        if now > expires_at:
             raise EC2Error('RequestExpired', f'Request has expired: Expires was {expires[:40]}')
+        # Capped as SigV4 presigning is: a leaked request must not stay replayable for years.
+        if expires_at - now > timedelta(seconds=MAX_PRESIGN_EXPIRES):
+            raise EC2Error('AuthFailure', f'Expires must be at most {MAX_PRESIGN_EXPIRES} seconds (7 days) '
+                                          f'after the server time {now:%Y-%m-%dT%H:%M:%SZ}')
     else:
         raise EC2Error('IncompleteSignature', 'The request must contain the parameter Timestamp or Expires')
 

@@ -90,7 +90,7 @@ class UploadEndpoint:
         )
         if request.method == 'PUT' and _is_signed():
             _check_unsigned_payload_is_declared()
-        access_key = auth.authenticate(signed, self._secret_for)
+        access_key = auth.authenticate(signed, self._secret_for, region=self.cloud.config.region)
         if request.method == 'PUT' and SHA256_HEADER not in _signed_header_names():
             raise EC2Error('AuthFailure', f'The {SHA256_HEADER} header must be signed')
         return self.cloud.users.secret_for(access_key).account_id

@@ -12,7 +12,7 @@ import botocore.exceptions
 import pytest
 
 from backend import upload_client
-from tests.support.server import LiveServer
+from tests.support.server import REGION, LiveServer
 
 pytestmark = pytest.mark.skipif(subprocess.run(['which', 'qemu-img'], capture_output=True).returncode,
                                 reason='needs qemu-img')
@@ -47,7 +47,8 @@ def user_env(server, user, tmp_path, **extra):
     credentials = server.users[user]
     env = {key: value for key, value in os.environ.items() if not key.startswith('AWS_')}
     env.update(AWS_ACCESS_KEY_ID=credentials['access_key_id'], AWS_SECRET_ACCESS_KEY=credentials['secret_access_key'],
-               AWS_CONFIG_FILE=str(tmp_path / 'no-config'), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / 'no-credentials'))
+               AWS_CONFIG_FILE=str(tmp_path / 'no-config'), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / 'no-credentials'),
+               AWS_DEFAULT_REGION=REGION)
     env.update(extra)
     return env
 
@@ -189,6 +190,18 @@ def test_credentials_come_from_a_profile_as_for_awscli(server, disk, tmp_path):
     assert result.returncode == 1 and 'no AWS credentials found' in result.stderr
     result = upload(env, disk, 'nobody', server.endpoint, '--profile', 'missing')
     assert result.returncode == 1 and 'missing' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_the_region_signed_for_must_be_the_clouds(server, disk, tmp_path):
+    env = user_env(server, 'alice', tmp_path)
+    env.pop('AWS_DEFAULT_REGION')
+    result = upload(env, disk, 'no region', server.endpoint)
+    assert result.returncode == 1 and 'no region' in result.stderr and 'Traceback' not in result.stderr
+    result = upload(env, disk, 'other region', server.endpoint, '--region', 'us-east-1')
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert "scoped to a valid region, not 'us-east-1'" in result.stderr
+    uploaded, _ = upload_json(env, disk, 'right region', server.endpoint, '--region', REGION)
+    assert uploaded['image_id'].startswith('ami-')
 
 
 def test_a_cut_transfer_is_resumed_where_it_stopped(server, disk, tmp_path):

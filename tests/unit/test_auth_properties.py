@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ec2api.auth import SignedRequest, authenticate, request_path
 from ec2api.errors import EC2Error
-from tests.unit.test_auth import ACCESS_KEY, SECRETS, botocore_signed, credentials, merged_params, rebuilt
+from tests.unit.test_auth import ACCESS_KEY, REGION, SECRETS, botocore_signed, credentials, merged_params, rebuilt
 
 # Names the signature schemes themselves use; a random parameter must not collide with them.
 RESERVED = {'AWSAccessKeyId', 'Signature', 'SignatureVersion', 'SignatureMethod', 'Timestamp', 'Expires'}
@@ -23,9 +23,9 @@ param_values = st.text(max_size=30)
 param_dicts = st.dictionaries(param_names, param_values, min_size=1, max_size=8)
 
 SCHEMES = {
-    'sigv4-post': (lambda: SigV4Auth(credentials(), 'ec2', 'us-east-1'), 'POST'),
-    'sigv4-get': (lambda: SigV4Auth(credentials(), 'ec2', 'us-east-1'), 'GET'),
-    'presigned': (lambda: SigV4QueryAuth(credentials(), 'ec2', 'us-east-1'), 'GET'),
+    'sigv4-post': (lambda: SigV4Auth(credentials(), 'ec2', REGION), 'POST'),
+    'sigv4-get': (lambda: SigV4Auth(credentials(), 'ec2', REGION), 'GET'),
+    'presigned': (lambda: SigV4QueryAuth(credentials(), 'ec2', REGION), 'GET'),
     'sigv2-post': (lambda: SigV2Auth(credentials()), 'POST'),
     'sigv2-get': (lambda: SigV2Auth(credentials()), 'GET'),
 }
@@ -54,7 +54,7 @@ def _pairs(encoded):
 @PROPERTY_SETTINGS
 @given(params=param_dicts)
 def test_whatever_botocore_signs_verifies(scheme, params):
-    assert authenticate(signed_by(scheme, params), SECRETS.get) == ACCESS_KEY
+    assert authenticate(signed_by(scheme, params), SECRETS.get, region=REGION) == ACCESS_KEY
 
 
 @pytest.mark.parametrize('scheme', SCHEMES)
@@ -65,14 +65,14 @@ def test_changing_any_one_param_value_fails(scheme, params, data):
     name = data.draw(st.sampled_from(sorted(params)), label='changed parameter')
     new_value = data.draw(param_values.filter(lambda value: value != params[name]), label='new value')
     with pytest.raises(EC2Error) as failure:
-        authenticate(with_param_changed(request, name, new_value), SECRETS.get)
+        authenticate(with_param_changed(request, name, new_value), SECRETS.get, region=REGION)
     assert failure.value.code == 'AuthFailure'
 
 
 # --- arbitrary input ------------------------------------------------------------------------------
 
 # Fragments of real authentication data, so random requests often get past the first checks.
-FRAGMENTS = ['AWS4-HMAC-SHA256 ', 'Credential=', ACCESS_KEY, '/20240517', '/us-east-1', '/ec2', '/aws4_request',
+FRAGMENTS = ['AWS4-HMAC-SHA256 ', 'Credential=', ACCESS_KEY, '/20240517', '/' + REGION, '/ec2', '/aws4_request',
              ', ', ',', 'SignedHeaders=', 'host', ';', 'x-amz-date', 'Signature=', '0' * 64, '=', '%', '%ZZ',
              '20240517T103000Z', '2024-05-17T10:30:00Z', 'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date',
              'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature', '&', '+', 'HmacSHA256', 'HmacSHA1', '2',
@@ -94,7 +94,7 @@ def near(valid):
 
 near_authorization = st.builds(
     '{}Credential={}/{}/{}/{}/{}{}SignedHeaders={}{}Signature={}'.format,
-    near('AWS4-HMAC-SHA256 '), near(ACCESS_KEY), near('20240517'), near('us-east-1'), near('ec2'),
+    near('AWS4-HMAC-SHA256 '), near(ACCESS_KEY), near('20240517'), near(REGION), near('ec2'),
     near('aws4_request'), near(', '), near('host;x-amz-date'), near(','), near('0' * 64))
 near_v4_headers = st.fixed_dictionaries(
     {'Authorization': near_authorization, 'Host': near('localhost')},
@@ -102,7 +102,7 @@ near_v4_headers = st.fixed_dictionaries(
               'X-Amz-Content-SHA256': near('UNSIGNED-PAYLOAD')})
 near_presign_query = st.fixed_dictionaries(
     {'X-Amz-Algorithm': near('AWS4-HMAC-SHA256'),
-     'X-Amz-Credential': near(f'{ACCESS_KEY}/20240517/us-east-1/ec2/aws4_request'),
+     'X-Amz-Credential': near(f'{ACCESS_KEY}/20240517/{REGION}/ec2/aws4_request'),
      'X-Amz-Date': near('20240517T103000Z'), 'X-Amz-SignedHeaders': near('host'),
      'X-Amz-Signature': near('0' * 64)},
     optional={'X-Amz-Expires': near('300'), 'Action': loose_text}).map(
@@ -156,7 +156,7 @@ def authenticate_expecting_client_error(request, now=None):
     """Authenticate; a failure must be a foreseen EC2Error with a 4xx status. Returns the error."""
     with foreseen_failures_only():
         try:
-            authenticate(request, SECRETS.get, now=now)
+            authenticate(request, SECRETS.get, region=REGION, now=now)
         except EC2Error as error:
             assert 400 <= error.status < 500
             return error
