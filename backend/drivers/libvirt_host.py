@@ -131,6 +131,20 @@ class LibvirtHost:
             domain.reboot(0)
         self._call(reboot)
 
+    def suspend(self, name):
+        self._call(lambda connection: _existing(connection, name, self.uri).suspend())
+
+    def resume(self, name):
+        self._call(lambda connection: _existing(connection, name, self.uri).resume())
+
+    def boot(self, name):
+        """Start a defined domain that is shut off."""
+        def boot(connection):
+            domain = _existing(connection, name, self.uri)
+            if domain.isActive() != 1:
+                domain.create()
+        self._call(boot)
+
     def remove(self, name):
         """Destroy and undefine: after this nothing of the domain is left on the host."""
         def remove(connection):
@@ -162,6 +176,13 @@ class LibvirtHost:
                 return operation(self.connection())
             except libvirt.libvirtError as error:
                 raise HostError(f'{self.uri}: {error.get_error_message()}') from None
+
+
+def _existing(connection, name, uri):
+    domain = _lookup(connection, name)
+    if domain is None:
+        raise HostError(f'domain {name} is not on {uri}')
+    return domain
 
 
 def _lookup(connection, name):

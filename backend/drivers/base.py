@@ -1,0 +1,130 @@
+"""The host-driver interface: the verbs the VM manager needs of any kind of host, named once.
+
+In the spirit of libcloud's `NodeDriver`: the worker, the monitor and CreateImage speak only these
+verbs, every kind of host (libvirt hypervisors and simulated hosts today, peer clouds next)
+implements them, and `features` says what a kind cannot do so that callers refuse it with a clear
+error instead of attempting it. What a driver is handed is a plain `LaunchSpec`, built from the
+database by the worker, so no driver ever reads a row.
+
+Domain states are reported in one small vocabulary (`DomainState`), whatever the host calls them.
+"""
+import abc
+import dataclasses
+import enum
+
+
+class DriverError(Exception):
+    """The host could not do what was asked: unreachable, or it refused."""
+
+
+class Feature(str, enum.Enum):
+    REBOOT = 'reboot'
+    ACPI_SHUTDOWN = 'acpi-shutdown'       # a power button the guest can act on
+    CONSOLE = 'console'
+    SNAPSHOT = 'snapshot'                 # CreateImage of an instance's root disk
+
+
+class DomainState(str, enum.Enum):
+    RUNNING = 'running'
+    PAUSED = 'paused'
+    SHUTOFF = 'shutoff'
+    CRASHED = 'crashed'
+    UNKNOWN = 'nostate'
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskImage:
+    """A file of the image repository, as the host reads it."""
+    path: str
+    disk_format: str = 'qcow2'
+
+
+@dataclasses.dataclass(frozen=True)
+class NicSpec:
+    """One network interface: its addresses, and the L2 segment it joins on the host."""
+    mac: str
+    ip: str
+    cidr: str
+    gateway: str | None = None
+    dns: str | None = None
+    bridge: str | None = None
+    vlan: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a host needs to run an instance, free of the database."""
+    instance_id: str
+    image_id: str
+    instance_type: str
+    vcpus: int
+    memory_mib: int
+    zone: str
+    root: DiskImage | None
+    kernel: DiskImage | None = None
+    ramdisk: DiskImage | None = None
+    nics: tuple = ()                        # (NicSpec, …), eth0 first
+    ssh_public_key: str | None = None
+    user_data: str | None = None            # base64, as the client sent it
+    public_ip: str | None = None
+    domain_type: str = 'qemu'               # 'qemu', 'kvm' or 'xen' for hypervisor hosts
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotTarget:
+    """Where CreateImage writes the instance's flattened root disk, and how consistent it must be."""
+    path: str
+    no_reboot: bool
+
+
+class HostDriver(abc.ABC):
+    """One host. Every verb is idempotent where the worker may repeat it after a crash."""
+
+    features: frozenset = frozenset()
+    simulated: bool = False
+
+    def supports(self, feature):
+        return Feature(feature) in self.features
+
+    @abc.abstractmethod
+    def capacity(self):
+        """(cpus, memory MiB) the host reports."""
+
+    @abc.abstractmethod
+    def deploy(self, spec):
+        """Prepare and start the instance; one already running is left running (restart safety)."""
+
+    @abc.abstractmethod
+    def reboot(self, instance_id):
+        """Restart the guest."""
+
+    @abc.abstractmethod
+    def shutdown(self, instance_id):
+        """Ask the guest to power off; False when it was not running."""
+
+    @abc.abstractmethod
+    def power_off(self, instance_id):
+        """Stop the guest at once, keeping its disk and definition."""
+
+    @abc.abstractmethod
+    def destroy(self, instance_id):
+        """Remove the instance and everything of it from the host."""
+
+    @abc.abstractmethod
+    def state(self, instance_id):
+        """The instance's DomainState, or None when the host has no such instance."""
+
+    @abc.abstractmethod
+    def states(self):
+        """{instance_id: DomainState} of every instance on the host, in one call."""
+
+    @abc.abstractmethod
+    def console_output(self, instance_id):
+        """The tail of the instance's console as bytes (b'' before its first boot)."""
+
+    def snapshot(self, instance_id, target, stop_timeout):
+        """Write the instance's root disk, flattened, to `target.path` (CreateImage)."""
+        raise DriverError(f'{type(self).__name__} cannot save an instance as an image')
+
+    def close(self):
+        """Drop connections; the host and its instances are left as they are."""

@@ -1,0 +1,156 @@
+"""The libvirt host driver: hypervisors (embedded QEMU, qemu:///system, qemu+ssh://, xen://) and
+simulated hosts (libvirt's test driver), behind the one `HostDriver` interface.
+
+A deploy makes the instance's files on this machine (a copy-on-write overlay of its image and a
+context CD, see `instance_files`), joins its NICs to their bridges, and defines and starts the
+domain. Simulated hosts get only a console log, where the driver writes what happened to the
+domain, so GetConsoleOutput shows something on them too.
+"""
+import datetime
+import subprocess
+import time
+import uuid
+
+from .. import domain_xml   # moves into this package with the worker's switch to drivers
+from .base import DomainState, DriverError, Feature, HostDriver
+from .libvirt_host import HostError, LibvirtHost
+
+DEFAULT_CMDLINE = 'console=ttyS0 panic=-1 quiet root=/dev/vda'
+CONVERT_TIMEOUT_SECONDS = 3600
+
+
+class LibvirtDriver(HostDriver):
+    features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT})
+
+    def __init__(self, uri, files, network=None):
+        """`files`: where instance files live on this machine; `network`: sets up bridges here."""
+        self.uri = uri
+        self.host = LibvirtHost(uri)
+        self.files = files
+        self.network = network
+        self.simulated = self.host.simulated
+        self.local = uri.startswith('qemu:///')
+
+    @property
+    def label(self):
+        return self.uri.rsplit('/', 1)[-1].removesuffix('.xml')
+
+    def capacity(self):
+        return self._host(self.host.capacity)
+
+    def deploy(self, spec):
+        definition = self._definition(spec)
+        self._host(self.host.start, spec.instance_id, domain_xml.build(definition))
+        self._note(spec.instance_id, f'simulated host {self.label}: domain {spec.instance_id} started')
+
+    def restore(self, spec):
+        """Start again what a simulated host lost when the process that opened it ended."""
+        self._host(self.host.start, spec.instance_id, domain_xml.build(self._definition(spec)))
+        self._note(spec.instance_id, f'host restarted: domain {spec.instance_id} autostarted')
+
+    def reboot(self, instance_id):
+        self._host(self.host.reboot, instance_id)
+        self._note(instance_id, f'domain {instance_id} rebooted')
+
+    def shutdown(self, instance_id):
+        return self._host(self.host.shutdown, instance_id)
+
+    def power_off(self, instance_id):
+        self._host(self.host.power_off, instance_id)
+
+    def stopped(self, instance_id):
+        """Called once the instance is down, to note it on a simulated console."""
+        self._note(instance_id, f'domain {instance_id} shut down')
+
+    def destroy(self, instance_id):
+        self._host(self.host.remove, instance_id)
+        self.files.remove(instance_id)
+
+    def state(self, instance_id):
+        found = self._host(self.host.state, instance_id)
+        return None if found is None else DomainState(found)
+
+    def states(self):
+        return {name: DomainState(state) for name, state in self._host(self.host.domain_states).items()}
+
+    def console_output(self, instance_id):
+        return self.files.console_output(instance_id)
+
+    def snapshot(self, instance_id, target, stop_timeout):
+        """Flatten the overlay and its image into one qcow2, consistent as EC2's CreateImage is:
+        a stopped instance as it is; NoReboot pauses the guest (QEMU flushes its disks) and resumes
+        it; otherwise the guest is shut down cleanly (powered off after the stop timeout) and started
+        again, so its filesystem is clean."""
+        disk = self.files.disk(instance_id)
+        if not disk.exists():
+            raise DriverError(f'the disk of {instance_id} is missing')
+        if self.state(instance_id) not in (DomainState.RUNNING, DomainState.PAUSED):
+            return _flatten(disk, target.path, force_share=False)
+        if target.no_reboot:
+            self._host(self.host.suspend, instance_id)
+            try:
+                return _flatten(disk, target.path, force_share=True)
+            finally:
+                self._host(self.host.resume, instance_id)
+        self._wait_down(instance_id, stop_timeout)
+        try:
+            return _flatten(disk, target.path, force_share=False)
+        finally:
+            self._host(self.host.boot, instance_id)
+
+    def close(self):
+        self.host.close()
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _definition(self, spec):
+        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f'reservoir:{spec.instance_id}'))
+        common = dict(name=spec.instance_id, uuid=uid, domain_type=spec.domain_type, vcpus=spec.vcpus,
+                      memory_mib=spec.memory_mib, description=f'Reservoir instance {spec.instance_id}')
+        if self.simulated:
+            self.files.directory(spec.instance_id).mkdir(parents=True, exist_ok=True)
+            return domain_xml.DomainSpec(**common, nics=tuple(domain_xml.Nic(nic.mac) for nic in spec.nics))
+        if self.local and self.network is not None:
+            for nic in spec.nics:
+                self.network.ensure_segment(nic)
+        disk, iso = self.files.prepare(spec)
+        return domain_xml.DomainSpec(
+            **common, disk=str(disk), backing=spec.root.path,
+            kernel=spec.kernel.path if spec.kernel else None,
+            initrd=spec.ramdisk.path if spec.ramdisk else None,
+            cmdline=DEFAULT_CMDLINE if spec.kernel else None, context_iso=str(iso),
+            nics=tuple(domain_xml.Nic(nic.mac, nic.bridge) for nic in spec.nics),
+            console_log=str(self.files.console_path(spec.instance_id)))
+
+    def _wait_down(self, instance_id, timeout):
+        if not self.shutdown(instance_id):
+            return
+        deadline = time.monotonic() + timeout
+        while self.state(instance_id) in (DomainState.RUNNING, DomainState.PAUSED):
+            if time.monotonic() >= deadline:
+                self.power_off(instance_id)
+                return
+            time.sleep(0.25)
+
+    def _note(self, instance_id, line):
+        if self.simulated:
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S')
+            self.files.note(instance_id, f'[{stamp}] {line}')
+
+    @staticmethod
+    def _host(operation, *args):
+        try:
+            return operation(*args)
+        except HostError as error:
+            raise DriverError(str(error)) from None
+
+
+def _flatten(disk, target, force_share):
+    """`qemu-img convert` of the overlay and its backing chain into one standalone qcow2."""
+    command = ['qemu-img', 'convert', '-O', 'qcow2', *(['-U'] if force_share else []), '--', str(disk), str(target)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_SECONDS)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise DriverError(f'cannot copy the disk: {error}') from None
+    if result.returncode != 0:
+        raise DriverError(f'qemu-img convert failed: {result.stderr.strip()}')
