@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 JS_CLIENT := tests/clients/js
+# euca2ools 3.4 with Python 3 patches, built from the shared client kit when it is beside the tree.
+EUCA_SETUP := $(wildcard ../shared/clients/euca2ools/setup.sh)
+EUCA := var/euca2ools
+TEST_CLIENTS := $(if $(EUCA_SETUP),$(EUCA)/venv/bin/euca-version)
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k keypair -x'
 PYTEST_ARGS ?=
 
@@ -33,9 +37,12 @@ run: install
 	$(VENV)/bin/reservoir host add-local
 	$(VENV)/bin/reservoir serve
 
+$(EUCA)/venv/bin/euca-version: $(EUCA_SETUP) | system
+	PYTHON=$(PYTHON) bash $(EUCA_SETUP) $(EUCA) >/dev/null
+
 # The stock guest image is built first, while the network is at hand: the VM tests run the server
 # inside a network namespace, where its Debian packages could not be downloaded.
-test: install
+test: install $(TEST_CLIENTS)
 	@if test -f images/build_stock.py; then $(PY) images/build_stock.py; fi
 	@url=$$(scripts/start-postgres.sh) && \
 	echo "PostgreSQL for the tests: $$url" && \

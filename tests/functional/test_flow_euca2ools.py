@@ -1,0 +1,115 @@
+"""euca2ools 3.4 (Python 3 build, see the Makefile) as a user runs it: `euca-*` commands with
+EC2_URL=REGION::URL and the keys in the environment, parsed from their tab-separated output, against
+a server whose worker boots instances on simulated hosts."""
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.clients
+
+EUCA = Path(__file__).resolve().parents[2] / 'var' / 'euca2ools' / 'venv' / 'bin'
+USER_DATA = '#!/bin/sh\necho "hello from euca2ools"\n'
+
+if not (EUCA / 'euca-version').exists():
+    message = f'euca2ools is not built in {EUCA.parent.parent} (make install builds it)'
+    if os.environ.get('CI'):
+        raise RuntimeError(message)      # CI must run every client test
+    pytestmark = [pytestmark, pytest.mark.skip(reason=message)]
+
+
+class Euca:
+    def __init__(self, server, user, secret=None):
+        credentials = server.users[user]
+        self.env = {
+            'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
+            'HOME': str(server.home),                  # no ~/.euca of the developer's
+            'EC2_URL': f'{server.region}::{server.endpoint}/',
+            'AWS_ACCESS_KEY_ID': credentials['access_key_id'],
+            'AWS_SECRET_ACCESS_KEY': secret or credentials['secret_access_key'],
+        }
+
+    def call(self, command, *arguments):
+        return subprocess.run([str(EUCA / command), *arguments], env=self.env, capture_output=True, text=True,
+                              timeout=120)
+
+    def run(self, command, *arguments):
+        """The command must succeed: its output as rows of tab-separated fields."""
+        result = self.call(command, *arguments)
+        assert result.returncode == 0, f'{command} {" ".join(arguments)}: {result.stderr}'
+        return [line.split('\t') for line in result.stdout.splitlines() if line.strip()]
+
+    def error(self, command, *arguments):
+        """The EC2 error code the command reports: 'euca-…: error (CODE): message'."""
+        result = self.call(command, *arguments)
+        assert result.returncode != 0, result.stdout
+        return result.stderr.split('error (', 1)[1].split(')', 1)[0]
+
+    def states(self, *ids):
+        return {row[1]: row[5] for row in self.run('euca-describe-instances', *ids) if row[0] == 'INSTANCE'}
+
+    def wait_state(self, ids, state, timeout=60):
+        deadline = time.monotonic() + timeout
+        while set(self.states(*ids).values()) != {state}:
+            assert time.monotonic() < deadline, f'{ids} not {state}: {self.states(*ids)}'
+            time.sleep(0.3)
+
+
+def test_the_instance_flow_with_euca2ools(compute_server, tmp_path):
+    euca = Euca(compute_server, compute_server.new_user('euca'))
+    assert [row[:2] for row in euca.run('euca-describe-regions')] == [['REGION', compute_server.region]]
+    assert any(row[0] == 'IMAGE' and row[1] == compute_server.image_id
+               for row in euca.run('euca-describe-images', compute_server.image_id))
+
+    keypair = euca.run('euca-create-keypair', 'laptop')
+    assert keypair[0][:2] == ['KEYPAIR', 'laptop'] and any('PRIVATE KEY' in ''.join(row) for row in keypair)
+    assert [row[:2] for row in euca.run('euca-describe-keypairs')] == [['KEYPAIR', 'laptop']]
+
+    user_data = tmp_path / 'user-data.sh'
+    user_data.write_text(USER_DATA)
+    launched = euca.run('euca-run-instances', compute_server.image_id, '-n', '2', '-t', 't1.micro',
+                        '-k', 'laptop', '-f', str(user_data))
+    ids = sorted(row[1] for row in launched if row[0] == 'INSTANCE')
+    assert len(ids) == 2 and launched[0][0] == 'RESERVATION'
+    euca.wait_state(ids, 'running')
+
+    euca.run('euca-create-tags', *ids, '--tag', 'Name=web', '--tag', 'tier=front')
+    euca.run('euca-delete-tags', ids[1], '--tag', 'tier')
+    tags = sorted((row[2], row[3], row[4]) for row in euca.run('euca-describe-tags') if row[0] == 'TAG')
+    assert tags == sorted([(ids[0], 'Name', 'web'), (ids[0], 'tier', 'front'), (ids[1], 'Name', 'web')])
+    filtered = euca.run('euca-describe-instances', '--filter', 'tag:tier=front')
+    assert [row[1] for row in filtered if row[0] == 'INSTANCE'] == [ids[0]]
+
+    # Elastic IPs, classic style as euca2ools sends them (PublicIp).
+    address = euca.run('euca-allocate-address')[0][1]
+    euca.run('euca-associate-address', '-i', ids[0], address)
+    assert [row[:3] for row in euca.run('euca-describe-addresses', address)] == [['ADDRESS', address, ids[0]]]
+    euca.run('euca-disassociate-address', address)
+    euca.run('euca-release-address', address)
+    assert euca.run('euca-describe-addresses') == []
+
+    euca.run('euca-stop-instances', ids[0])
+    euca.wait_state([ids[0]], 'stopped')
+    euca.run('euca-start-instances', ids[0])
+    euca.wait_state([ids[0]], 'running')
+    euca.run('euca-reboot-instances', ids[0])
+    console = '\n'.join('\t'.join(row) for row in euca.run('euca-get-console-output', ids[0]))
+    assert ids[0] in console and f'domain {ids[0]} started' in console
+    # euca2ools prints the user data decoded, after a 'userData <id>' line.
+    attribute = euca.call('euca-describe-instance-attribute', '--user-data', ids[1]).stdout
+    assert attribute.startswith(f'userData\t{ids[1]}\n{USER_DATA}')
+
+    euca.run('euca-terminate-instances', *ids)
+    euca.wait_state(ids, 'terminated')
+    euca.run('euca-delete-keypair', 'laptop')
+    assert euca.run('euca-describe-keypairs') == []
+
+
+def test_euca2ools_is_refused_with_a_wrong_secret_and_a_wrong_region(compute_server):
+    user = compute_server.new_user('euca-refused')
+    assert Euca(compute_server, user, secret='x' * 40).error('euca-describe-regions') == 'AuthFailure'
+    elsewhere = Euca(compute_server, user)
+    elsewhere.env['EC2_URL'] = f'us-east-1::{compute_server.endpoint}/'
+    assert elsewhere.error('euca-describe-regions') == 'AuthFailure'
