@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from . import addressing
 from .errors import Conflict, InvalidValue, NotFound
-from .lifecycle import FINAL_STATES, State
+from .lifecycle import ec2_state
 from .models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow, new_resource_id
 from .networks import PUBLIC_POOL
 
@@ -50,7 +50,7 @@ class AddressService:
                                                                 InstanceRow.owner == owner))
             if instance is None:
                 raise NotFound('InvalidInstanceID.NotFound', f"The instance ID '{instance_id}' does not exist")
-            if State(instance.state) in FINAL_STATES or instance.state == State.SHUTTING_DOWN:
+            if ec2_state(instance.state)[0] in ('shutting-down', 'terminated'):
                 raise Conflict('IncorrectInstanceState', f"The instance '{instance_id}' is not in a valid state "
                                                          'for this operation.')
             if row.instance_id and row.instance_id != instance_id and not allow_reassociation:

@@ -18,7 +18,7 @@ from .errors import CapacityError, Conflict, InvalidValue, NotFound
 from .images import IMAGE_ID, visible_to
 from .tags import check_tags
 from .matching import wildcard
-from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, ec2_state, next_state
+from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
                      KeyPair as KeyPairRow, Lease, Network as NetworkRow, PlacementGroup, Tag,
                      new_resource_id, utcnow)
@@ -289,8 +289,6 @@ class InstanceService:
             for instance_id in dict.fromkeys(ids):
                 row = rows[instance_id]
                 previous = row.state
-                if event is Event.START and row.state == State.STOPPED:
-                    _reserve_capacity(session, [row.host_id], row, message_host=True)
                 transition(session, row, event, transition_reason=_user_reason(event))
                 if event is Event.STOP and row.state == State.STOPPING:
                     row.stop_forced = row.stop_forced or force
@@ -335,14 +333,18 @@ class InstanceService:
 # -- transitions: the one place where state, capacity, leases and addresses change together --------
 
 def transition(session, row, event, reason=None, reason_code=None, transition_reason=None):
-    """Apply a lifecycle event to an instance row, releasing what the new state no longer holds.
+    """Apply a lifecycle event to an instance row: take or free its host capacity as the states say,
+    and release what a final state no longer holds.
 
     `reason_code`/`reason` become EC2's stateReason; `transition_reason` its stateTransitionReason.
     Both are cleared when the instance is (again) pending or running.
     """
     previous = State(row.state)
     target = next_state(previous, event)
-    if previous in HOLDS_CAPACITY and target not in HOLDS_CAPACITY and row.host_id is not None:
+    change = capacity_change(previous, target) if row.host_id is not None else 0
+    if change > 0:
+        _reserve_capacity(session, [row.host_id], row, message_host=True)
+    elif change < 0:
         session.execute(update(HostRow).where(HostRow.id == row.host_id).values(
             used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
     if target in FINAL_STATES and previous not in FINAL_STATES:

@@ -15,7 +15,8 @@ class State(str, enum.Enum):
     REBOOTING = 'rebooting'        # a reboot was asked, a worker will carry it out
     STOPPING = 'stopping'
     STOPPED = 'stopped'
-    SHUTTING_DOWN = 'shutting-down'
+    SHUTTING_DOWN = 'shutting-down'  # terminated while its domain may still run: holds its capacity
+    CLEANING_UP = 'cleaning-up'      # terminated while stopped: EC2's shutting-down, holding nothing
     TERMINATED = 'terminated'
     FAILED = 'failed'              # deploy failed for good; nothing is held any more
     IMPAIRED = 'impaired'          # its host stopped answering; it may still be running there
@@ -61,9 +62,11 @@ TRANSITIONS = {
     (S.STOPPING, E.HOST_LOST): S.IMPAIRED,
     (S.STOPPED, E.START): S.PENDING,
     (S.STOPPED, E.STOP): S.STOPPED,
-    (S.STOPPED, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.STOPPED, E.TERMINATE): S.CLEANING_UP,
     (S.SHUTTING_DOWN, E.CLEANED_UP): S.TERMINATED,
     (S.SHUTTING_DOWN, E.TERMINATE): S.SHUTTING_DOWN,
+    (S.CLEANING_UP, E.CLEANED_UP): S.TERMINATED,
+    (S.CLEANING_UP, E.TERMINATE): S.CLEANING_UP,
     (S.TERMINATED, E.TERMINATE): S.TERMINATED,
     (S.FAILED, E.TERMINATE): S.TERMINATED,
     (S.IMPAIRED, E.HOST_BACK): S.RUNNING,
@@ -72,10 +75,12 @@ TRANSITIONS = {
     (S.IMPAIRED, E.HOST_LOST): S.IMPAIRED,
 }
 
-# States in which the instance holds a host's capacity.
+# States in which the instance holds a host's capacity. Capacity follows the table: a transition
+# from a state outside this set into it reserves the instance's share, one out of it frees it, so
+# each is taken and given back exactly once (`capacity_change`).
 HOLDS_CAPACITY = frozenset({S.PENDING, S.RUNNING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.IMPAIRED})
 # States a worker acts on, and what it does there.
-WORK_STATES = frozenset({S.PENDING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN})
+WORK_STATES = frozenset({S.PENDING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.CLEANING_UP})
 # States after which nothing more happens to the instance.
 FINAL_STATES = frozenset({S.TERMINATED, S.FAILED})
 
@@ -88,6 +93,7 @@ _EC2_STATES = {
     S.STOPPING: ('stopping', 64),
     S.STOPPED: ('stopped', 80),
     S.SHUTTING_DOWN: ('shutting-down', 32),
+    S.CLEANING_UP: ('shutting-down', 32),
     S.TERMINATED: ('terminated', 48),
     S.FAILED: ('terminated', 48),
 }
@@ -100,6 +106,11 @@ def next_state(current, event):
         raise Conflict('IncorrectInstanceState',
                        f"The instance is in state '{ec2_state(current)[0]}' and cannot {_verb(event)}.")
     return target
+
+
+def capacity_change(previous, target):
+    """+1 when moving from `previous` to `target` takes a host's capacity, -1 when it frees it, else 0."""
+    return (State(target) in HOLDS_CAPACITY) - (State(previous) in HOLDS_CAPACITY)
 
 
 def can(current, event):

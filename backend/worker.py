@@ -264,7 +264,8 @@ class Worker:
                 work.setdefault(host_id, (self.hosts.get(host_id, uri), []))[1].append(instance_id)
         specs = self._domain_specs(work) if state is State.PENDING else None
         handler = {State.PENDING: self._deploy, State.REBOOTING: self._reboot,
-                   State.STOPPING: self._stop, State.SHUTTING_DOWN: self._destroy}[state]
+                   State.STOPPING: self._stop, State.SHUTTING_DOWN: self._destroy,
+                   State.CLEANING_UP: self._destroy}[state]
         outcomes = {}
         for host_id, (host, ids) in work.items():
             outcomes.update(handler(host, host_id, ids, specs))

@@ -1,7 +1,7 @@
 import pytest
 
 from backend.errors import Conflict
-from backend.lifecycle import FINAL_STATES, TRANSITIONS, State, can, ec2_state, next_state
+from backend.lifecycle import FINAL_STATES, TRANSITIONS, State, can, capacity_change, ec2_state, next_state
 
 
 def test_a_normal_life():
@@ -34,3 +34,13 @@ def test_every_state_maps_to_an_ec2_name_and_final_states_have_no_way_back():
     for (state, event), target in TRANSITIONS.items():
         if state in FINAL_STATES:
             assert target in FINAL_STATES, (state, event)
+
+
+def test_capacity_is_taken_and_freed_once_by_the_table():
+    # Terminating a stopped instance must not need (nor free again) capacity it no longer holds.
+    assert next_state('stopped', 'terminate') is State.CLEANING_UP
+    assert ec2_state(State.CLEANING_UP) == ('shutting-down', 32)
+    assert capacity_change('running', 'stopped') == -1 and capacity_change('stopped', 'pending') == 1
+    assert capacity_change('stopped', 'cleaning-up') == 0 and capacity_change('cleaning-up', 'terminated') == 0
+    for (state, event), target in TRANSITIONS.items():
+        assert capacity_change(state, target) in (-1, 0, 1)
