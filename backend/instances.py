@@ -11,6 +11,7 @@ import json
 import re
 
 from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from . import scheduler
 from .db import Prepared
@@ -133,6 +134,13 @@ class InstanceService:
                 break
             except _CapacityRace:
                 continue
+            except IntegrityError:
+                # A concurrent retry with the same ClientToken committed first: this launch was
+                # rolled back whole, and the caller gets that reservation, as AWS answers retries.
+                earlier = self._earlier_launch(owner, request) if request.client_token else None
+                if earlier is None:
+                    raise
+                return earlier
         else:
             raise CapacityError('InsufficientInstanceCapacity', 'Capacity is being taken by other launches; try again.')
         self.wake_workers()

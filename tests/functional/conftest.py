@@ -6,6 +6,8 @@ import pytest
 
 from backend.config import load_config
 
+from tests.support.postgres import fresh_database
+
 from .keys import new_ed25519_public_key, new_rsa_public_key
 
 
@@ -30,3 +32,10 @@ def rsa_public_key():
 @pytest.fixture(scope='session')
 def ed25519_public_key():
     return new_ed25519_public_key()
+
+
+@pytest.fixture
+def pg_home(tmp_path):
+    """The environment of a cloud on a fresh PostgreSQL database of its own."""
+    with fresh_database() as url:
+        yield {'RESERVOIR_HOME': str(tmp_path), 'RESERVOIR_DATABASE_URL': url}

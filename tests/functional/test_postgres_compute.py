@@ -1,37 +1,14 @@
 """The VM manager on PostgreSQL: the same launches, leases and lifecycle as on SQLite, and several
 processes sharing one database without overcommitting hosts, double-leasing or doing work twice."""
 import multiprocessing
-import subprocess
 
 import pytest
 
-from backend.cloud import Cloud
-from backend.config import load_config
 from backend.instances import Criterion, LaunchRequest
 from backend.worker import Worker
-from tests.support.postgres import fresh_database
+from tests.support.postgres import open_cloud, prepare
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_home(tmp_path):
-    with fresh_database() as url:
-        yield {'RESERVOIR_HOME': str(tmp_path), 'RESERVOIR_DATABASE_URL': url}
-
-
-def open_cloud(environ):
-    return Cloud.open(load_config(environ))
-
-
-def prepare(environ, hosts=4, cpus=4, memory=2048):
-    with open_cloud(environ) as cloud:
-        user = cloud.users.create('alice')
-        disk = f"{environ['RESERVOIR_HOME']}/tiny.qcow2"
-        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M'], check=True)
-        image = cloud.images.register_file(disk, 'tiny', user.account_id, public=True)
-        cloud.hosts.add_simulated(hosts, cpus=cpus, memory_mib=memory)
-        return user.account_id, image.image_id
 
 
 def test_launch_describe_and_lifecycle_on_postgres(pg_home):

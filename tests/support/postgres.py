@@ -2,6 +2,7 @@
 import contextlib
 import os
 import secrets
+import subprocess
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -32,3 +33,21 @@ def fresh_database():
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)'))
         admin.dispose()
+
+
+def open_cloud(environ):
+    """A Cloud on the state directory and database that `environ` names."""
+    from backend.cloud import Cloud
+    from backend.config import load_config
+    return Cloud.open(load_config(environ))
+
+
+def prepare(environ, hosts=4, cpus=4, memory=2048):
+    """User alice with a public image, and simulated hosts: (alice's account, the image id)."""
+    with open_cloud(environ) as cloud:
+        user = cloud.users.create('alice')
+        disk = f"{environ['RESERVOIR_HOME']}/tiny.qcow2"
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M'], check=True)
+        image = cloud.images.register_file(disk, 'tiny', user.account_id, public=True)
+        cloud.hosts.add_simulated(hosts, cpus=cpus, memory_mib=memory)
+        return user.account_id, image.image_id
