@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, exists, false, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import scheduler
@@ -25,6 +25,7 @@ from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, I
                      new_resource_id, utcnow)
 
 INSTANCE_ID = re.compile(r'i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
+DEDICATED_HOST_ID = re.compile(r'h-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 MAX_USER_DATA_BYTES = 16 * 1024
 CAPACITY_RACE_RETRIES = 5
 MAX_ID_SLOTS = 512   # ids bound in one statement: SQLite allows 999 parameters at most
@@ -40,7 +41,8 @@ class LaunchRequest:
     key_name: str | None = None
     user_data: str | None = None          # base64, as sent
     zone: str | None = None
-    host_name: str | None = None          # Placement.HostId: pin to a host
+    host_name: str | None = None          # pin to a host: administrators only, never from the API
+    dedicated_host_id: str | None = None  # Placement.HostId: an EC2 dedicated host of the account
     group_name: str | None = None         # Placement.GroupName
     kernel_id: str | None = None
     ramdisk_id: str | None = None
@@ -151,6 +153,8 @@ class InstanceService:
             raise InvalidValue('MinCount must be at least 1 and no more than MaxCount')
         if request.max_count > self.max_launch:
             raise InvalidValue(f'MaxCount may be at most {self.max_launch}', code='InstanceLimitExceeded')
+        if request.dedicated_host_id is not None:
+            _refuse_dedicated_host(request.dedicated_host_id)
         kind = self.config.instance_types.get(request.instance_type)
         if kind is None:
             raise InvalidValue(f"The instance type '{request.instance_type}' does not exist",
@@ -456,13 +460,21 @@ def _host_views(session):
             for row in rows]
 
 
+def _refuse_dedicated_host(host_id):
+    """No account has dedicated hosts here; which machine runs an instance is not a tenant's choice,
+    since placing next to a chosen victim is a known attack on shared clouds."""
+    if not DEDICATED_HOST_ID.fullmatch(host_id):
+        raise InvalidValue(f'Invalid id: "{host_id}"', code='InvalidHostID.Malformed')
+    raise NotFound('InvalidHostID.NotFound', f"The host ID '{host_id}' does not exist")
+
+
 def _host_id(hosts, host_name):
     if not host_name:
         return None
     for host in hosts:
         if host.name == host_name:
             return host.host_id
-    raise NotFound('InvalidHostId.NotFound', f"The host '{host_name}' does not exist")
+    raise NotFound('InvalidHostID.NotFound', f"The host '{host_name}' does not exist")
 
 
 _HOSTS = HostRow.__table__
@@ -615,7 +627,7 @@ def _sql_condition(field, values):
     if field == 'subnet-id':
         return InstanceRow.network_id.in_(select(NetworkRow.id).where(NetworkRow.subnet_id.in_(values)))
     if field == 'host-id':
-        return InstanceRow.host_id.in_(select(HostRow.id).where(HostRow.name.in_(values)))
+        return false()      # EC2's dedicated host: none here (host names are not shown to tenants)
     if field.startswith('tag:'):
         return exists().where(Tag.resource_id == InstanceRow.instance_id, Tag.key == field[4:],
                               Tag.value.in_(values))
@@ -648,7 +660,7 @@ _RECORD_READERS = {
     'instance-state-name': lambda r: [r.ec2_state[0]],
     'instance-state-code': lambda r: [str(r.ec2_state[1])],
     'subnet-id': lambda r: [r.subnet_id],
-    'host-id': lambda r: [r.host_name],
+    'host-id': lambda r: [],
     **{field: (lambda column_name: lambda r: [getattr(r, column_name)])(column.key)
        for field, column in _COLUMNS.items()},
 }

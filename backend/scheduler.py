@@ -3,10 +3,14 @@
 Every host that is not chosen gets a reason (disabled, unreachable, memory, cpu, zone, requirement,
 placement group), so a refusal can say why instead of "cannot dispatch".
 """
+import collections
 import dataclasses
 import heapq
+import logging
 
 from .errors import CapacityError
+
+log = logging.getLogger(__name__)
 
 POLICIES = ('packing', 'striping', 'load-aware')
 
@@ -167,11 +171,24 @@ def _reserve(host, request):
 
 
 def _refusal(request, placed, rejections, candidates):
-    summary = '; '.join(f'{name}: {reason}' for name, reason in list(rejections.items())[:10])
-    more = len(rejections) - 10
-    if more > 0:
-        summary += f'; and {more} more host(s)'
-    if not rejections and not candidates:
-        summary = 'no hosts are registered'
+    """The tenant's message: why, counted by kind of reason, never naming a host (host names are
+    for administrators, who find each host's reason in the log)."""
+    if rejections:
+        log.info('refused %d instance(s): %s', request.min_count,
+                 '; '.join(f'{name}: {reason}' for name, reason in rejections.items()))
+    kinds = collections.Counter(_reason_kind(reason) for reason in rejections.values())
+    summary = 'Hosts that cannot take it: ' + ', '.join(f'{kind} ({count})' for kind, count in kinds.most_common())
+    if not rejections:
+        summary = 'no hosts are registered' if not candidates else ''
     return (f'Insufficient capacity: {request.min_count} instance(s) of {request.vcpus} vCPU / '
             f'{request.memory_mib} MiB requested, only {placed} could be placed. {summary}').strip()
+
+
+def _reason_kind(reason):
+    if reason.startswith(('memory:', 'cpu:')):
+        return 'not enough free ' + reason.split(':', 1)[0]
+    if reason.startswith('zone '):
+        return 'another availability zone'
+    if reason.startswith('requirement:'):
+        return 'not the requested host'
+    return reason

@@ -63,7 +63,7 @@ def run_instances(ctx, args):
         image_id=args['ImageId'], min_count=args['MinCount'], max_count=args['MaxCount'],
         instance_type=args.get('InstanceType') or DEFAULT_INSTANCE_TYPE, key_name=args.get('KeyName'),
         user_data=_checked_user_data(args.get('UserData')), zone=placement.get('AvailabilityZone'),
-        host_name=placement.get('HostId'), group_name=placement.get('GroupName'),
+        dedicated_host_id=placement.get('HostId'), group_name=placement.get('GroupName'),
         kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=args.get('SubnetId'),
         tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
         client_token=args.get('ClientToken'))
@@ -318,7 +318,7 @@ def _instance_shape(record, region):
         'InstanceType': record.instance_type,
         'LaunchTime': record.launch_time,
         'Placement': {'AvailabilityZone': record.zone, 'GroupName': record.placement_group or '',
-                      'Tenancy': 'default', 'HostId': record.host_name},
+                      'Tenancy': 'default'},
         'KernelId': record.kernel_id,
         'RamdiskId': record.ramdisk_id,
         'Monitoring': {'State': 'disabled'},

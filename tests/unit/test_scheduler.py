@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 
 from backend.errors import CapacityError
@@ -18,15 +20,18 @@ def test_launches_as_many_as_fit_between_min_and_max():
     assert len(placement.host_ids) == 4
 
 
-def test_min_count_that_cannot_be_placed_says_why_per_host():
+def test_min_count_that_cannot_be_placed_says_why_without_naming_hosts(caplog):
     pool = hosts(2)
     pool[0].enabled = False
     pool[1].used_memory_mib = 1000
-    with pytest.raises(CapacityError) as raised:
+    with caplog.at_level(logging.INFO, logger='backend.scheduler'), pytest.raises(CapacityError) as raised:
         place(pool, Request(1, 1, 1, 256))
     message = raised.value.message
     assert raised.value.code == 'InsufficientInstanceCapacity'
-    assert 'h0: disabled' in message and 'h1: memory' in message
+    assert 'disabled (1)' in message and 'not enough free memory (1)' in message and 'h0' not in message
+    # Administrators read each host's reason in the log.
+    assert any('h0: disabled' in record.getMessage() and 'h1: memory' in record.getMessage()
+               for record in caplog.records)
 
 
 def test_zone_and_host_requirements():
