@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from . import addressing
 from .errors import Conflict, InvalidValue, NotFound
 from .lifecycle import ec2_state
+from .quotas import Quotas, check_addresses, lock_account
 from .models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow, new_resource_id
 from .networks import PUBLIC_POOL
 
@@ -25,12 +26,15 @@ class Address:
 
 
 class AddressService:
-    def __init__(self, db, wake_workers=None):
+    def __init__(self, db, wake_workers=None, quotas=None):
         self.db = db
         self.wake_workers = wake_workers or (lambda: None)
+        self.quotas = quotas or Quotas()
 
     def allocate(self, owner):
         with self.db.write() as session:
+            lock_account(session, owner)
+            check_addresses(session, self.quotas, owner)
             pool = session.scalar(select(NetworkRow).where(NetworkRow.name == PUBLIC_POOL).with_for_update())
             network = addressing.parse_network(pool.cidr)
             first, last = addressing.usable_range(network)

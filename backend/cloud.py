@@ -13,6 +13,7 @@ from .keypairs import KeyPairService
 from .networks import NetworkService
 from .placement_groups import PlacementGroupService
 from .provisioning import Provisioner
+from .quotas import QuotaService, load_defaults as load_quota_defaults
 from .snapshots import SnapshotService
 from .tags import TagService
 from .uploads import UploadService
@@ -29,7 +30,9 @@ class Cloud:
         self.vault = Vault(config.secret_key_path)
         self.users = UserService(db, self.vault)
         self.keypairs = KeyPairService(db)
-        self.images = ImageService(db, ImageRepository(config.images_dir), load_limits(config))
+        limits = load_limits(config)
+        self.quotas = QuotaService(db, load_quota_defaults(config, limits.account_quota))
+        self.images = ImageService(db, ImageRepository(config.images_dir), limits, self.quotas.defaults)
         self.uploads = UploadService(db, config.home / 'uploads', self.images)
         self.catalog = Catalog(config)
         self.hosts = HostService(db, config)
@@ -38,9 +41,9 @@ class Cloud:
         self.instances = InstanceService(
             db, config, self.networks, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
-            max_launch=compute.max_launch)
+            max_launch=compute.max_launch, quotas=self.quotas.defaults)
         self.tags = TagService(db)
-        self.addresses = AddressService(db, wake_workers=self._wake_worker)
+        self.addresses = AddressService(db, wake_workers=self._wake_worker, quotas=self.quotas.defaults)
         self.placement_groups = PlacementGroupService(db)
         self.provisioner = Provisioner(config.home, config.images_dir)
         self.snapshots = SnapshotService(db, self.images, config.home, wake_workers=self._wake_worker)   # CreateImage

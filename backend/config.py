@@ -54,6 +54,15 @@ class ComputeSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class QuotaSettings:
+    """What one account may hold at once by default ([quotas] in reservoir.ini)."""
+    instances: int = 20
+    vcpus: int = 64
+    elastic_ips: int = 5
+    images: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     home: Path
     conf_dir: Path
@@ -64,6 +73,7 @@ class Config:
     instance_types: dict
     endpoint_host: str = ''
     compute: ComputeSettings = ComputeSettings()
+    quotas: QuotaSettings = QuotaSettings()
 
     @property
     def images_dir(self):
@@ -102,6 +112,7 @@ def load_config(environ=None):
         instance_types=_instance_types(_read_ini(conf_dir, home, INSTANCE_TYPES_FILE)),
         endpoint_host=main.get('cloud', 'endpoint_host', fallback='').strip(),
         compute=_compute(main, environ),
+        quotas=_quotas(main, environ),
     )
 
 
@@ -144,23 +155,35 @@ def _required(parser, section, option):
     return value
 
 
-def _compute(parser, environ):
-    """[compute] settings, typed like the dataclass defaults; RESERVOIR_COMPUTE_<NAME> overrides."""
+def _section(parser, environ, section, settings_type):
+    """A section's settings, typed like the dataclass defaults; RESERVOIR_<SECTION>_<NAME> overrides."""
     values = {}
-    for field in dataclasses.fields(ComputeSettings):
-        text = environ.get(f'RESERVOIR_COMPUTE_{field.name.upper()}')
+    for field in dataclasses.fields(settings_type):
+        text = environ.get(f'RESERVOIR_{section.upper()}_{field.name.upper()}')
         if text is None:
-            text = parser.get('compute', field.name, fallback=None)
+            text = parser.get(section, field.name, fallback=None)
         if text is None or not text.strip():
             continue
-        values[field.name] = _typed(field, text.strip())
-    settings = ComputeSettings(**values)
+        values[field.name] = _typed(section, field, text.strip())
+    return settings_type(**values)
+
+
+def _quotas(parser, environ):
+    quotas = _section(parser, environ, 'quotas', QuotaSettings)
+    negative = [field.name for field in dataclasses.fields(quotas) if getattr(quotas, field.name) < 0]
+    if negative:
+        raise ConfigError(f'[quotas] {negative[0]} cannot be negative')
+    return quotas
+
+
+def _compute(parser, environ):
+    settings = _section(parser, environ, 'compute', ComputeSettings)
     if settings.scheduler_policy not in ('packing', 'striping', 'load-aware'):
         raise ConfigError('[compute] scheduler_policy must be packing, striping or load-aware')
     return settings
 
 
-def _typed(field, text):
+def _typed(section, field, text):
     kind = type(field.default)
     try:
         if kind is bool:
@@ -169,7 +192,7 @@ def _typed(field, text):
             return text.lower() in ('true', 'yes', 'on', '1')
         return kind(text)
     except ValueError:
-        raise ConfigError(f'[compute] {field.name}: {text!r} is not a {kind.__name__}') from None
+        raise ConfigError(f'[{section}] {field.name}: {text!r} is not a {kind.__name__}') from None
 
 
 def _zones(parser):

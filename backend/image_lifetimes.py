@@ -21,7 +21,9 @@ from sqlalchemy import func, or_, select
 from .config import MAIN_FILE, ConfigError
 from .errors import BackendError
 from .lifecycle import FINAL_STATES
-from .models import Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, User, utcnow
+from .models import Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, utcnow
+# Quota decisions on images and uploads share the account lock and storage limit of every quota.
+from .quotas import lock_account, storage_limit  # noqa: F401 (used through this module too)
 
 _UNITS = {'': 1, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 _SIZE = re.compile(r'([0-9]+)\s*([KMGT]?)(?:i?B)?', re.IGNORECASE)
@@ -74,9 +76,6 @@ def _typed(field, text):
 
 # --- Quota ------------------------------------------------------------------------------------
 
-def lock_account(session, owner):
-    """Serialise quota decisions of one account (PostgreSQL; SQLite writers are serial anyway)."""
-    session.execute(select(User.id).where(User.account_id == owner).with_for_update())
 
 
 def used_bytes(session, owner, except_upload=None):
@@ -92,15 +91,16 @@ def used_bytes(session, owner, except_upload=None):
 def check_quota(session, limits, owner, more_bytes, except_upload=None):
     """Refuse if the account would hold more than its quota with `more_bytes` more."""
     used = used_bytes(session, owner, except_upload)
-    if used + more_bytes > limits.account_quota:
-        raise quota_exceeded(limits, used)
-    return limits.account_quota - used
+    quota = storage_limit(session, limits.account_quota, owner)
+    if used + more_bytes > quota:
+        raise quota_exceeded(quota, used)
+    return quota - used
 
 
-def quota_exceeded(limits, used):
+def quota_exceeded(quota, used):
     return BackendError('ResourceLimitExceeded',
                         f'Image storage quota exceeded: the account holds {_size(used)} of its '
-                        f'{_size(limits.account_quota)}; deregister images or delete uploads first')
+                        f'{_size(quota)}; deregister images or delete uploads first')
 
 
 def usage_by_account(session):

@@ -28,6 +28,7 @@ from . import image_lifetimes
 from .config import ARCHITECTURES
 from .errors import BackendError, Conflict, InvalidValue, NotFound
 from .models import Image as ImageRow, LaunchPermission, Tag, new_resource_id, utcnow
+from .quotas import Quotas, check_images
 from .tags import check_tags
 
 ID_PREFIXES = {'machine': 'ami', 'kernel': 'aki', 'ramdisk': 'ari'}
@@ -432,10 +433,11 @@ def _check_accounts(accounts):
 # --- The service ----------------------------------------------------------------------------------
 
 class ImageService:
-    def __init__(self, db, repository, limits=None):
+    def __init__(self, db, repository, limits=None, quotas=None):
         self._db = db
         self.repository = repository
         self.limits = limits or image_lifetimes.StorageLimits()
+        self.quotas = quotas or Quotas(storage=self.limits.account_quota)
 
     # -- registering ------------------------------------------------------------------------------
 
@@ -517,6 +519,8 @@ class ImageService:
                 ImageRow.state != 'deregistered')) is not None:
             raise Conflict('InvalidAMIName.Duplicate',
                            f"AMI name {row.name} is already in use by AMI of this account")
+        image_lifetimes.lock_account(session, row.owner)
+        check_images(session, self.quotas, row.owner)
 
     def mark_available(self, image_id, file_name, virtual_size_bytes):
         """A pending image's file is in the repository: the image may be launched."""

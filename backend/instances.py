@@ -19,6 +19,7 @@ from .errors import CapacityError, Conflict, InvalidValue, NotFound
 from .images import IMAGE_ID, visible_to
 from .tags import check_tags
 from .matching import wildcard
+from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
                      KeyPair as KeyPairRow, Lease, Network as NetworkRow, PlacementGroup, Tag,
@@ -112,8 +113,9 @@ class _CapacityRace(Exception):
 
 class InstanceService:
     def __init__(self, db, config, networks, wake_workers=None, policy='striping',
-                 terminated_retention=datetime.timedelta(hours=1), max_launch=1000):
+                 terminated_retention=datetime.timedelta(hours=1), max_launch=1000, quotas=None):
         self.db = db
+        self.quotas = quotas or Quotas()
         self.config = config
         self.networks = networks
         self.wake_workers = wake_workers or (lambda: None)
@@ -193,9 +195,11 @@ class InstanceService:
         with self.db.write() as session:
             image = session.get(ImageRow, request.image_id)
             group = _placement_group(session, owner, request.group_name)
+            lock_account(session, owner)
+            allowed = instances_allowed(session, self.quotas, owner, request.max_count, request.min_count, kind.vcpus)
             hosts = _host_views(session)
             placement = scheduler.place(hosts, scheduler.Request(
-                min_count=request.min_count, max_count=request.max_count, vcpus=kind.vcpus,
+                min_count=request.min_count, max_count=allowed, vcpus=kind.vcpus,
                 memory_mib=kind.memory_mib, zone=request.zone, host_id=_host_id(hosts, request.host_name),
                 group_strategy=group.strategy if group else None,
                 group_hosts=_group_hosts(session, owner, group)), self.policy)
@@ -297,6 +301,8 @@ class InstanceService:
             rows = _owned_rows(session, owner, ids)
             for row in rows.values():   # all or nothing: refuse before changing any
                 next_state(row.state, event)
+            if event is Event.START:
+                self._check_start_quota(session, owner, [row for row in rows.values() if row.state == State.STOPPED])
             changes = []
             for instance_id in dict.fromkeys(ids):
                 row = rows[instance_id]
@@ -307,6 +313,13 @@ class InstanceService:
                 changes.append(StateChange(instance_id, previous, row.state))
         self.wake_workers()
         return changes
+
+    def _check_start_quota(self, session, owner, stopped):
+        """Starting takes instance and vCPU quota again, as it takes capacity again."""
+        if not stopped:
+            return
+        lock_account(session, owner)
+        check_more_instances(session, self.quotas, owner, len(stopped), sum(row.vcpus for row in stopped))
 
     # -- attributes ----------------------------------------------------------------------------------
 

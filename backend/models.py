@@ -331,3 +331,12 @@ class ClientToken(Base):
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     reservation_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), nullable=False)
     created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class AccountQuota(Base):
+    """An administrator's override of one quota of one account; the rest come from [quotas]."""
+    __tablename__ = 'account_quotas'
+
+    owner: Mapped[str] = mapped_column(ForeignKey('users.account_id', ondelete='CASCADE'), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -209,14 +209,16 @@ class UploadService:
         """The most bytes this upload's image may take: the size limit, or what the quota leaves."""
         with self.db.read() as session:
             others = image_lifetimes.used_bytes(session, row.owner, except_upload=row.upload_id)
-        return min(self.limits.max_image_size, self.limits.account_quota - others)
+            quota = image_lifetimes.storage_limit(session, self.limits.account_quota, row.owner)
+        return min(self.limits.max_image_size, quota - others)
 
     def _too_big(self, row, size):
         if size > self.limits.max_image_size:
             return _too_large(row.name, self.limits.max_image_size)
         with self.db.read() as session:
             others = image_lifetimes.used_bytes(session, row.owner, except_upload=row.upload_id)
-        return image_lifetimes.quota_exceeded(self.limits, others + size)
+            quota = image_lifetimes.storage_limit(session, self.limits.account_quota, row.owner)
+        return image_lifetimes.quota_exceeded(quota, others + size)
 
     def _touch(self, upload_id):
         with self.db.write() as session:

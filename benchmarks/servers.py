@@ -39,7 +39,9 @@ class Reservoir:
 
     def __init__(self, extra_env=None, processes=1, threads=None):
         self.home = Path(tempfile.mkdtemp(prefix='reservoir-bench-'))
+        # A benchmark's account launches thousands of instances: quotas sized for load, not tenants.
         self.env = dict(os.environ, RESERVOIR_HOME=str(self.home), RESERVOIR_COMPUTE_RATE_LIMITS='false',
+                        RESERVOIR_QUOTAS_INSTANCES='1000000', RESERVOIR_QUOTAS_VCPUS='1000000',
                         **(extra_env or {}))
         self.port = free_port()
         self.endpoint = f'http://127.0.0.1:{self.port}'

@@ -7,6 +7,7 @@ import pytest
 from backend.config import load_config
 
 from tests.support.postgres import fresh_database
+from tests.support.server import LOAD_TEST_QUOTAS
 
 from .keys import new_ed25519_public_key, new_rsa_public_key
 
@@ -38,4 +39,4 @@ def ed25519_public_key():
 def pg_home(tmp_path):
     """The environment of a cloud on a fresh PostgreSQL database of its own."""
     with fresh_database() as url:
-        yield {'RESERVOIR_HOME': str(tmp_path), 'RESERVOIR_DATABASE_URL': url}
+        yield {'RESERVOIR_HOME': str(tmp_path), 'RESERVOIR_DATABASE_URL': url, **LOAD_TEST_QUOTAS}

@@ -239,7 +239,8 @@ def test_an_abandoned_upload_is_resumed_by_running_the_command_again(server, dis
 def test_an_unfinished_upload_of_other_content_is_replaced_only_when_asked(server, disk, tmp_path):
     env = user_env(server, 'alice', tmp_path)
     with CuttingProxy(server.port, cut_after=3 * MIB) as proxy, pytest.MonkeyPatch.context() as patch:
-        for key in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE'):
+        for key in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE',
+                    'AWS_DEFAULT_REGION'):
             patch.setenv(key, env[key])
         target = upload_client.open_target(proxy.endpoint)     # keys from the environment, as awscli
         with pytest.raises(upload_client.UploadFailed, match='interrupted .* run the same command again'):

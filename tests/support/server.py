@@ -13,6 +13,9 @@ import boto3
 from botocore.config import Config
 
 REGION = 'reservoir-1'
+# Tests that launch hundreds of instances in one account are not testing quotas; the quota tests set
+# their own.
+LOAD_TEST_QUOTAS = {'RESERVOIR_QUOTAS_INSTANCES': '100000', 'RESERVOIR_QUOTAS_VCPUS': '100000'}
 
 
 def free_port():
@@ -25,7 +28,8 @@ class LiveServer:
     def __init__(self, home=None, extra_env=None, processes=1, worker=True):
         self.home = Path(home or tempfile.mkdtemp(prefix='reservoir-test-'))
         self.env = dict(os.environ, RESERVOIR_HOME=str(self.home), RESERVOIR_COMPUTE_RATE_LIMITS='false',
-                        RESERVOIR_COMPUTE_POLL_SECONDS='0.1', RESERVOIR_COMPUTE_MONITOR_SECONDS='1')
+                        RESERVOIR_COMPUTE_POLL_SECONDS='0.1', RESERVOIR_COMPUTE_MONITOR_SECONDS='1',
+                        **LOAD_TEST_QUOTAS)
         self.env.update(extra_env or {})
         self.port = free_port()
         self.endpoint = f'http://127.0.0.1:{self.port}'
