@@ -23,7 +23,7 @@ from .errors import BackendError
 from .lifecycle import FINAL_STATES
 from .models import Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, utcnow
 # Quota decisions on images and uploads share the account lock and storage limit of every quota.
-from .quotas import lock_account, storage_limit  # noqa: F401 (used through this module too)
+from .quotas import lock_account, storage_limit, used_bytes  # noqa: F401 (used through this module too)
 
 _UNITS = {'': 1, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 _SIZE = re.compile(r'([0-9]+)\s*([KMGT]?)(?:i?B)?', re.IGNORECASE)
@@ -76,16 +76,6 @@ def _typed(field, text):
 
 # --- Quota ------------------------------------------------------------------------------------
 
-
-
-def used_bytes(session, owner, except_upload=None):
-    """Bytes the account holds: unreclaimed image files and uploads (one upload may be left out)."""
-    images = session.scalar(select(func.coalesce(func.sum(ImageRow.size_bytes), 0)).where(
-        ImageRow.owner == owner, ImageRow.reclaimed_at.is_(None)))
-    uploads = select(func.coalesce(func.sum(UploadRow.size_bytes), 0)).where(UploadRow.owner == owner)
-    if except_upload is not None:
-        uploads = uploads.where(UploadRow.upload_id != except_upload)
-    return int(images) + int(session.scalar(uploads))
 
 
 def check_quota(session, limits, owner, more_bytes, except_upload=None):

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 
 from .errors import BackendError, InvalidValue
 from .lifecycle import HOLDS_CAPACITY
-from .models import AccountQuota, Address, Image as ImageRow, Instance as InstanceRow, User
+from .models import AccountQuota, Address, Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, User
 
 RESOURCES = ('instances', 'vcpus', 'elastic-ips', 'images', 'storage')
 
@@ -63,15 +63,28 @@ def set_overrides(session, owner, values):
             session.add(AccountQuota(owner=owner, resource=resource, value=value))
 
 
-def usage(session, owner):
-    """What the account holds now, by quota."""
+def usage(session, owner, with_storage=False):
+    """What the account holds now, by quota (image storage only when asked: it costs two sums)."""
     instances, vcpus = session.execute(
         select(func.count(), func.coalesce(func.sum(InstanceRow.vcpus), 0))
         .where(InstanceRow.owner == owner, InstanceRow.state.in_([state.value for state in HOLDS_CAPACITY]))).one()
     addresses = session.scalar(select(func.count()).select_from(Address).where(Address.owner == owner))
     images = session.scalar(select(func.count()).select_from(ImageRow).where(
         ImageRow.owner == owner, ImageRow.state.not_in(('deregistered', 'failed'))))
-    return {'instances': int(instances), 'vcpus': int(vcpus), 'elastic-ips': int(addresses), 'images': int(images)}
+    held = {'instances': int(instances), 'vcpus': int(vcpus), 'elastic-ips': int(addresses), 'images': int(images)}
+    if with_storage:
+        held['storage'] = used_bytes(session, owner)
+    return held
+
+
+def used_bytes(session, owner, except_upload=None):
+    """Bytes the account holds: unreclaimed image files and uploads (one upload may be left out)."""
+    images = session.scalar(select(func.coalesce(func.sum(ImageRow.size_bytes), 0)).where(
+        ImageRow.owner == owner, ImageRow.reclaimed_at.is_(None)))
+    uploads = select(func.coalesce(func.sum(UploadRow.size_bytes), 0)).where(UploadRow.owner == owner)
+    if except_upload is not None:
+        uploads = uploads.where(UploadRow.upload_id != except_upload)
+    return int(images) + int(session.scalar(uploads))
 
 
 def instances_allowed(session, defaults, owner, wanted, minimum, vcpus_each):
@@ -147,7 +160,7 @@ class QuotaService:
     def of(self, owner):
         """(effective Quotas, usage by resource) of an account."""
         with self.db.read() as session:
-            return effective(session, self.defaults, owner), usage(session, owner)
+            return effective(session, self.defaults, owner), usage(session, owner, with_storage=True)
 
     def set(self, owner, values):
         """Override quotas of an account; a value of None returns that quota to the default."""

@@ -9,7 +9,7 @@ _loading = threading.Lock()
 
 # Modules whose import registers their actions.
 _ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images', 'instances', 'addresses', 'tags',
-                   'placement_groups', 'create_image')
+                   'placement_groups', 'create_image', 'account_attributes')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,30 @@
+"""DescribeAccountAttributes: what the account may do, which clients and configuration tools ask
+first. Limits are the account's quotas; there is no default VPC (yet), and every account is on the
+VPC platform, as new AWS accounts are."""
+from ..errors import EC2Error
+from . import action
+
+# AWS's own default; security groups are not enforced per interface yet.
+SECURITY_GROUPS_PER_INTERFACE = 5
+
+
+@action('DescribeAccountAttributes')
+def describe_account_attributes(ctx, args):
+    quotas, _usage = ctx.cloud.quotas.of(ctx.account_id)
+    attributes = {
+        'supported-platforms': ['VPC'],
+        'default-vpc': ['none'],
+        'max-instances': [str(quotas.instances)],
+        'vpc-max-security-groups-per-interface': [str(SECURITY_GROUPS_PER_INTERFACE)],
+        'max-elastic-ips': [str(quotas.elastic_ips)],
+        'vpc-max-elastic-ips': [str(quotas.elastic_ips)],
+    }
+    names = args.get('AttributeNames') or list(attributes)
+    unknown = [name for name in names if name not in attributes]
+    if unknown:
+        raise EC2Error('InvalidParameterValue',
+                       f'Value ({unknown[0]}) for parameter attributeName is invalid. Valid values are: '
+                       f'{", ".join(attributes)}')
+    return {'AccountAttributes': [
+        {'AttributeName': name, 'AttributeValues': [{'AttributeValue': value} for value in attributes[name]]}
+        for name in dict.fromkeys(names)]}

@@ -1,0 +1,68 @@
+"""Quotas as a tenant meets them through boto3, and as an administrator sets them with `reservoir`."""
+import json
+import subprocess
+
+import botocore.exceptions
+import pytest
+
+from tests.support.server import LiveServer
+
+pytestmark = pytest.mark.clients
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp('quota-home')
+    live = LiveServer(home=home, extra_env={'RESERVOIR_QUOTAS_INSTANCES': '2', 'RESERVOIR_QUOTAS_VCPUS': '8',
+                                            'RESERVOIR_QUOTAS_ELASTIC_IPS': '1'})
+    live.admin('host', 'add', '--simulated', '--count', '2', '--cpus', '16', '--memory', '16384')
+    for name in ('alice', 'bob'):
+        live.create_user(name)
+    disk = home / 'tiny.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
+    live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
+                               '--owner', 'alice').strip()
+    live.start()
+    yield live
+    live.stop()
+
+
+def error_code(call, **kwargs):
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        call(**kwargs)
+    return raised.value.response['Error']['Code']
+
+
+def attributes(client, *names):
+    answer = client.describe_account_attributes(**({'AttributeNames': list(names)} if names else {}))
+    return {a['AttributeName']: [v['AttributeValue'] for v in a['AttributeValues']]
+            for a in answer['AccountAttributes']}
+
+
+def test_account_attributes_report_the_quotas(server):
+    ec2 = server.client('alice')
+    assert attributes(ec2) == {'supported-platforms': ['VPC'], 'default-vpc': ['none'], 'max-instances': ['2'],
+                               'vpc-max-security-groups-per-interface': ['5'], 'max-elastic-ips': ['1'],
+                               'vpc-max-elastic-ips': ['1']}
+    assert attributes(ec2, 'default-vpc') == {'default-vpc': ['none']}
+    assert error_code(ec2.describe_account_attributes, AttributeNames=['max-everything']) == 'InvalidParameterValue'
+
+
+def test_a_tenant_meets_its_quotas_and_an_administrator_raises_them(server):
+    ec2 = server.client('bob')
+    launched = ec2.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=5)['Instances']
+    assert len(launched) == 2
+    assert error_code(ec2.run_instances, ImageId=server.image_id, MinCount=1, MaxCount=1) == 'InstanceLimitExceeded'
+    ec2.allocate_address(Domain='vpc')
+    assert error_code(ec2.allocate_address, Domain='vpc') == 'AddressLimitExceeded'
+    assert len(ec2.describe_addresses()['Addresses']) == 1
+
+    shown = json.loads(server.admin('user', 'set-quota', 'bob', '--instances', '3', '--elastic-ips', '2', '--json'))
+    assert {row['resource']: (row['quota'], row['used']) for row in shown}['instances'] == (3, 2)
+    assert attributes(ec2, 'max-instances', 'max-elastic-ips') == {'max-instances': ['3'], 'max-elastic-ips': ['2']}
+    assert len(ec2.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=1)['Instances']) == 1
+    ec2.allocate_address(Domain='vpc')
+    # Another account keeps the configured quota.
+    assert attributes(server.client('alice'), 'max-instances') == {'max-instances': ['2']}
+    server.admin('user', 'set-quota', 'bob', '--instances', 'default')
+    assert attributes(ec2, 'max-instances') == {'max-instances': ['2']}
