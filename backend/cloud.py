@@ -5,6 +5,7 @@ from .addresses import AddressService
 from .catalog import Catalog
 from .config import load_config
 from .db import Database
+from .drivers.instance_files import InstanceFiles
 from .hosts import HostService
 from .image_lifetimes import load_limits
 from .images import ImageRepository, ImageService
@@ -12,7 +13,6 @@ from .instances import InstanceService
 from .keypairs import KeyPairService
 from .networks import NetworkService
 from .placement_groups import PlacementGroupService
-from .provisioning import Provisioner
 from .quotas import QuotaService, load_defaults as load_quota_defaults
 from .snapshots import SnapshotService
 from .tags import TagService
@@ -45,7 +45,8 @@ class Cloud:
         self.tags = TagService(db)
         self.addresses = AddressService(db, wake_workers=self._wake_worker, quotas=self.quotas.defaults)
         self.placement_groups = PlacementGroupService(db)
-        self.provisioner = Provisioner(config.home, config.images_dir)
+        # Consoles of instances on this machine's hosts, which the workers write beside their disks.
+        self.instance_files = InstanceFiles(config.home / 'instances')
         self.snapshots = SnapshotService(db, self.images, config.home, wake_workers=self._wake_worker)   # CreateImage
 
     @classmethod
@@ -67,7 +68,7 @@ class Cloud:
     def console_output(self, owner, instance_id):
         """GetConsoleOutput: the instance's serial console (64 KiB tail) as bytes."""
         self.instances.describe(owner, ids=[instance_id])   # ownership and existence
-        return self.provisioner.console_output(instance_id)
+        return self.instance_files.console_output(instance_id)
 
     def _wake_worker(self):
         if self.worker is not None:

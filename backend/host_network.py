@@ -26,6 +26,7 @@ import threading
 
 from sqlalchemy import select
 
+from .drivers.base import DriverError
 from .models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,17 @@ class HostNetwork:
 
     # -- bridges ---------------------------------------------------------------------------------
 
-    def ensure_bridge(self, host, network):
-        """Before an instance of `network` deploys on `host`: its bridge exists, up, with the gateway."""
-        if network is None or host.simulated or not is_on_this_machine(host.uri):
+    def ensure_segment(self, nic):
+        """Before a NIC joins its bridge on this machine (the libvirt driver asks, for local hosts
+        only): the bridge exists, up, with the network's gateway."""
+        if nic.bridge is None:
             return
-        segment = Segment.of(network)
+        try:
+            self._ensure(Segment(nic.bridge, nic.cidr, nic.gateway, nic.vlan))
+        except HostNetworkError as error:
+            raise DriverError(str(error)) from None
+
+    def _ensure(self, segment):
         with self._lock:
             if segment in self._ready and self._exists(segment.bridge):
                 return

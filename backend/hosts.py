@@ -9,7 +9,8 @@ import re
 
 from sqlalchemy import func, select, update
 
-from .drivers.libvirt_host import HostError, LibvirtHost
+from .drivers import open_driver
+from .drivers.base import DriverError
 from .errors import Conflict, InvalidValue, NotFound
 from .lifecycle import HOLDS_CAPACITY
 from .models import Host as HostRow, Instance as InstanceRow
@@ -176,10 +177,13 @@ def _domain_type(uri):
 
 
 def _ask_capacity(uri):
-    host = LibvirtHost(uri)
+    try:
+        host = open_driver(uri, files=None)
+    except DriverError as error:
+        raise InvalidValue(str(error)) from None
     try:
         return host.capacity()
-    except HostError as error:
+    except DriverError as error:
         raise InvalidValue(f'cannot ask the host for its capacity ({error}); give --cpus and --memory')
     finally:
         host.close()

@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy import select
 
-from .drivers.libvirt_host import HostError
+from .drivers.base import DomainState, DriverError
 from .instances import transition
 from .lifecycle import Event, State
 from .models import Host as HostRow, Instance as InstanceRow, utcnow
@@ -30,11 +30,11 @@ class Monitor:
     def run_round(self):
         """Ask every owned host for its domains, then reconcile them all in one transaction."""
         observations = {}
-        for host_id, uri in list(self.worker._owned.items()):
+        for host_id, uri in self.worker.owned_hosts().items():
             host = self.worker.hosts.get(host_id, uri)
             try:
-                observations[host_id] = host.domain_states()
-            except HostError as error:
+                observations[host_id] = host.states()
+            except DriverError as error:
                 observations[host_id] = error
         if not observations:
             return
@@ -47,7 +47,7 @@ class Monitor:
                     watched[row.host_id].append(row)
             for host in hosts:
                 observed = observations[host.id]
-                if isinstance(observed, HostError):
+                if isinstance(observed, DriverError):
                     self._host_lost(session, host, watched[host.id], str(observed))
                 else:
                     self._host_seen(session, host, watched[host.id], observed)
@@ -72,13 +72,13 @@ class Monitor:
             self._reconcile(session, row, domains.get(row.instance_id))
 
     def _reconcile(self, session, row, domain_state):
-        if domain_state in ('running', 'paused'):
+        if domain_state in (DomainState.RUNNING, DomainState.PAUSED):
             if row.state == State.IMPAIRED:
                 transition(session, row, Event.HOST_BACK)
             return
         if domain_state is None:
             code, reason = 'Server.InternalError', 'Server.InternalError: the domain vanished from its host'
-        elif domain_state == 'crashed':
+        elif domain_state is DomainState.CRASHED:
             code, reason = 'Server.InternalError', 'Server.InternalError: the guest crashed'
         else:
             code, reason = 'Client.InstanceInitiatedShutdown', \

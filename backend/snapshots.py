@@ -5,28 +5,22 @@ registers the image `pending` under its name, and leaves a job file in `<state d
 The worker that drives the instance's host (`Snapshotter`) carries the job out, since only it may
 touch the domain; a job file outlives crashes, so an image never stays pending for good.
 
-The copy flattens the instance's copy-on-write overlay and its backing image into one standalone
-qcow2 (`qemu-img convert -O qcow2`), written next to the repository and renamed into it, so no
-half-written image is ever seen. Consistency, as in EC2:
-- stopped instance: copied as it is;
-- running, NoReboot: the domain is paused (QEMU flushes its disks when it pauses), copied, resumed
-  — crash-consistent, the guest's filesystem is not quiesced;
-- running, reboot allowed (the default): the guest is shut down by ACPI (powered off after the stop
-  timeout), copied, and started again, so its filesystem is clean.
+The host's driver flattens the instance's disk into one standalone qcow2 (for libvirt hosts:
+overlay and backing image through `qemu-img convert`, with EC2's consistency: a stopped instance as
+it is, NoReboot paused and resumed, otherwise shut down cleanly and started again), written next to
+the repository and renamed into it once checked, so no half-written image is ever seen.
 The image launches with the instance's kernel and ramdisk.
 """
 import dataclasses
 import json
 import logging
 import os
-import subprocess
 import threading
-import time
 from pathlib import Path
 
-import libvirt
 from sqlalchemy import select
 
+from .drivers.base import DriverError, Feature, SnapshotTarget
 from .errors import Conflict, NotFound
 from .image_lifetimes import check_quota
 from .images import ROOT_DEVICE_NAME, _check_registration, inspect_disk
@@ -39,7 +33,6 @@ JOBS_DIRECTORY = 'image-jobs'
 SNAPSHOT_STATES = (State.RUNNING.value, State.STOPPED.value)
 # The instance is between states: its job waits for the next round.
 BUSY_STATES = (State.PENDING.value, State.REBOOTING.value, State.STOPPING.value, State.IMPAIRED.value)
-CONVERT_TIMEOUT_SECONDS = 3600
 
 
 class SnapshotError(Exception):
@@ -153,10 +146,9 @@ class Snapshotter:
         if instance is None or instance.state not in SNAPSHOT_STATES + BUSY_STATES:
             self._fail(job, 'the instance is no longer there')
             return None
-        uri = self.worker._owned.get(instance.host_id)
-        if uri is None or instance.state in BUSY_STATES:
+        if instance.state in BUSY_STATES:
             return None
-        return self.worker.hosts.get(instance.host_id, uri)
+        return self.worker.driver_of(instance.host_id)
 
     def _run(self, job, host):
         try:
@@ -168,46 +160,19 @@ class Snapshotter:
             self.worker.release_instance(job.instance_id)
 
     def _snapshot(self, job, host):
-        disk = self.worker.provisioner.directory(job.instance_id) / 'disk.qcow2'
-        domain = _domain(host, job.instance_id)
-        running = domain is not None and domain.isActive() == 1
-        if not running:
-            self._store(job, disk, force_share=False)
-        elif job.no_reboot:
-            _libvirt(domain.suspend)
-            try:
-                self._store(job, disk, force_share=True)
-            finally:
-                _libvirt(domain.resume)
-        else:
-            self._shut_down(domain)
-            try:
-                self._store(job, disk, force_share=False)
-            finally:
-                _libvirt(domain.create)
-
-    def _shut_down(self, domain):
-        _libvirt(domain.shutdown)
-        deadline = time.monotonic() + self.stop_timeout
-        while domain.isActive() == 1 and time.monotonic() < deadline:
-            time.sleep(0.25)
-        if domain.isActive() == 1:
-            _libvirt(domain.destroy)
-
-    def _store(self, job, disk, force_share):
-        """Flatten the overlay into the repository and make the image available."""
-        if not disk.exists():
-            raise SnapshotError(f'the disk of {job.instance_id} is missing')
+        """The host flattens the disk next to the repository; checked, it is renamed into it, so no
+        half-written image is ever seen."""
+        if not host.supports(Feature.SNAPSHOT):
+            raise SnapshotError('the host of the instance cannot save it as an image')
         file_name = f'{job.image_id}.qcow2'
         partial = self.repository.path_of(f'.{file_name}.partial')
         partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        command = ['qemu-img', 'convert', '-O', 'qcow2', *(['-U'] if force_share else []), '--', str(disk), str(partial)]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_SECONDS)
-            if result.returncode != 0:
-                raise SnapshotError(f'qemu-img convert failed: {result.stderr.strip()}')
+            host.snapshot(job.instance_id, SnapshotTarget(str(partial), job.no_reboot), self.stop_timeout)
             info = inspect_disk(partial, expected_format='qcow2')
             os.replace(partial, self.repository.path_of(file_name))
+        except DriverError as error:
+            raise SnapshotError(str(error)) from None
         finally:
             partial.unlink(missing_ok=True)
         self.worker.cloud.images.mark_available(job.image_id, file_name, info.virtual_size)
@@ -226,19 +191,3 @@ def _expected_size(session, instance):
     """Bytes the flattened disk may take: the instance's image plus what the guest wrote since."""
     image = session.get(ImageRow, instance.image_id)
     return (image.virtual_size_bytes or image.size_bytes or 0) if image is not None else 0
-
-
-def _domain(host, name):
-    try:
-        return host.connection().lookupByName(name)
-    except libvirt.libvirtError as error:
-        if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise SnapshotError(error.get_error_message()) from None
-
-
-def _libvirt(operation):
-    try:
-        return operation()
-    except libvirt.libvirtError as error:
-        raise SnapshotError(error.get_error_message()) from None

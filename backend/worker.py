@@ -17,15 +17,15 @@ import time
 
 from sqlalchemy import func, or_, select, update
 
-from . import domain_xml
-from .drivers.libvirt_host import HostError, LibvirtHost
-from .host_network import HostNetwork, HostNetworkError
+from .drivers import open_driver
+from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSpec
+from .drivers.instance_files import InstanceFiles
+from .host_network import HostNetwork, HostNetworkError, bridge_name
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
 from .models import Network as NetworkRow, utcnow
 from .monitor import Monitor
-from .provisioning import Context, ProvisioningError, Provisioner
 from .snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
@@ -41,19 +41,21 @@ RESTORED_STATES = (State.RUNNING.value, State.REBOOTING.value, State.IMPAIRED.va
 
 
 class HostPool:
-    """One LibvirtHost per host row in this process (for test:/// URIs, the connection is the host)."""
+    """One driver per host row in this process (for test:/// URIs, the connection is the host)."""
 
-    def __init__(self, on_first_connect):
+    def __init__(self, on_first_connect, files, network):
         self._hosts = {}
         self._lock = threading.Lock()
         self._on_first_connect = on_first_connect
+        self._files = files
+        self._network = network
 
     def get(self, host_id, uri):
         with self._lock:
             host = self._hosts.get(host_id)
             fresh = host is None or host.uri != uri
             if fresh:
-                host = self._hosts[host_id] = LibvirtHost(uri)
+                host = self._hosts[host_id] = open_driver(uri, self._files, self._network)
         if fresh:
             self._on_first_connect(host_id, host)
         return host
@@ -84,9 +86,10 @@ class Worker:
         self.db = cloud.db
         self.settings = cloud.config.compute
         self.worker_id = worker_id or f'{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}'
-        self.provisioner = Provisioner(cloud.config.home, cloud.config.images_dir)
-        self.hosts = HostPool(self._restore_host)
+        self.images_dir = cloud.config.images_dir
+        self.files = InstanceFiles(cloud.config.home / 'instances')   # overlays, context CDs, consoles
         self.host_network = HostNetwork(uplink=self.settings.vlan_uplink)   # bridges, isolation, NAT
+        self.hosts = HostPool(self._restore_host, self.files, self.host_network)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self._owned = {}                     # host_id -> uri, for the hosts this worker drives
@@ -172,6 +175,15 @@ class Worker:
             rows = session.execute(select(HostRow.id, HostRow.uri).where(HostRow.claimed_by == self.worker_id)).all()
         self._owned = {row.id: row.uri for row in rows}
         self.hosts.keep_only(self._owned)
+
+    def owned_hosts(self):
+        """{host_id: uri} of the hosts this worker drives now."""
+        return dict(self._owned)
+
+    def driver_of(self, host_id):
+        """The driver of an owned host, or None when this worker does not drive it."""
+        uri = self._owned.get(host_id)
+        return None if uri is None else self.hosts.get(host_id, uri)
 
     def release_hosts(self):
         with self.db.write() as session:
@@ -262,7 +274,7 @@ class Worker:
             uri = self._owned.get(host_id)
             if uri is not None:
                 work.setdefault(host_id, (self.hosts.get(host_id, uri), []))[1].append(instance_id)
-        specs = self._domain_specs(work) if state is State.PENDING else None
+        specs = self._launch_specs(work) if state is State.PENDING else None
         handler = {State.PENDING: self._deploy, State.REBOOTING: self._reboot,
                    State.STOPPING: self._stop, State.SHUTTING_DOWN: self._destroy,
                    State.CLEANING_UP: self._destroy}[state]
@@ -295,12 +307,9 @@ class Worker:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(spec))
                 continue
             try:
-                host.start(instance_id, domain_xml.build(spec))
-                if host.simulated:
-                    self.provisioner.note(instance_id, f'[{_stamp()}] simulated host {_host_label(host)}: '
-                                                       f'domain {instance_id} started')
+                host.deploy(spec)
                 outcomes[instance_id] = (Event.DEPLOYED, None, None)
-            except HostError as error:
+            except DriverError as error:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         return outcomes
 
@@ -309,10 +318,8 @@ class Worker:
         for instance_id in ids:
             try:
                 host.reboot(instance_id)
-                if host.simulated:
-                    self.provisioner.note(instance_id, f'[{_stamp()}] domain {instance_id} rebooted')
                 outcomes[instance_id] = (Event.REBOOTED, None, None)
-            except HostError as error:
+            except DriverError as error:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         return outcomes
 
@@ -329,7 +336,7 @@ class Worker:
                     host.power_off(instance_id)
                 elif host.shutdown(instance_id):
                     waiting.append(instance_id)
-            except HostError as error:
+            except DriverError as error:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
         while waiting and time.monotonic() < deadline and not self._stopping.is_set():
@@ -342,11 +349,9 @@ class Worker:
             try:
                 if instance_id in waiting:
                     host.power_off(instance_id)
-                if host.simulated:
-                    self.provisioner.note(instance_id, f'[{_stamp()}] domain {instance_id} shut down')
                 outcomes[instance_id] = (Event.STOPPED, 'Client.UserInitiatedShutdown',
                                          'Client.UserInitiatedShutdown: User initiated shutdown')
-            except HostError as error:
+            except DriverError as error:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         return outcomes
 
@@ -354,11 +359,10 @@ class Worker:
         outcomes = {}
         for instance_id in ids:
             try:
-                host.remove(instance_id)
-                self.provisioner.cleanup(instance_id)
+                host.destroy(instance_id)
                 outcomes[instance_id] = (Event.CLEANED_UP, 'Client.UserInitiatedShutdown',
                                          'Client.UserInitiatedShutdown: User initiated shutdown')
-            except HostError as error:
+            except DriverError as error:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
         return outcomes
 
@@ -393,19 +397,17 @@ class Worker:
 
     def _clean_failed(self, host_id, instance_id):
         try:
-            uri = self._owned.get(host_id)
-            if uri:
-                self.hosts.get(host_id, uri).remove(instance_id)
-        except HostError as error:
-            log.warning('could not remove the domain of failed instance %s: %s', instance_id, error)
-        self.provisioner.cleanup(instance_id)
+            host = self.driver_of(host_id)
+            if host is not None:
+                host.destroy(instance_id)
+        except DriverError as error:
+            log.warning('could not remove failed instance %s from its host: %s', instance_id, error)
 
-    # -- domain definitions --------------------------------------------------------------------------
+    # -- launch specs --------------------------------------------------------------------------------
 
-    def _domain_specs(self, work):
-        """{instance_id: DomainSpec or the exception that prevented making one}, for
-        work = {host_id: (LibvirtHost, [instance ids])}, read in one transaction."""
-        specs = {}
+    def _launch_specs(self, work):
+        """{instance_id: LaunchSpec or the exception that prevented making one}, for
+        work = {host_id: (driver, [instance ids])}, read in one transaction."""
         ids = [instance_id for _, host_ids in work.values() for instance_id in host_ids]
         with self.db.read() as session:
             domain_types = dict(session.execute(select(HostRow.id, HostRow.domain_type)
@@ -414,17 +416,29 @@ class Worker:
             images = _images_for(session, rows)
             networks = {row.id: row for row in session.scalars(select(NetworkRow))}
             keys = _public_keys(session, rows)
-            for row in rows:
-                host = work[row.host_id][0]
-                try:
-                    self.host_network.ensure_bridge(host, networks.get(row.network_id))
-                    specs[row.instance_id] = self.provisioner.prepare(
-                        row, images.get(row.image_id), images.get(row.kernel_id), images.get(row.ramdisk_id),
-                        networks.get(row.network_id), _context(row, networks.get(row.network_id), keys),
-                        simulated=host.simulated, domain_type=_domain_type(domain_types[row.host_id]))
-                except (ProvisioningError, HostNetworkError, OSError) as error:
-                    specs[row.instance_id] = error
+        specs = {}
+        for row in rows:
+            try:
+                specs[row.instance_id] = self._launch_spec(row, images, networks.get(row.network_id), keys,
+                                                           _domain_type(domain_types[row.host_id]))
+            except (HostNetworkError, OSError, ValueError) as error:
+                specs[row.instance_id] = error
         return specs
+
+    def _launch_spec(self, row, images, network, keys, domain_type):
+        image = images.get(row.image_id)
+        return LaunchSpec(
+            instance_id=row.instance_id, image_id=row.image_id, instance_type=row.instance_type,
+            vcpus=row.vcpus, memory_mib=row.memory_mib, zone=row.zone,
+            root=self._disk(image), kernel=self._disk(images.get(row.kernel_id)),
+            ramdisk=self._disk(images.get(row.ramdisk_id)), nics=(_nic(row, network),),
+            ssh_public_key=keys.get((row.owner, row.key_name)), user_data=row.user_data,
+            public_ip=row.public_ip, domain_type=domain_type)
+
+    def _disk(self, image):
+        if image is None or image.path is None:
+            return None
+        return DiskImage(str(self.images_dir / image.path), image.disk_format or 'raw')
 
     def _restore_host(self, host_id, host):
         """A simulated host opened for the first time in this process comes up empty: restart what
@@ -436,24 +450,19 @@ class Worker:
                 InstanceRow.host_id == host_id, InstanceRow.state.in_(RESTORED_STATES))).all()
         if not ids:
             return
-        for instance_id, spec in self._domain_specs({host_id: (host, ids)}).items():
+        for instance_id, spec in self._launch_specs({host_id: (host, ids)}).items():
             if isinstance(spec, Exception):
                 continue
             try:
-                host.start(instance_id, domain_xml.build(spec))
-                self.provisioner.note(instance_id, f'[{_stamp()}] host restarted: domain {instance_id} autostarted')
-            except HostError as error:
+                host.restore(spec)
+            except DriverError as error:
                 log.warning('could not restore %s: %s', instance_id, error)
-
-
-def _host_label(host):
-    return host.uri.rsplit('/', 1)[-1].removesuffix('.xml')
 
 
 def _still_up(host, instance_id):
     try:
-        return host.state(instance_id) in ('running', 'paused')
-    except HostError:
+        return host.state(instance_id) in (DomainState.RUNNING, DomainState.PAUSED)
+    except DriverError:
         return True
 
 
@@ -476,15 +485,9 @@ def _public_keys(session, rows):
         select(KeyPairRow).where(KeyPairRow.owner.in_(owners)))}
 
 
-def _context(row, network, keys):
-    return Context(instance_id=row.instance_id, ip=row.private_ip, mac=row.mac,
-                   cidr=network.cidr if network else '10.0.0.0/20',
-                   gateway=network.gateway if network else None, dns=network.dns if network else None,
-                   ssh_public_key=keys.get((row.owner, row.key_name)), user_data=row.user_data,
-                   image_id=row.image_id, instance_type=row.instance_type, zone=row.zone,
-                   public_ip=row.public_ip)
-
-
-def _stamp():
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S')
-
+def _nic(row, network):
+    """eth0 of an instance: its lease, on its network's bridge."""
+    if network is None:
+        return NicSpec(mac=row.mac, ip=row.private_ip, cidr='10.0.0.0/20')
+    return NicSpec(mac=row.mac, ip=row.private_ip, cidr=network.cidr, gateway=network.gateway, dns=network.dns,
+                   bridge=bridge_name(network), vlan=network.vlan)

@@ -94,6 +94,11 @@ class HostDriver(abc.ABC):
     def deploy(self, spec):
         """Prepare and start the instance; one already running is left running (restart safety)."""
 
+    def restore(self, spec):
+        """Start again an instance the host lost without being asked (a simulated host whose
+        process ended, a host that rebooted); by default, a deploy."""
+        self.deploy(spec)
+
     @abc.abstractmethod
     def reboot(self, instance_id):
         """Restart the guest."""

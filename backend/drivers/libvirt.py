@@ -11,7 +11,7 @@ import subprocess
 import time
 import uuid
 
-from .. import domain_xml   # moves into this package with the worker's switch to drivers
+from . import domain_xml
 from .base import DomainState, DriverError, Feature, HostDriver
 from .libvirt_host import HostError, LibvirtHost
 
@@ -53,14 +53,14 @@ class LibvirtDriver(HostDriver):
         self._note(instance_id, f'domain {instance_id} rebooted')
 
     def shutdown(self, instance_id):
-        return self._host(self.host.shutdown, instance_id)
+        asked = self._host(self.host.shutdown, instance_id)
+        if asked:
+            self._note(instance_id, f'domain {instance_id} shut down')
+        return asked
 
     def power_off(self, instance_id):
         self._host(self.host.power_off, instance_id)
-
-    def stopped(self, instance_id):
-        """Called once the instance is down, to note it on a simulated console."""
-        self._note(instance_id, f'domain {instance_id} shut down')
+        self._note(instance_id, f'domain {instance_id} powered off')
 
     def destroy(self, instance_id):
         self._host(self.host.remove, instance_id)

@@ -74,7 +74,7 @@ def test_workers_sharing_the_database_split_hosts_and_deploy_each_instance_once(
         ids = [instance.instance_id for instance in launched]
         _wait(lambda: all(i.state == 'running' for i in clouds[1].instances.describe(owner, ids=ids)))
         for instance_id in ids:
-            console = clouds[0].provisioner.console_output(instance_id).decode()
+            console = clouds[0].instance_files.console_output(instance_id).decode()
             assert console.count('started') == 1, console
     finally:
         for cloud in clouds:

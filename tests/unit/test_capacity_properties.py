@@ -1,5 +1,6 @@
 """Capacity bookkeeping follows the lifecycle table: whatever happens to instances, every host's
 used capacity is the sum over the instances that hold it, never negative, never above its total."""
+import itertools
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ from backend.instances import LaunchRequest, transition
 from backend.lifecycle import HOLDS_CAPACITY, Event, can
 from backend.models import Host as HostRow, Instance as InstanceRow
 
+ACCOUNTS = itertools.count(1)      # a fresh account per example
 REQUESTS = ('run', 'stop', 'force-stop', 'start', 'reboot', 'terminate')
 # A worker round carries out every instance's due work (or fails a deploy for good); the monitor
 # reports a guest that powered off, a host lost and back. Each applies only where the table allows.
@@ -93,7 +95,7 @@ def step(cloud, owner, image_id, action, index, count):
 @given(steps=steps)
 def test_any_sequence_of_events_keeps_capacity_consistent(world, steps):
     cloud, image_id = world
-    owner = cloud.users.create(f'u{id(steps)}-{len(steps)}').account_id
+    owner = cloud.users.create(f'user-{next(ACCOUNTS)}').account_id
     for action, index, count, worker_after in steps:
         try:
             step(cloud, owner, image_id, action, index, count)

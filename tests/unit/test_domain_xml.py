@@ -5,7 +5,7 @@ import uuid
 import pytest
 from lxml import etree
 
-from backend.domain_xml import DomainSpec, Nic, build
+from backend.drivers.domain_xml import DomainSpec, Nic, build
 
 SCHEMA = '/usr/share/libvirt/schemas/domain.rng'
 

@@ -11,7 +11,9 @@ import subprocess
 
 import pytest
 
-from backend.drivers.libvirt_host import LibvirtHost
+from backend.drivers import open_driver
+from backend.drivers.base import LaunchSpec, NicSpec
+from backend.drivers.instance_files import InstanceFiles
 from backend.host_network import (DNAT_CHAIN, FORWARD_CHAIN, ISOLATE_CHAIN, Desired, HostNetwork, Segment,
                                   bridge_name, filter_rules, nat_rules)
 from backend.models import Network as NetworkRow
@@ -102,48 +104,54 @@ def lab():
     lab.close()
 
 
-@pytest.fixture
-def local_host(tmp_path):
-    return LibvirtHost(f'qemu:///embed?root={tmp_path}/qemu')    # never opened: only its URI matters
+def nic_of(network):
+    """eth0 of an instance on `network`, as the worker hands it to a host driver."""
+    return NicSpec(mac='02:00:0a:00:00:05', ip='10.0.0.5', cidr=network.cidr, gateway=network.gateway,
+                   bridge=bridge_name(network), vlan=network.vlan)
 
 
 @needs_root
-def test_bridges_are_made_once_with_the_gateway(lab, local_host):
+def test_bridges_are_made_once_with_the_gateway(lab):
     network = HostNetwork(prefix=lab.inside)
-    network.ensure_bridge(local_host, BLUE)
-    network.ensure_bridge(local_host, BLUE)
+    network.ensure_segment(nic_of(BLUE))
+    network.ensure_segment(nic_of(BLUE))
     network._ready.clear()                    # as a new worker process would: set up again, no error
-    network.ensure_bridge(local_host, BLUE)
+    network.ensure_segment(nic_of(BLUE))
     shown = sh(*lab.inside, 'ip', '-o', 'addr', 'show', 'dev', 'rsv-1').stdout
     assert '10.0.0.1/20' in shown
     assert sh(*lab.inside, 'ip', '-o', 'link', 'show', 'type', 'bridge').stdout.count('rsv-1:') == 1
 
 
 @needs_root
-def test_simulated_and_remote_hosts_get_no_bridge(lab, tmp_path):
-    network = HostNetwork(prefix=lab.inside)
-    network.ensure_bridge(LibvirtHost(f'test://{tmp_path}/node.xml'), BLUE)
-    network.ensure_bridge(LibvirtHost('qemu+ssh://elsewhere/system'), BLUE)
+def test_simulated_hosts_get_no_bridge(lab, tmp_path):
+    node = tmp_path / 'node.xml'
+    node.write_text('<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>'
+                    '<mhz>2000</mhz><model>x86_64</model></cpu><memory>2097152</memory></node>\n')
+    driver = open_driver(f'test://{node}', InstanceFiles(tmp_path / 'instances'), HostNetwork(prefix=lab.inside))
+    driver.deploy(LaunchSpec(instance_id='i-0123456789abcdef0', image_id='ami-0123456789abcdef0',
+                             instance_type='t1.micro', vcpus=1, memory_mib=128, zone='z', root=None,
+                             nics=(nic_of(BLUE),)))
+    driver.close()
     assert sh(*lab.inside, 'ip', 'link', 'show', 'dev', 'rsv-1', check=False).returncode != 0
 
 
 @needs_root
-def test_vlan_subinterface_joins_the_bridge(lab, local_host):
+def test_vlan_subinterface_joins_the_bridge(lab):
     sh(*lab.inside, 'ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up0-peer')
     if sh(*lab.inside, 'ip', 'link', 'add', 'link', 'up0', 'name', 'probe', 'type', 'vlan', 'id', '1',
           check=False).returncode != 0:
         pytest.skip('this kernel has no 802.1Q VLAN support')
     tagged = NetworkRow(id=3, name='tagged', cidr='10.2.0.0/20', gateway='10.2.0.1', bridge=None, vlan=42)
-    HostNetwork(uplink='up0', prefix=lab.inside).ensure_bridge(local_host, tagged)
+    HostNetwork(uplink='up0', prefix=lab.inside).ensure_segment(nic_of(tagged))
     shown = sh(*lab.inside, 'ip', '-d', 'link', 'show', 'dev', 'up0.42').stdout
     assert 'master rsv-3' in shown and 'vlan protocol 802.1Q id 42' in shown
 
 
 @needs_root
-def test_networks_are_isolated_and_elastic_ips_are_natted(lab, local_host):
+def test_networks_are_isolated_and_elastic_ips_are_natted(lab):
     network = HostNetwork(prefix=lab.inside)
     for row in (BLUE, GREEN):
-        network.ensure_bridge(local_host, row)
+        network.ensure_segment(nic_of(row))
     blue_a = lab.guest('a', 'rsv-1', '10.0.0.5/20', '10.0.0.1')
     lab.guest('b', 'rsv-1', '10.0.0.6/20', '10.0.0.1')
     green = lab.guest('c', 'br-green', '10.1.0.5/20', '10.1.0.1')

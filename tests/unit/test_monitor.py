@@ -39,7 +39,7 @@ def host_of(cloud, worker, owner, instance_id):
 def test_guest_shutdown_and_vanished_domain_become_stopped_with_reasons(setup):
     cloud, worker, owner, (first, second) = setup
     host_of(cloud, worker, owner, first).power_off(first)       # as if the guest powered itself off
-    host_of(cloud, worker, owner, second).remove(second)        # the domain is gone altogether
+    host_of(cloud, worker, owner, second).destroy(second)       # the domain is gone altogether
     worker.monitor.run_round()
     found = states(cloud, owner)
     assert found[first] == ('stopped', 'Client.InstanceInitiatedShutdown')

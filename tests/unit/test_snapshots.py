@@ -34,7 +34,7 @@ def setup(tmp_path):
     worker.claim_hosts()
     (instance,) = cloud.instances.run(user.account_id, LaunchRequest(image.image_id, 1, 1, 'm1.small'))
     worker.dispatch(wait=True)
-    overlay = worker.provisioner.directory(instance.instance_id) / 'disk.qcow2'
+    overlay = worker.files.disk(instance.instance_id)
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', str(image.path), str(overlay)],
                    check=True)
     subprocess.run(['qemu-io', '-c', f'write -P {PATTERN_BYTE} 1M 64k', str(overlay)], check=True,
