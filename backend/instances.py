@@ -107,6 +107,10 @@ class Criterion:
     values: tuple
 
 
+# A criterion no instance meets (a filter on a constant attribute that the constant fails).
+MATCH_NOTHING = Criterion('nothing', ())
+
+
 class _CapacityRace(Exception):
     """Another launch took the capacity we counted on: place again."""
 
@@ -639,8 +643,8 @@ def _sql_condition(field, values):
         return InstanceRow.state.in_(_internal_states(lambda name, code: str(code) in values))
     if field == 'subnet-id':
         return InstanceRow.network_id.in_(select(NetworkRow.id).where(NetworkRow.subnet_id.in_(values)))
-    if field == 'host-id':
-        return false()      # EC2's dedicated host: none here (host names are not shown to tenants)
+    if field in ('host-id', 'nothing'):
+        return false()      # host-id: EC2's dedicated host, none here (host names are not for tenants)
     if field.startswith('tag:'):
         return exists().where(Tag.resource_id == InstanceRow.instance_id, Tag.key == field[4:],
                               Tag.value.in_(values))

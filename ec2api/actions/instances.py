@@ -8,7 +8,7 @@ import binascii
 import datetime
 import re
 
-from backend.instances import FILTER_FIELDS, INSTANCE_ID, Criterion, LaunchRequest
+from backend.instances import FILTER_FIELDS, INSTANCE_ID, MATCH_NOTHING, Criterion, LaunchRequest
 from backend.lifecycle import State, ec2_state
 from backend.matching import wildcard
 
@@ -101,8 +101,10 @@ def describe_instance_status(ctx, args):
     limit, after = page_bounds(args, 'InstanceIds')
     filters = args.get('Filters') or ()
     for spec in filters:
-        if spec.get('Name') not in _STATUS_FILTERS and spec.get('Name') not in _STATE_FILTERS:
-            raise EC2Error('InvalidParameterValue', f"The filter '{spec.get('Name')}' is invalid")
+        if not spec.get('Name'):
+            raise EC2Error('InvalidParameterValue', 'A filter must have a name.')
+        if spec['Name'] not in _STATUS_FILTERS and spec['Name'] not in _STATE_FILTERS:
+            raise EC2Error('InvalidParameterValue', f"The filter '{spec['Name']}' is invalid")
     criteria = _criteria([spec for spec in filters if spec['Name'] in _STATE_FILTERS], ctx.cloud.config.region)
     if not args.get('IncludeAllInstances'):
         criteria.append(Criterion('instance-state-name', ('running',)))
@@ -137,11 +139,13 @@ def _criteria(filters, region):
     criteria = []
     for spec in filters or ():
         name, values = spec.get('Name'), tuple(spec.get('Values') or ())
+        if not name:
+            raise EC2Error('InvalidParameterValue', 'A filter must have a name.')
         if not values:
             raise EC2Error('InvalidParameterValue', f"The filter '{name}' needs at least one value.")
         if name in _CONSTANT_FIELDS:
             if not any(wildcard(value)(_CONSTANT_FIELDS[name]) for value in values):
-                criteria.append(Criterion('instance-id', ('',)))   # no instance has an empty id
+                criteria.append(MATCH_NOTHING)
             continue
         if name == 'private-dns-name':
             criteria.append(Criterion('private-ip-address', tuple(_ip_of_private_dns(v, region) for v in values)))

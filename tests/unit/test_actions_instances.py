@@ -329,3 +329,15 @@ def test_tenants_neither_choose_nor_see_hosts(world, ec2):
     assert 'HostId' not in described['Placement'] and 'sim-0000' not in str(described)
     for name in world.cloud.hosts.list():
         assert instances_of(ec2, Filters=[{'Name': 'host-id', 'Values': [name.name, '*']}]) == {}
+
+
+def test_filters_without_a_name_or_values_are_refused(world, ec2):
+    for filters in ([{'Values': ['running']}], [{'Name': 'instance-state-name'}], [{'Name': '', 'Values': ['x']}]):
+        for call in (ec2.describe_instances, ec2.describe_instance_status):
+            assert error_code(call, Filters=filters) == 'InvalidParameterValue', (call, filters)
+
+
+def test_a_constant_attribute_filter_that_fails_lists_nothing(world, ec2):
+    (launched,) = run(world, ec2)
+    assert instances_of(ec2, Filters=[{'Name': 'architecture', 'Values': ['arm64']}]) == {}
+    assert set(instances_of(ec2, Filters=[{'Name': 'architecture', 'Values': ['x86_*']}])) == {launched}
