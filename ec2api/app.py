@@ -4,6 +4,7 @@ import urllib.parse
 import uuid
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.errors import BackendError
 
@@ -24,6 +25,8 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(cloud):
     app = Flask('reservoir')
     app.config['MAX_CONTENT_LENGTH'] = MAX_BODY_BYTES
+    # `//services//Cloud` would otherwise earn an HTML redirect page: every answer is EC2 XML.
+    app.url_map.merge_slashes = False
     endpoint = Endpoint(cloud)
     for route in ROUTES:
         app.add_url_rule(route, endpoint=route, view_func=endpoint.handle, methods=['GET', 'POST'])
@@ -31,6 +34,7 @@ def create_app(cloud):
     app.register_error_handler(404, endpoint.not_found)
     app.register_error_handler(405, endpoint.not_found)
     app.register_error_handler(413, endpoint.too_large)
+    app.register_error_handler(HTTPException, endpoint.http_error)
     return app
 
 
@@ -45,7 +49,7 @@ class Endpoint:
         request_id = str(uuid.uuid4())
         version = None
         try:
-            body = request.get_data(cache=True)
+            body = _read_body()
             params = _merged_params(request.query_string, body)
             version = params.get('Version')
             user = self._authenticate(params, body)
@@ -56,6 +60,8 @@ class Endpoint:
             return _error(error, request_id)
         except BackendError as error:
             return _error(EC2Error(error.code, error.message), request_id)
+        except HTTPException as error:   # the request itself was refused (too large, unreadable)
+            return self.http_error(error)
         except Exception:  # a bug must still answer as EC2 does, never as a traceback page
             log.exception('request %s failed', request_id)
             return _error(EC2Error('InternalError', 'An internal error has occurred'), request_id)
@@ -101,7 +107,39 @@ class Endpoint:
         return _error_response('InvalidAction', 'No such resource or method.', 404)
 
     def too_large(self, _error):
-        return _error_response('RequestEntityTooLarge', 'The request body is too large.', 413)
+        return _error_response('RequestEntityTooLarge',
+                               f'The request body is larger than {MAX_BODY_BYTES} bytes.', 413)
+
+    def http_error(self, error):
+        """Any other refusal of the HTTP layer, as an EC2 error document with its 4xx status."""
+        if error.code == 413:
+            return self.too_large(error)
+        if error.code in (404, 405):
+            return self.not_found(error)
+        status = error.code if error.code and 400 <= error.code < 500 else 400
+        return _error_response('InvalidRequest', error.description or 'The request is not valid.', status)
+
+
+def _read_body():
+    """The whole body, at most MAX_BODY_BYTES: with or without Content-Length (chunked), a body over
+    the limit is refused, never cut short."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    stream = request.environ.get('wsgi.input')
+    if stream is None or length == 0 or (length is None and request.method == 'GET'):
+        return b''
+    wanted = length if length is not None else MAX_BODY_BYTES + 1
+    pieces, received = [], 0
+    while received < wanted:
+        piece = stream.read(wanted - received)
+        if not piece:
+            break
+        pieces.append(piece)
+        received += len(piece)
+    if received > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    return b''.join(pieces)
 
 
 def _merged_params(query_string, body):
