@@ -54,6 +54,17 @@ class ComputeSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """How the endpoint treats slow clients ([server] in reservoir.ini)."""
+    # A Query API body must arrive whole within this; an upload may pause this long between chunks.
+    body_timeout_seconds: float = 30.0
+    upload_idle_seconds: float = 30.0
+    # Uploads run on threads of their own: this many at once, and this many per client address.
+    upload_threads: int = 4
+    uploads_per_client: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
 class QuotaSettings:
     """What one account may hold at once by default ([quotas] in reservoir.ini)."""
     instances: int = 20
@@ -74,6 +85,7 @@ class Config:
     endpoint_host: str = ''
     compute: ComputeSettings = ComputeSettings()
     quotas: QuotaSettings = QuotaSettings()
+    server: ServerSettings = ServerSettings()
 
     @property
     def images_dir(self):
@@ -113,6 +125,7 @@ def load_config(environ=None):
         endpoint_host=main.get('cloud', 'endpoint_host', fallback='').strip(),
         compute=_compute(main, environ),
         quotas=_quotas(main, environ),
+        server=_server(main, environ),
     )
 
 
@@ -166,6 +179,14 @@ def _section(parser, environ, section, settings_type):
             continue
         values[field.name] = _typed(section, field, text.strip())
     return settings_type(**values)
+
+
+def _server(parser, environ):
+    settings = _section(parser, environ, 'server', ServerSettings)
+    if min(settings.body_timeout_seconds, settings.upload_idle_seconds) <= 0 or \
+            min(settings.upload_threads, settings.uploads_per_client) < 1:
+        raise ConfigError('[server] timeouts must be positive, upload_threads and uploads_per_client at least 1')
+    return settings
 
 
 def _quotas(parser, environ):

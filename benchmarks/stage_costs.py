@@ -34,7 +34,7 @@ def stage_costs(home, endpoint, request, repeat=2000):
         signed = auth.SignedRequest(method='POST', path=path, query_string='', headers=all_headers, body=body,
                                     params=params)
         secret_for = lambda key: cloud.users.secret_for(key).secret   # noqa: E731 - as the app asks
-        account = cloud.users.secret_for(auth.authenticate(signed, secret_for))
+        account = cloud.users.secret_for(auth.authenticate(signed, secret_for, region=cloud.config.region))
         model = operation(params['Action'])
         handler = handler_for(params['Action'])
         context = RequestContext(cloud=cloud, account_id=account.account_id, user_name=account.user_name,
@@ -46,7 +46,7 @@ def stage_costs(home, endpoint, request, repeat=2000):
                                  data=body).get_environ()
         stages = {
             'read form': lambda: _merged_params(b'', body),
-            'verify signature': lambda: auth.authenticate(signed, secret_for),
+            'verify signature': lambda: auth.authenticate(signed, secret_for, region=cloud.config.region),
             'parse parameters': lambda: parse_params(model, params),
             'action + back-end': lambda: handler(context, arguments),
             'render XML': lambda: render_response(model, result, 'request', params['Version'], ''),

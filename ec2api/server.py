@@ -1,11 +1,12 @@
 """Run the front-end under Granian.
 
-Granian reads and writes HTTP in Rust and calls the WSGI application from a pool of Python threads,
-so a keep-alive request costs the server a small fraction of what a pure-Python HTTP server spends
-(see benchmarks/bench_keypairs.py). The embedded default is one worker process with a few threads,
-sharing SQLite with the back-end's own threads; scale-out runs several worker processes against
-PostgreSQL. Workers open their database connections after the fork, so no connection is ever shared
-between processes.
+Granian reads and writes HTTP in Rust and calls `front.Front` in an event loop through its RSGI
+interface: request bodies are read there, so slow clients hold no thread, and complete requests go
+to the Flask application on a pool of `threads` threads (uploads on threads of their own). A
+keep-alive request costs the server a small fraction of what a pure-Python HTTP server spends (see
+benchmarks/bench_keypairs.py). The embedded default is one worker process sharing SQLite with the
+back-end's own threads; scale-out runs several worker processes against PostgreSQL. Workers open
+their database connections after the fork, so no connection is ever shared between processes.
 """
 import ctypes
 import logging
@@ -18,6 +19,7 @@ from granian.log import LogLevels
 from granian.server import Server
 
 from .app import create_app
+from .front import Front
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,9 @@ def serve(cloud, host, port, *, workers, threads, run_worker, access_log=False):
         'reservoir',
         address=host,
         port=port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
         websockets=False,
         workers=workers,
-        blocking_threads=threads,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS, keep_alive=True),
         log_level=LogLevels.info,
         log_access=access_log,
@@ -44,16 +45,16 @@ def serve(cloud, host, port, *, workers, threads, run_worker, access_log=False):
         respawn_failed_workers=True,
     )
     serving_pid = os.getpid()
-    server.serve(target_loader=lambda: _worker_app(cloud, run_worker, serving_pid), wrap_loader=False)
+    server.serve(target_loader=lambda: _worker_app(cloud, run_worker, serving_pid, threads), wrap_loader=False)
 
 
-def _worker_app(cloud, run_worker, serving_pid):
+def _worker_app(cloud, run_worker, serving_pid, threads):
     """Runs in each worker process after the fork: its own connections, its own back-end threads."""
     _exit_with_parent(serving_pid)
     cloud.after_fork()
     if run_worker:
         cloud.start_worker()
-    return create_app(cloud)
+    return Front(create_app(cloud), threads, cloud.config.server)
 
 
 def _exit_with_parent(serving_pid):
