@@ -1,5 +1,5 @@
 """Tags on the caller's resources, and the tag helpers the other resource modules share."""
-from backend.tags import FILTER_FIELDS
+from backend.tags import FILTER_FIELDS, MAX_TAGS_PER_RESOURCE
 
 from ..errors import EC2Error
 from ..paging import paginate
@@ -42,8 +42,10 @@ def requested_tags(tag_specifications, resource_type):
             raise EC2Error('InvalidParameterValue',
                            f"'{spec.get('ResourceType')}' is not a valid taggable resource type for this "
                            f'operation; only {resource_type} can be tagged here.')
-        for tag in spec.get('Tags') or ():
+        for tag in _keyed(spec.get('Tags') or ()):
             tags[tag['Key']] = tag.get('Value', '')
+    if len(tags) > MAX_TAGS_PER_RESOURCE:
+        raise EC2Error('TagLimitExceeded', f'A resource may have at most {MAX_TAGS_PER_RESOURCE} tags.')
     return list(tags.items())
 
 
@@ -55,7 +57,11 @@ def tag_list(tags):
 
 
 def _required_tags(args):
-    tags = args['Tags']
+    return _keyed(args['Tags'])
+
+
+def _keyed(tags):
+    """The tags, each with a key (Tag.N.Value alone is not a tag)."""
     if any(not tag.get('Key') for tag in tags):
         raise EC2Error('InvalidParameterValue', 'Each tag must have a key.')
     return tags

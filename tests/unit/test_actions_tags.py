@@ -1,4 +1,6 @@
 """Tag actions through real boto3 clients."""
+import pytest
+
 from tests.unit.test_actions_harness import ec2, error_code, world  # noqa: F401  (fixtures)
 
 
@@ -65,3 +67,19 @@ def test_bad_requests_and_other_accounts(world, ec2):
     assert error_code(bob.delete_tags, Resources=[instance_id]) == 'InvalidInstanceID.NotFound'
     ec2.create_tags(Resources=[instance_id], Tags=[{'Key': 'a', 'Value': 'b'}])
     assert bob.describe_tags()['Tags'] == []
+
+
+@pytest.mark.parametrize('create', ['run_instances', 'allocate_address', 'create_placement_group', 'copy_image'])
+def test_a_tag_without_a_key_at_creation_is_refused_not_a_500(world, ec2, create):
+    arguments = {
+        'run_instances': dict(ImageId=world.image_id, MinCount=1, MaxCount=1),
+        'allocate_address': dict(Domain='vpc'),
+        'create_placement_group': dict(GroupName='g', Strategy='spread'),
+        'copy_image': dict(SourceImageId=world.image_id, SourceRegion='reservoir-1', Name='copy'),
+    }[create]
+    resource_type = {'run_instances': 'instance', 'allocate_address': 'elastic-ip',
+                     'create_placement_group': 'placement-group', 'copy_image': 'image'}[create]
+    keyless = [{'ResourceType': resource_type, 'Tags': [{'Value': 'orphan'}]}]
+    assert error_code(getattr(ec2, create), TagSpecifications=keyless, **arguments) == 'InvalidParameterValue'
+    many = [{'ResourceType': resource_type, 'Tags': [{'Key': f'k{n}', 'Value': ''} for n in range(51)]}]
+    assert error_code(getattr(ec2, create), TagSpecifications=many, **arguments) == 'TagLimitExceeded'
