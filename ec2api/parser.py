@@ -9,6 +9,7 @@ import binascii
 import datetime
 
 from .errors import EC2Error
+from .renderer import NOT_XML_CHARS
 from .service_model import wire_name
 
 # Parameters that belong to the envelope, not to any operation.
@@ -116,6 +117,12 @@ def _invalid(name, value):
 
 
 def _as_string(value, name):
+    # What XML cannot carry could never be shown back as sent (a tag value 'prod\x01x' would read
+    # 'prodx', and filters or DeleteTags by what was seen would never match it): refused here.
+    bad = NOT_XML_CHARS.search(value)
+    if bad:
+        raise EC2Error('InvalidParameterValue', f'The value of {name} contains the character '
+                                                f'U+{ord(bad.group()):04X}, which cannot be represented in XML.')
     return value
 
 

@@ -11,7 +11,8 @@ import re
 from .service_model import response_version, xml_name
 
 # Characters XML 1.0 cannot carry at all; user-supplied text never reaches a client as broken XML.
-_NOT_XML_CHARS = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+# Characters XML 1.0 cannot carry: the parser refuses them in requests, so nothing stored has them.
+NOT_XML_CHARS = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 _NEEDS_ESCAPING = re.compile('[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _writers = {}
@@ -134,8 +135,8 @@ def escape(text):
     if not _NEEDS_ESCAPING.search(text):
         return text
     text = text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace('\r', '&#13;')
-    if _NOT_XML_CHARS.search(text):
-        text = _NOT_XML_CHARS.sub('', text)
+    if NOT_XML_CHARS.search(text):
+        text = NOT_XML_CHARS.sub('', text)
     return text
 
 
