@@ -18,6 +18,7 @@ Files, in `<state dir>/uploads/`, are named by upload id, never by anything the 
 `<id>.received` (the bytes as sent), `<id>.inflated` (a gzip upload, decompressed), `<id>.image`
 (the checked image, once ready) and `<id>.lock` (held by the one request writing the upload).
 """
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -25,6 +26,7 @@ import fcntl
 import hashlib
 import os
 import re
+import threading
 import zlib
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from .images import ID_PREFIXES, UPLOAD_FORMATS, StoredFile, inspect_upload, new
 from .models import Upload as UploadRow, new_resource_id, utcnow
 
 CHUNK_BYTES = 1 << 20
+KEPT_RECEIVERS = 64              # unfinished uploads whose hash state this process keeps
 # An image name without '/', so that it fits in one URL path segment.
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9()\[\] .\-'@_]{3,128}")
 SHA256_HEX = re.compile(r'[0-9a-f]{64}')
@@ -78,6 +81,11 @@ class UploadService:
         self.directory = Path(directory)
         self.images = images
         self.limits = images.limits
+        # Where each unfinished upload's hash and decompressor stood after its last piece in this
+        # process, so the next piece goes on from there instead of re-reading all that arrived.
+        self._receivers = collections.OrderedDict()
+        self._receivers_lock = threading.Lock()
+        self.replayed_bytes = 0       # re-read from disk to resume (after a restart, or elsewhere)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -169,19 +177,40 @@ class UploadService:
         if piece.offset != received:
             raise Conflict('InvalidUpload.Offset', f"{received} bytes of '{piece.name}' have arrived; "
                                                    f'send the rest from byte {received}, not {piece.offset}')
-        receiver = _Receiver(files, self._allowance(row), lambda size: self._too_big(row, size))
+        receiver = self._receiver(row, files, received)
+        finished = False
         try:
-            receiver.replay()
+            self.replayed_bytes += receiver.catch_up()
             complete = receiver.take(stream, piece.length)
             if complete and received + piece.length == row.total_bytes:
                 self._finish(row, files, receiver)
+                finished = True
         except Exception:
             # A refusal, or a failure of this server: either way the upload cannot go on.
             receiver.close()
             self._discard(row.upload_id, files)
             raise
         receiver.close()
+        if not finished:
+            self._keep_receiver(row.upload_id, receiver)
         self._touch(row.upload_id)
+
+    def _receiver(self, row, files, received):
+        """The receiver of this upload where this process left it, or a new one that replays."""
+        with self._receivers_lock:
+            kept = self._receivers.pop(row.upload_id, None)
+        limit, too_big = self._allowance(row), lambda size: self._too_big(row, size)
+        if kept is not None and kept.consumed <= received and kept.resume(limit, too_big):
+            return kept
+        receiver = _Receiver(files, limit, too_big)
+        receiver.resume(limit, too_big)
+        return receiver
+
+    def _keep_receiver(self, upload_id, receiver):
+        with self._receivers_lock:
+            self._receivers[upload_id] = receiver
+            while len(self._receivers) > KEPT_RECEIVERS:
+                self._receivers.popitem(last=False)
 
     def _finish(self, row, files, receiver):
         image = receiver.finish()
@@ -227,6 +256,8 @@ class UploadService:
                 row.updated_at = utcnow()
 
     def _discard(self, upload_id, files):
+        with self._receivers_lock:
+            self._receivers.pop(upload_id, None)
         files.remove_all()
         with self.db.write() as session:
             session.execute(delete(UploadRow).where(UploadRow.upload_id == upload_id))
@@ -288,18 +319,35 @@ class _Receiver:
         self._gzip = None              # unknown until then
         self._inflater = None
         self._inflater_fed = False
-        self._sent = files.received.open('ab')
+        self._sent = None
         self._inflated = None
+        self.consumed = 0              # bytes of the received file hashed (and inflated) so far
 
     @property
     def sha256(self):
         return self.digest.hexdigest()
 
-    def replay(self):
-        """Rebuild the digest and the decompressor from the bytes earlier requests delivered."""
+    def resume(self, limit, too_big):
+        """Open the files to go on appending; False when they no longer match where this stood."""
+        self.limit, self.too_big = limit, too_big
+        if self._gzip and (not self.files.inflated.exists() or self.files.inflated.stat().st_size !=
+                           self._inflated_size):
+            return False
+        self._sent = self.files.received.open('ab')
+        if self._gzip:
+            self._inflated = self.files.inflated.open('ab')
+        return True
+
+    def catch_up(self):
+        """Hash (and inflate) what earlier requests delivered beyond what this receiver saw: all of it
+        for a new receiver, nothing for one kept from the previous piece. Returns the bytes read."""
+        read = 0
         with self.files.received.open('rb') as earlier:
+            earlier.seek(self.consumed)
             for chunk in iter(lambda: earlier.read(CHUNK_BYTES), b''):
                 self._consume(chunk)
+                read += len(chunk)
+        return read
 
     def take(self, stream, length):
         """Append `length` bytes read from `stream`; False if the stream ended before them."""
@@ -335,8 +383,10 @@ class _Receiver:
         for stream in (self._sent, self._inflated):
             if stream is not None:
                 stream.close()
+        self._sent = self._inflated = None
 
     def _consume(self, chunk):
+        self.consumed += len(chunk)
         self.digest.update(chunk)
         if self._gzip is None:
             self._head += chunk
@@ -354,6 +404,7 @@ class _Receiver:
         if gzip:
             self._inflater = zlib.decompressobj(_GZIP_WINDOW)
             self._inflated = self.files.inflated.open('wb')     # rewritten from the start by replay
+            self._inflated_size = 0
 
     def _inflate(self, data):
         try:
@@ -378,6 +429,7 @@ class _Receiver:
     def _emit(self, output):
         self._count(len(output))
         self._inflated.write(output)
+        self._inflated_size += len(output)
 
     def _count(self, length):
         self.size += length

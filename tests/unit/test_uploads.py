@@ -119,6 +119,28 @@ def test_gzip_is_decompressed_as_it_arrives_even_across_resumed_pieces(cloud, al
     assert leftovers(cloud) == ([], [])
 
 
+@pytest.mark.parametrize('compress', [False, True])
+def test_pieces_go_on_from_where_the_last_one_left_the_hash(cloud, alice, disk, compress):
+    """Resuming used to re-read and re-hash all that had arrived before each piece (quadratic)."""
+    data = gzip.compress(disk) if compress else disk
+    cuts = list(range(0, len(data), max(1, len(data) // 8))) + [len(data)]
+    for start, end in zip(cuts, cuts[1:]):
+        status = send(cloud, alice, 'pieces', data, start, end)
+    assert status.state == 'ready' and cloud.uploads.replayed_bytes == 0
+    assert cloud.uploads.register(alice, 'pieces', Registration('pieces')).path.read_bytes() == disk
+
+
+def test_a_process_that_did_not_see_the_earlier_pieces_replays_them(cloud, alice, disk, tmp_path):
+    half = len(disk) // 2
+    send(cloud, alice, 'elsewhere', disk, 0, half)
+    other = Cloud.open(cloud.config)            # another API process, or this one after a restart
+    try:
+        status = send(other, alice, 'elsewhere', disk, half, len(disk))
+        assert status.state == 'ready' and other.uploads.replayed_bytes == half
+    finally:
+        other.close()
+
+
 def test_gzip_files_of_several_members_are_read_whole(cloud, alice, disk):
     middle = len(disk) // 2
     members = gzip.compress(disk[:middle]) + gzip.compress(disk[middle:])
