@@ -27,7 +27,7 @@ from sqlalchemy import and_, false, or_, select
 from . import image_lifetimes
 from .config import ARCHITECTURES
 from .errors import BackendError, Conflict, InvalidValue, NotFound
-from .models import Image as ImageRow, LaunchPermission, Tag, new_resource_id, utcnow
+from .models import CLOUD_ACCOUNT, Image as ImageRow, LaunchPermission, Tag, new_resource_id, utcnow
 from .quotas import Quotas, check_images
 from .tags import check_tags
 
@@ -36,6 +36,14 @@ STATES = ('pending', 'available', 'failed', 'deregistered')
 ROOT_DEVICE_NAME = '/dev/sda1'
 # Owner aliases of images published by AWS itself: none exist in this cloud.
 AWS_OWNER_ALIASES = ('amazon', 'aws-marketplace', 'aws-backup-vault')
+# What administrators register belongs to the cloud itself (CLOUD_ACCOUNT), as AWS's own images
+# belong to `amazon`, and is shown with this alias.
+CLOUD_OWNER_ALIAS = 'reservoir'
+
+
+def owner_alias(owner):
+    """EC2's imageOwnerAlias of an image's owner: the cloud's alias for its own images, else None."""
+    return CLOUD_OWNER_ALIAS if owner == CLOUD_ACCOUNT else None
 PUBLIC_GROUP = 'all'
 
 IMAGE_ID = re.compile(r'a[mkr]i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -390,6 +398,8 @@ def _owned_by(caller, owners):
     for owner in owners:
         if owner == 'self':
             accounts.add(caller)
+        elif owner == CLOUD_OWNER_ALIAS:
+            accounts.add(CLOUD_ACCOUNT)
         elif ACCOUNT_ID.fullmatch(owner):
             accounts.add(owner)
         elif owner not in AWS_OWNER_ALIASES:

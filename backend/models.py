@@ -20,6 +20,8 @@ NAMING_CONVENTION = {
 }
 
 ACCOUNT_ID_LENGTH = 12
+# The account of the cloud itself, which owns what administrators register; never a user's.
+CLOUD_ACCOUNT = '000000000000'
 RESOURCE_ID_LENGTH = 21  # prefix, dash, 17 hex digits
 
 

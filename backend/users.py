@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from .errors import Conflict, InvalidValue, NotFound
-from .models import AccessKey, User as UserRow
+from .models import CLOUD_ACCOUNT, AccessKey, User as UserRow
 
 ACCESS_KEY_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 _USER_NAME = re.compile(r'[A-Za-z0-9+=,.@_-]{1,64}')
@@ -183,6 +183,8 @@ def _find(session, name):
 def _unused_account_id(session):
     while True:
         account_id = f'{secrets.randbelow(10 ** 12):012d}'
+        if account_id == CLOUD_ACCOUNT:
+            continue      # the cloud's own images are owned by it
         if session.scalar(select(UserRow.id).where(UserRow.account_id == account_id)) is None:
             return account_id
 

@@ -88,7 +88,7 @@ def _parser():
     rotate.set_defaults(command=user_rotate_keys)
     quotas.add_commands(user_commands, _json_flag)
 
-    images.add_commands(commands, _json_flag, (FIRST_USER, _print_first_user))
+    images.add_commands(commands, _json_flag)
     compute.add_commands(commands, _json_flag)
     return parser
 

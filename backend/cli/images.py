@@ -1,28 +1,26 @@
 """`reservoir image …`: the repository for administrators (register, install-stock, list), and
 `upload`, which any user runs against an endpoint with their own keys."""
-import contextlib
-import sys
 from pathlib import Path
 
 from ..cloud import Cloud
+from ..models import CLOUD_ACCOUNT
 from .output import plain, print_json, print_table, size
 
 
-def add_commands(commands, json_flag, first_user):
-    """`first_user` is (name, printer) of the account that owns what administrators register."""
+def add_commands(commands, json_flag):
     image = commands.add_parser('image', help='manage images')
     actions = image.add_subparsers(dest='action', required=True, metavar='ACTION')
-    _register_command(actions, json_flag, first_user[0])
-    stock = actions.add_parser('install-stock', help='build and register the stock tiny image (public)')
+    _register_command(actions, json_flag)
+    stock = actions.add_parser('install-stock', help="build and register the stock tiny image (public, the cloud's)")
     json_flag(stock)
-    stock.set_defaults(command=lambda args: image_install_stock(args, *first_user))
+    stock.set_defaults(command=image_install_stock)
     listing = actions.add_parser('list', help='list the images of every account, their sizes and quotas')
     json_flag(listing)
     listing.set_defaults(command=image_list)
     _upload_command(actions, json_flag)
 
 
-def _register_command(actions, json_flag, default_owner):
+def _register_command(actions, json_flag):
     register = actions.add_parser('register', help='copy an image file into the repository')
     register.add_argument('file', type=Path)
     register.add_argument('--name', required=True)
@@ -33,7 +31,8 @@ def _register_command(actions, json_flag, default_owner):
     register.add_argument('--ramdisk-id')
     register.add_argument('--description')
     register.add_argument('--architecture', default='x86_64')
-    register.add_argument('--owner', metavar='USERNAME', default=default_owner)
+    register.add_argument('--owner', metavar='USERNAME',
+                          help="a user's account instead of the cloud's own (alias 'reservoir')")
     json_flag(register)
     register.set_defaults(command=image_register)
 
@@ -68,7 +67,7 @@ def _upload_command(actions, json_flag):
 
 def image_register(args):
     with Cloud.open() as cloud:
-        owner = cloud.users.get(args.owner).account_id
+        owner = cloud.users.get(args.owner).account_id if args.owner else CLOUD_ACCOUNT
         image = cloud.images.register_file(
             args.file, args.name, owner, public=args.public, image_type=args.image_type,
             description=args.description, kernel_id=args.kernel_id, ramdisk_id=args.ramdisk_id,
@@ -79,13 +78,10 @@ def image_register(args):
         print(image.image_id)
 
 
-def image_install_stock(args, first_user, print_first_user):
+def image_install_stock(args):
     from .. import stock_image
     with Cloud.open() as cloud:
-        if not cloud.users.any_users():   # the images' owner; its keys go to stderr with --json
-            with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
-                print_first_user(cloud.users.create(first_user), cloud.config)
-        images = stock_image.install(cloud, cloud.users.get(first_user).account_id)
+        images = stock_image.install(cloud, CLOUD_ACCOUNT)
     if args.json:
         print_json({kind: plain(getattr(images, kind)) for kind in ('machine', 'kernel', 'ramdisk')})
     else:

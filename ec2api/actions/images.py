@@ -1,6 +1,6 @@
 """Machine, kernel and ramdisk images: what the caller owns, what is public, what is shared;
 registering uploads, copying, sharing and deregistering."""
-from backend.images import PUBLIC_GROUP, Registration
+from backend.images import PUBLIC_GROUP, Registration, owner_alias
 
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
@@ -199,6 +199,7 @@ def image_shape(image, tags=None):
         'ImageLocation': f'{image.owner}/{image.name}',
         'State': image.state,
         'OwnerId': image.owner,
+        'ImageOwnerAlias': owner_alias(image.owner),
         'CreationDate': format_timestamp(image.created_at),
         'Public': image.public,
         'Architecture': image.architecture,

@@ -89,12 +89,11 @@ def test_user_errors_are_one_line(capsys):
 def test_image_register_and_list(capsys, tmp_path):
     disk = tmp_path / 'disk.qcow2'
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '8M'], check=True)
-    run(capsys, 'user', 'create', 'admin')
-    bob = run_json(capsys, 'user', 'create', 'bob')
+    bob = run_json(capsys, 'user', 'create', 'bob')     # no user 'admin': images are the cloud's
     image = run_json(capsys, 'image', 'register', str(disk), '--name', 'base', '--public',
                      '--description', 'a disk')
-    assert (image['name'], image['public'], image['state'], image['description']) == (
-        'base', True, 'available', 'a disk')
+    assert (image['name'], image['public'], image['state'], image['description'], image['owner']) == (
+        'base', True, 'available', 'a disk', '000000000000')
     code, out, _ = run(capsys, 'image', 'register', str(disk), '--name', 'mine', '--owner', 'bob')
     assert code == 0 and out.startswith('ami-')
     listed = run_json(capsys, 'image', 'list')['images']
@@ -107,9 +106,8 @@ def test_image_register_and_list(capsys, tmp_path):
 def test_image_register_errors_are_one_line(capsys, tmp_path):
     text = tmp_path / 'notes.txt'
     text.write_text('not a disk')
-    assert_fails(capsys, ('image', 'register', str(text), '--name', 'notes'),
-                          "'admin' does not exist")
-    run(capsys, 'user', 'create', 'admin')
+    assert_fails(capsys, ('image', 'register', str(text), '--name', 'notes', '--owner', 'nobody'),
+                          "'nobody' does not exist")
     assert_fails(capsys, ('image', 'register', str(text), '--name', 'notes'))
     assert_fails(capsys, ('image', 'register', str(tmp_path / 'absent'), '--name', 'gone'),
                           'not a file')
