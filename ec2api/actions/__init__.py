@@ -39,6 +39,17 @@ def action(name):
 
 
 def handler_for(name):
+    _load()
+    return _HANDLERS.get(name)
+
+
+def implemented_actions():
+    """The names of every action this cloud serves, sorted."""
+    _load()
+    return sorted(_HANDLERS)
+
+
+def _load():
     global _loaded
     if not _loaded:
         # Concurrent first requests: none may look while another is half way through registering.
@@ -47,4 +58,3 @@ def handler_for(name):
                 for module in _ACTION_MODULES:
                     importlib.import_module(f'{__name__}.{module}')
                 _loaded = True
-    return _HANDLERS.get(name)

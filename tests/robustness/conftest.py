@@ -1,0 +1,106 @@
+"""A cloud with two accounts for hostile requests: a victim that owns one of everything, and an
+attacker. Requests are signed with botocore's own SigV4 signer and sent to the Flask application
+in-process, so thousands of them cost seconds."""
+import subprocess
+import urllib.parse
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from lxml import etree
+from sqlalchemy import MetaData, select
+
+from backend.cloud import Cloud
+from backend.config import load_config
+from backend.instances import LaunchRequest
+from backend.worker import Worker
+from ec2api.app import create_app
+
+ENDPOINT = 'http://127.0.0.1:8773/'
+VERSION = '2016-11-15'
+FORM = 'application/x-www-form-urlencoded; charset=utf-8'
+# Marks the victim's data: no request can contain it, so any answer showing it leaked.
+SECRET = 'victim-secret-5f1c0a'
+
+
+class Deployment:
+    def __init__(self, home):
+        self.cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(home), 'RESERVOIR_COMPUTE_RATE_LIMITS': 'false'}))
+        self.web = create_app(self.cloud).test_client()
+        self.cloud.hosts.add_simulated(2, cpus=8, memory_mib=4096)
+        self.worker = Worker(self.cloud)
+        self.worker.claim_hosts()
+        self.victim = self.cloud.users.create('victim')
+        self.attacker = self.cloud.users.create('attacker')
+        self.victim_ids = self._victim_resources(home)
+        self._tables = None
+
+    def _victim_resources(self, home):
+        """One of each kind of resource, the victim's; returns their ids (none of them public)."""
+        cloud, owner = self.cloud, self.victim.account_id
+        disk = home / 'victim.qcow2'
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '8M'], check=True)
+        image = cloud.images.register_file(disk, 'victim-image', owner)
+        (instance,) = cloud.instances.run(owner, LaunchRequest(image.image_id, 1, 1, 't1.micro'))
+        while self.worker.dispatch(wait=True):
+            pass
+        address = cloud.addresses.allocate(owner)
+        cloud.addresses.associate(owner, instance.instance_id, allocation_id=address.allocation_id)
+        key, _private = cloud.keypairs.create(owner, 'victim-key', 'rsa')
+        cloud.placement_groups.create(owner, 'victim-group', 'spread')
+        cloud.tags.create(owner, [instance.instance_id, image.image_id], [('secret', SECRET)])
+        return {'instance': instance.instance_id, 'image': image.image_id, 'allocation': address.allocation_id,
+                'public_ip': address.public_ip, 'key_name': 'victim-key', 'key_id': key.key_pair_id,
+                'group': 'victim-group', 'account': owner, 'private_ip': instance.private_ip,
+                'fingerprint': key.fingerprint}
+
+    def send(self, params, user=None, sign=True, mutate=None):
+        """POST the form `params` as `user` (the attacker), signed; returns (status, body bytes)."""
+        user = user or self.attacker
+        body = urllib.parse.urlencode(params)
+        request = AWSRequest(method='POST', url=ENDPOINT, data=body, headers={'Content-Type': FORM})
+        if sign:
+            SigV4Auth(Credentials(user.access_key_id, user.secret_access_key), 'ec2',
+                      self.cloud.config.region).add_auth(request)
+        prepared = request.prepare()
+        headers = {name: value for name, value in prepared.headers.items()}
+        data = prepared.body.encode() if isinstance(prepared.body, str) else prepared.body
+        if mutate is not None:
+            headers, data = mutate(headers, data)
+        response = self.web.open('/', base_url=ENDPOINT.rstrip('/'), method='POST', headers=headers, data=data)
+        return response.status_code, response.get_data()
+
+    def state(self):
+        """Every row of every table, for 'a refused request changed nothing'."""
+        with self.cloud.db.read() as session:
+            if self._tables is None:
+                metadata = MetaData()
+                metadata.reflect(bind=session.connection())
+                self._tables = [table for name, table in metadata.tables.items() if name != 'alembic_version']
+            return {table.name: sorted(map(repr, session.execute(select(table)).all())) for table in self._tables}
+
+    def close(self):
+        self.worker.stop()
+        self.cloud.close()
+
+
+@pytest.fixture(scope='module')
+def deployment(tmp_path_factory):
+    deployed = Deployment(tmp_path_factory.mktemp('robustness'))
+    yield deployed
+    deployed.close()
+
+
+def assert_well_formed(status, body):
+    """Never a 5xx; a refusal is an EC2 error document: Response/Errors/Error with exactly Code then
+    Message, no namespace, and a RequestID."""
+    assert status < 500, body[:500]
+    if status < 400:
+        return None
+    root = etree.fromstring(body)
+    assert root.tag == 'Response', body[:300]
+    (error,) = root.findall('Errors/Error')
+    assert [child.tag for child in error] == ['Code', 'Message'], body[:300]
+    assert error.findtext('Code') and root.findtext('RequestID')
+    return error.findtext('Code')
