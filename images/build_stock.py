@@ -41,6 +41,12 @@ DEFAULT_CACHE = IMAGES_DIR / "build" / "cache"
 
 KERNEL_METAPACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
+# A small SSH server (dropbear: about 1 MB with the libraries it needs), so that
+# `ssh -i key.pem root@address` works as users expect right after run-instances.
+SSH_PACKAGE = "dropbear-bin"
+SSH_PROGRAMS = ["usr/sbin/dropbear", "usr/bin/dropbearkey"]
+# Where the dynamic libraries of those programs come from (dropbear-bin's Depends, and theirs).
+LIBRARY_PACKAGES = ["libc6", "libcrypt1", "libtomcrypt1", "libtommath1", "libgmp10", "zlib1g"]
 
 # Drivers for an i440fx machine: virtio disk/NIC/RNG, the IDE CD holding the
 # context, the ext4 root, and the ACPI power button as an input device (acpid).
@@ -110,13 +116,15 @@ def apt_records(*names):
 
 
 def package_records():
-    """Records of the kernel linux-image-amd64 depends on and of busybox-static."""
-    records = apt_records(KERNEL_METAPACKAGE, BUSYBOX_PACKAGE)
+    """{role: record}: the kernel linux-image-amd64 depends on, busybox-static, dropbear
+    and the libraries dropbear links against."""
+    records = apt_records(KERNEL_METAPACKAGE, BUSYBOX_PACKAGE, SSH_PACKAGE, *LIBRARY_PACKAGES)
     kernels = [d.split()[0] for d in records[KERNEL_METAPACKAGE]["depends"].split(", ")
                if d.startswith("linux-image-")]
     if not kernels:
         raise SystemExit(f"{KERNEL_METAPACKAGE} names no kernel package")
-    return apt_records(kernels[0])[kernels[0]], records[BUSYBOX_PACKAGE]
+    return {"kernel": apt_records(kernels[0])[kernels[0]], "busybox": records[BUSYBOX_PACKAGE],
+            "ssh": records[SSH_PACKAGE], **{name: records[name] for name in LIBRARY_PACKAGES}}
 
 
 def fetch_deb(record, cache_dir):
@@ -300,6 +308,40 @@ def stage_root(root, busybox, applets):
     (root / "var" / "run").symlink_to("/run")
 
 
+def stage_ssh_server(root, work, debs):
+    """dropbear's programs, and each shared library they need (found through their
+    ELF NEEDED entries, transitively), at the paths the dynamic loader looks in."""
+    unpacked = work / "ssh"
+    for role in ["ssh", *LIBRARY_PACKAGES]:
+        run(["dpkg", "-x", debs[role], unpacked])
+    library_dirs = [unpacked / "lib" / "x86_64-linux-gnu", unpacked / "usr" / "lib" / "x86_64-linux-gnu"]
+    wanted, seen = [unpacked / program for program in SSH_PROGRAMS], set()
+    while wanted:
+        path = wanted.pop()
+        target = root / path.relative_to(unpacked)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target, follow_symlinks=True)
+        for library in needed_libraries(path):
+            if library in seen:
+                continue
+            seen.add(library)
+            found = [d / library for d in library_dirs if (d / library).exists()]
+            if not found:
+                raise SystemExit(f"{path.name} needs {library}, which no package provides")
+            wanted.append(found[0])
+    # The loader itself: its path is written into every program (PT_INTERP).
+    loader = unpacked / "lib" / "x86_64-linux-gnu" / "ld-linux-x86-64.so.2"
+    (root / "lib64").mkdir(exist_ok=True)
+    shutil.copy(loader, root / "lib64" / "ld-linux-x86-64.so.2", follow_symlinks=True)
+    (root / "etc" / "dropbear").mkdir(parents=True, exist_ok=True)
+
+
+def needed_libraries(path):
+    """The DT_NEEDED entries of an ELF file (readelf, from binutils)."""
+    output = run(["readelf", "-d", path])
+    return [line.split("[", 1)[1].split("]", 1)[0] for line in output.splitlines() if "(NEEDED)" in line]
+
+
 def make_root_disk(root, qcow2, scratch):
     """ext4 labelled "root" filled from a directory, without loop mounts."""
     raw = scratch / "root.ext4"
@@ -333,6 +375,7 @@ def assemble(work, out, debs):
 
     with timed("root disk"):
         stage_root(work / "root", busybox, applets)
+        stage_ssh_server(work / "root", work, debs)
         make_root_disk(work / "root", out / "root.qcow2", work)
     return kernel_version
 
@@ -396,7 +439,8 @@ def build(out=DEFAULT_OUT, cache=DEFAULT_CACHE, force=False):
     out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(cache / ".lock"):
         records = package_records()
-        debs = {"kernel": fetch_deb(records[0], cache), "busybox": fetch_deb(records[1], cache)}
+        debs = {role: fetch_deb(record, cache) for role, record in records.items()}
+        records = list(records.values())
         digest = inputs_digest(records)
         manifest = None if force else current_manifest(out, digest)
         if manifest:
