@@ -13,6 +13,7 @@ import dataclasses
 
 from sqlalchemy import delete, func, select
 
+from .config import QuotaSettings
 from .errors import BackendError, InvalidValue
 from .lifecycle import HOLDS_CAPACITY
 from .models import AccountQuota, Address, Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, User
@@ -21,12 +22,8 @@ RESOURCES = ('instances', 'vcpus', 'elastic-ips', 'images', 'storage')
 
 
 @dataclasses.dataclass(frozen=True)
-class Quotas:
-    """The limits of one account (storage in bytes)."""
-    instances: int = 20
-    vcpus: int = 64
-    elastic_ips: int = 5
-    images: int = 100
+class Quotas(QuotaSettings):
+    """The limits of one account: the configured counts, and image storage in bytes."""
     storage: int = 100 * 1024 ** 3
 
     def get(self, resource):
