@@ -23,7 +23,7 @@ from .errors import BackendError
 from .lifecycle import FINAL_STATES
 from .models import Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, utcnow
 # Quota decisions on images and uploads share the account lock and storage limit of every quota.
-from .quotas import lock_account, storage_limit, used_bytes  # noqa: F401 (used through this module too)
+from .quotas import storage_limit, used_bytes
 
 _UNITS = {'': 1, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 _SIZE = re.compile(r'([0-9]+)\s*([KMGT]?)(?:i?B)?', re.IGNORECASE)

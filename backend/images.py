@@ -28,7 +28,7 @@ from . import image_lifetimes
 from .config import ARCHITECTURES
 from .errors import BackendError, Conflict, InvalidValue, NotFound
 from .models import CLOUD_ACCOUNT, Image as ImageRow, LaunchPermission, Tag, new_resource_id, utcnow
-from .quotas import Quotas, check_images
+from .quotas import Quotas, check_images, lock_account
 from .tags import check_tags
 
 ID_PREFIXES = {'machine': 'ami', 'kernel': 'aki', 'ramdisk': 'ari'}
@@ -506,7 +506,7 @@ class ImageService:
             row.disk_format, row.size_bytes = source.disk_format, source.size_bytes
             row.virtual_size_bytes = source.virtual_size_bytes
             self.check_new_image(session, row, check_companions=False)
-            image_lifetimes.lock_account(session, caller)
+            lock_account(session, caller)
             image_lifetimes.check_quota(session, self.limits, caller, source.size_bytes or 0)
             session.add(row)
             _add_tags(session, row, registration.tags)
@@ -529,7 +529,7 @@ class ImageService:
                 ImageRow.state != 'deregistered')) is not None:
             raise Conflict('InvalidAMIName.Duplicate',
                            f"AMI name {row.name} is already in use by AMI of this account")
-        image_lifetimes.lock_account(session, row.owner)
+        lock_account(session, row.owner)
         check_images(session, self.quotas, row.owner)
 
     def mark_available(self, image_id, file_name, virtual_size_bytes):

@@ -37,6 +37,7 @@ from . import image_lifetimes
 from .errors import BackendError, Conflict, InvalidValue, NotFound
 from .images import ID_PREFIXES, UPLOAD_FORMATS, StoredFile, inspect_upload, new_image_id
 from .models import Upload as UploadRow, new_resource_id, utcnow
+from .quotas import lock_account, storage_limit, used_bytes
 
 CHUNK_BYTES = 1 << 20
 KEPT_RECEIVERS = 64              # unfinished uploads whose hash state this process keeps
@@ -162,7 +163,7 @@ class UploadService:
                     return row.upload_id
                 if piece.offset != 0:
                     raise _no_upload(piece.name)
-                image_lifetimes.lock_account(session, owner)
+                lock_account(session, owner)
                 image_lifetimes.check_quota(session, self.limits, owner, piece.total_bytes)
                 row = UploadRow(upload_id=new_resource_id('upload'), owner=owner, name=piece.name,
                                 image_type=piece.image_type, state='receiving', declared_format=piece.disk_format,
@@ -228,7 +229,7 @@ class UploadService:
         os.replace(image, files.image)
         files.remove_partials()
         with self.db.write() as session:
-            image_lifetimes.lock_account(session, row.owner)
+            lock_account(session, row.owner)
             image_lifetimes.check_quota(session, self.limits, row.owner, size, except_upload=row.upload_id)
             stored = session.get(UploadRow, row.upload_id)
             stored.state, stored.size_bytes, stored.disk_format = 'ready', size, disk_format
@@ -237,16 +238,16 @@ class UploadService:
     def _allowance(self, row):
         """The most bytes this upload's image may take: the size limit, or what the quota leaves."""
         with self.db.read() as session:
-            others = image_lifetimes.used_bytes(session, row.owner, except_upload=row.upload_id)
-            quota = image_lifetimes.storage_limit(session, self.limits.account_quota, row.owner)
+            others = used_bytes(session, row.owner, except_upload=row.upload_id)
+            quota = storage_limit(session, self.limits.account_quota, row.owner)
         return min(self.limits.max_image_size, quota - others)
 
     def _too_big(self, row, size):
         if size > self.limits.max_image_size:
             return _too_large(row.name, self.limits.max_image_size)
         with self.db.read() as session:
-            others = image_lifetimes.used_bytes(session, row.owner, except_upload=row.upload_id)
-            quota = image_lifetimes.storage_limit(session, self.limits.account_quota, row.owner)
+            others = used_bytes(session, row.owner, except_upload=row.upload_id)
+            quota = storage_limit(session, self.limits.account_quota, row.owner)
         return image_lifetimes.quota_exceeded(quota, others + size)
 
     def _touch(self, upload_id):

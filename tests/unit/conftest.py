@@ -2,6 +2,7 @@
 import pytest
 
 from backend.cloud import Cloud
+from tests.support.harness import CloudUnderTest
 
 
 @pytest.fixture
@@ -12,3 +13,16 @@ def cloud(tmp_path, monkeypatch):
     monkeypatch.delenv('RESERVOIR_CONF', raising=False)
     with Cloud.open() as opened:
         yield opened
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A whole cloud in this process, with boto3 clients that reach its app (tests/support/harness)."""
+    deployment = CloudUnderTest(tmp_path)
+    yield deployment
+    deployment.close()
+
+
+@pytest.fixture
+def ec2(world):
+    return world.client('alice')

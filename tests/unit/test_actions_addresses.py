@@ -1,5 +1,5 @@
 """Elastic IP actions through real boto3 clients, in VPC style (ids) and classic style (PublicIp)."""
-from tests.unit.test_actions_harness import ec2, error_code, world  # noqa: F401  (fixtures)
+from tests.support.harness import error_code
 
 
 def launch(world, ec2):

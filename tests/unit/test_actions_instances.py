@@ -10,7 +10,7 @@ from sqlalchemy import select
 from backend.instances import transition
 from backend.lifecycle import Event
 from backend.models import Instance as InstanceRow
-from tests.unit.test_actions_harness import ec2, error_code, world  # noqa: F401  (fixtures)
+from tests.support.harness import error_code
 
 FAST = {'Delay': 1, 'MaxAttempts': 3}
 

@@ -1,5 +1,5 @@
 """Placement group actions through real boto3 clients."""
-from tests.unit.test_actions_harness import ec2, error_code, world  # noqa: F401  (fixtures)
+from tests.support.harness import error_code
 
 
 def test_create_describe_delete(world, ec2):

@@ -1,7 +1,7 @@
 """Tag actions through real boto3 clients."""
 import pytest
 
-from tests.unit.test_actions_harness import ec2, error_code, world  # noqa: F401  (fixtures)
+from tests.support.harness import error_code
 
 
 def launch(world, ec2, count=1):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ec2api.auth import SignedRequest, authenticate, request_path
 from ec2api.errors import EC2Error
-from tests.unit.test_auth import ACCESS_KEY, REGION, SECRETS, botocore_signed, credentials, merged_params, rebuilt
+from tests.support.signing import ACCESS_KEY, REGION, SECRETS, botocore_signed, credentials, merged_params, rebuilt
 
 # Names the signature schemes themselves use; a random parameter must not collide with them.
 RESERVED = {'AWSAccessKeyId', 'Signature', 'SignatureVersion', 'SignatureMethod', 'Timestamp', 'Expires'}

@@ -3,7 +3,7 @@
 import subprocess
 
 from backend.models import CLOUD_ACCOUNT
-from tests.unit.test_actions_harness import ec2, error_code, world  # noqa: F401  (fixtures)
+from tests.support.harness import error_code
 
 
 def cloud_image(world, tmp_path):

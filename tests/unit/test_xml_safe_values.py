@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ec2api.renderer import NOT_XML_CHARS
-from tests.unit.test_actions_harness import ec2, error_code, world  # noqa: F401  (fixtures)
+from tests.support.harness import error_code
 
 
 def a_key_pair(ec2):
