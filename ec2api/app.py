@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.errors import BackendError
 
-from . import auth, upload
+from . import auth, identity, upload
 from .actions import RequestContext, Result, handler_for
 from .errors import EC2Error
 from .parser import parse_params
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 ROUTES = ('/', '/services/Cloud', '/services/Eucalyptus', '/services/Cloud/', '/services/Eucalyptus/')
 MAX_BODY_BYTES = 1024 * 1024
+# What a SigV4 signature may be scoped to on this endpoint: EC2, and STS and IAM for who-am-i.
+SERVICES = (auth.SERVICE, *identity.SERVICES)
 
 
 def create_app(cloud):
@@ -52,7 +54,9 @@ class Endpoint:
             body = _read_body()
             params = _merged_params(request.query_string, body)
             version = params.get('Version')
-            user = self._authenticate(params, body)
+            user, service = self._authenticate(params, body)
+            if service != auth.SERVICE:
+                return self._identity(service, params, user, request_id)
             result = self._dispatch(params, user, request_id)
             return _xml(render_response(operation(params['Action']), result.body, request_id,
                                         version, result.extra_xml), 200, request_id)
@@ -75,8 +79,14 @@ class Endpoint:
             body=body,
             params=params,
         )
-        access_key = auth.authenticate(signed, self._secret_for, region=self.cloud.config.region)
-        return self.cloud.users.secret_for(access_key)
+        verified = auth.verify(signed, self._secret_for, region=self.cloud.config.region, services=SERVICES)
+        return self.cloud.users.secret_for(verified.access_key), verified.service
+
+    def _identity(self, service, params, credential, request_id):
+        """STS and IAM's who-am-i, answered in their own protocol's documents."""
+        user = self.cloud.users.get(credential.user_name)
+        status, body = identity.handle(service, params, user, user.created_at, request_id)
+        return _xml(body, status, request_id)
 
     def _secret_for(self, access_key_id):
         credential = self.cloud.users.secret_for(access_key_id)

@@ -68,7 +68,19 @@ def request_path(environ) -> str:
 
 def authenticate(request: SignedRequest, secret_for: Callable[[str], str | None], *, region: str,
                  now: datetime | None = None, max_skew: timedelta = timedelta(minutes=15)) -> str:
-    """Return the verified access key id, or raise EC2Error.
+    """Return the verified access key id of a request signed for EC2, or raise EC2Error."""
+    return verify(request, secret_for, region=region, services=(SERVICE,), now=now, max_skew=max_skew).access_key
+
+
+@dataclass(frozen=True)
+class Verified:
+    access_key: str
+    service: str          # what a SigV4 signature was scoped to; SigV2 signs for EC2 only
+
+
+def verify(request: SignedRequest, secret_for: Callable[[str], str | None], *, region: str, services,
+           now: datetime | None = None, max_skew: timedelta = timedelta(minutes=15)) -> Verified:
+    """Verify a request signed for one of `services` (the first is what SigV2 requests are for).
 
     `secret_for(access_key_id)` returns that key's secret, or None for an unknown key. It is called
     outside the input-parsing guard, so a failure of the credential store stays a server error.
@@ -77,7 +89,7 @@ def authenticate(request: SignedRequest, secret_for: Callable[[str], str | None]
     """
     now = datetime.now(timezone.utc) if now is None else _as_utc(now)
     claim = _guarded(_read_claim, request, now, max_skew)
-    claim.check_scope(region)
+    service = claim.check_scope(region, services)
     secret = secret_for(claim.access_key)
     if secret is None:
         log.info('authentication failed: unknown access key %r', claim.access_key)
@@ -86,7 +98,7 @@ def authenticate(request: SignedRequest, secret_for: Callable[[str], str | None]
         log.info('authentication failed: signature mismatch for access key %r', claim.access_key)
         log.debug('string to sign was:\n%s', claim.string_to_sign)
         raise EC2Error('AuthFailure', _INVALID_CREDENTIALS)
-    return claim.access_key
+    return Verified(claim.access_key, service)
 
 
 def _guarded(step, *args):
@@ -121,13 +133,15 @@ class _V4Claim:
         sent = _utf8(self.signature.lower())
         return any(hmac.compare_digest(_hex_hmac_sha256(key, text), sent) for text in self.strings_to_sign)
 
-    def check_scope(self, region):
-        # AWS's own words, which SDK users search for; checked before the secret is even looked up.
+    def check_scope(self, region, services):
+        """The service signed for; AWS's own words when the scope is not this cloud's, checked
+        before the secret is even looked up."""
         if self.region != region:
             raise EC2Error('AuthFailure', f"Credential should be scoped to a valid region, not "
                                           f"'{self.region[:64]}'. This cloud's region is '{region}'.")
-        if self.service != SERVICE:
-            raise EC2Error('AuthFailure', f"Credential should be scoped to correct service: '{SERVICE}'.")
+        if self.service not in services:
+            raise EC2Error('AuthFailure', f"Credential should be scoped to correct service: '{services[0]}'.")
+        return self.service
 
 
 @dataclass(frozen=True)
@@ -143,8 +157,8 @@ class _V2Claim:
         sent = self.signature.strip().replace(' ', '+')
         return hmac.compare_digest(base64.b64encode(mac), _utf8(sent))
 
-    def check_scope(self, region):
-        pass    # SigV2 has no scope: the Host header and the path are signed instead
+    def check_scope(self, region, services):
+        return services[0]    # SigV2 has no scope: the Host header and the path are signed instead
 
 
 def _hex_hmac_sha256(key, text):
