@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import boto3
-import botocore.exceptions
 import pytest
+
+from tests.support.client_errors import error_code
 
 pytestmark = pytest.mark.clients
 
@@ -20,12 +21,6 @@ def client(cloud_server, service, user='alice', secret=None):
     return boto3.client(service, endpoint_url=cloud_server.endpoint, region_name=cloud_server.region,
                         aws_access_key_id=credentials['access_key_id'],
                         aws_secret_access_key=secret or credentials['secret_access_key'])
-
-
-def error_code(call, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response['Error']['Code']
 
 
 def test_sts_get_caller_identity_names_the_account_and_user(cloud_server):

@@ -13,6 +13,7 @@ from werkzeug.serving import make_server
 from backend.cloud import Cloud
 from backend.config import load_config
 from ec2api.app import create_app
+from tests.support.client_errors import error_code
 
 WAIT = {'Delay': 1, 'MaxAttempts': 60}
 USER_DATA = '#!/bin/sh\necho "hello from user data"\n'
@@ -51,12 +52,6 @@ def live(tmp_path):
     cloud = LiveCloud(tmp_path, hosts=3, cpus=4)
     yield cloud
     cloud.close()
-
-
-def error_code(call, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response['Error']['Code']
 
 
 def instances(ec2, **kwargs):

@@ -2,9 +2,9 @@
 import json
 import subprocess
 
-import botocore.exceptions
 import pytest
 
+from tests.support.client_errors import error_code
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.clients
@@ -25,12 +25,6 @@ def server(tmp_path_factory):
     live.start()
     yield live
     live.stop()
-
-
-def error_code(call, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response['Error']['Code']
 
 
 def attributes(client, *names):

@@ -9,7 +9,6 @@ import urllib.parse
 import boto3
 import botocore.config
 import botocore.exceptions
-import pytest
 from botocore.awsrequest import AWSResponse
 
 from backend.cloud import Cloud
@@ -72,10 +71,3 @@ class CloudUnderTest:
     def close(self):
         self.worker.stop()
         self.cloud.close()
-
-
-def error_code(call, *args, **kwargs):
-    """The EC2 error code a client call fails with (the test fails if it succeeds)."""
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(*args, **kwargs)
-    return raised.value.response['Error']['Code']

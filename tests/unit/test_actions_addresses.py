@@ -1,5 +1,5 @@
 """Elastic IP actions through real boto3 clients, in VPC style (ids) and classic style (PublicIp)."""
-from tests.support.harness import error_code
+from tests.support.client_errors import error_code
 
 
 def launch(world, ec2):

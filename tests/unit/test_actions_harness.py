@@ -4,7 +4,8 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from tests.support.harness import ENDPOINT, error_code
+from tests.support.client_errors import error_code
+from tests.support.harness import ENDPOINT
 
 
 def test_requests_reach_the_app_signed_and_answers_parse(ec2):

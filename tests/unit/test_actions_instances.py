@@ -10,7 +10,7 @@ from sqlalchemy import select
 from backend.instances import transition
 from backend.lifecycle import Event
 from backend.models import Instance as InstanceRow
-from tests.support.harness import error_code
+from tests.support.client_errors import error_code
 
 FAST = {'Delay': 1, 'MaxAttempts': 3}
 

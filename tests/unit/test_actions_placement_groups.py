@@ -1,5 +1,5 @@
 """Placement group actions through real boto3 clients."""
-from tests.support.harness import error_code
+from tests.support.client_errors import error_code
 
 
 def test_create_describe_delete(world, ec2):

@@ -1,7 +1,7 @@
 """Tag actions through real boto3 clients."""
 import pytest
 
-from tests.support.harness import error_code
+from tests.support.client_errors import error_code
 
 
 def launch(world, ec2, count=1):

@@ -3,7 +3,7 @@
 import subprocess
 
 from backend.models import CLOUD_ACCOUNT
-from tests.support.harness import error_code
+from tests.support.client_errors import error_code
 
 
 def cloud_image(world, tmp_path):

@@ -12,7 +12,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.support.harness import error_code
+from tests.support.client_errors import error_code
 
 pytestmark = pytest.mark.skipif(not shutil.which('qemu-img'), reason='needs qemu-img')
 

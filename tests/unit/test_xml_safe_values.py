@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ec2api.renderer import NOT_XML_CHARS
-from tests.support.harness import error_code
+from tests.support.client_errors import error_code
 
 
 def a_key_pair(ec2):
