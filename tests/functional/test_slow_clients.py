@@ -99,3 +99,57 @@ def test_a_body_that_does_not_arrive_in_time_is_refused_with_408(server):
     head, _, body = answer.partition(b'\r\n\r\n')
     assert head.split(b' ')[1] == b'408'
     assert etree.fromstring(body[body.index(b'<'):]).findtext('Errors/Error/Code') == 'RequestTimeout'
+
+
+def signed_upload_head(server, name, length, sha256='0' * 64):
+    """The head of a signed PUT /upload/<name>, as `reservoir image upload` sends it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    class UnsignedPayload(SigV4Auth):
+        def payload(self, request):
+            return 'UNSIGNED-PAYLOAD'
+    user = server.users['alice']
+    request = AWSRequest(method='PUT', url=f'{server.endpoint}/upload/{name}', headers={
+        'Host': f'127.0.0.1:{server.port}', 'X-Amz-Content-SHA256': 'UNSIGNED-PAYLOAD',
+        'x-reservoir-sha256': sha256})
+    UnsignedPayload(Credentials(user['access_key_id'], user['secret_access_key']), 'ec2', 'reservoir-1').add_auth(request)
+    lines = [f'PUT /upload/{name} HTTP/1.1', *(f'{k}: {v}' for k, v in request.headers.items()),
+             f'Content-Length: {length}', '', '']
+    return '\r\n'.join(lines).encode()
+
+
+def status_line(connection):
+    return connection.recv(65536).split(b'\r\n', 1)[0]
+
+
+def test_a_client_holds_at_most_two_upload_threads_and_frees_them_when_it_leaves(server):
+    import hashlib
+    held = []
+    try:
+        for index in range(2):      # two slow uploads: a header and a few bytes each, then nothing
+            connection = socket.create_connection(('127.0.0.1', server.port), timeout=30)
+            connection.sendall(signed_upload_head(server, f'held upload {index}'.replace(' ', '-'), 100 << 20)
+                               + b'QFI\xfb')
+            held.append(connection)
+        time.sleep(0.5)
+        with socket.create_connection(('127.0.0.1', server.port), timeout=30) as third:
+            third.sendall(signed_upload_head(server, 'third-upload', 100 << 20))
+            assert b' 503 ' in status_line(third) + b' '
+        assert answers_in_time(server) < 5.0          # the Query API is not affected either way
+    finally:
+        for connection in held:
+            connection.close()
+    # Their senders gone, the slots are free again: a whole (if useless) upload is answered.
+    body = b'not a disk image at all' * 40
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.create_connection(('127.0.0.1', server.port), timeout=30) as fourth:
+            fourth.sendall(signed_upload_head(server, 'fourth-upload', len(body), hashlib.sha256(body).hexdigest())
+                           + body)
+            line = status_line(fourth)
+        if b' 503 ' not in line + b' ' or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert b' 503 ' not in line + b' ' and line.startswith(b'HTTP/1.1 4'), line
