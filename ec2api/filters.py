@@ -38,7 +38,7 @@ def shape_tags(shape):
 def _compile_one(spec, fields, tags_of):
     name = spec.get('Name')
     if not name:
-        raise EC2Error('InvalidParameterValue', 'A filter must have a name.')
+        raise EC2Error('InvalidParameterValue', "The filter 'null' is invalid")
     patterns = [wildcard(value) for value in spec.get('Values') or ()]
     if not patterns:
         raise EC2Error('InvalidParameterValue', f"The filter '{name}' needs at least one value.")

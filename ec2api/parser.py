@@ -64,7 +64,23 @@ def _parse_structure(shape, node, prefix):
         if required not in result:
             name = prefix + wire_name(required, shape.members[required])
             raise EC2Error('MissingParameter', f'The request must contain the parameter {name}')
+    check = _STRUCTURE_CHECKS.get(shape.name)
+    if check is not None:
+        check(result)
     return result
+
+
+def _check_filter(spec):
+    # Every Describe* reads its Filters through here, so a nameless or valueless filter gets one answer.
+    name = spec.get('Name')
+    if not name:
+        raise EC2Error('InvalidParameterValue', "The filter 'null' is invalid")
+    if not spec.get('Values'):
+        raise EC2Error('InvalidParameterValue', f"The filter '{name}' needs at least one value.")
+
+
+# Rules of a structure that its shape cannot express (the model marks no member of Filter required).
+_STRUCTURE_CHECKS = {'Filter': _check_filter}
 
 
 def _parse_value(shape, node, name):
