@@ -1,7 +1,8 @@
 """The stock tiny guest as public images: built by `images/build_stock.py`, registered once.
 
-Three images, owned by the admin account and public: the kernel (aki-), the initramfs (ari-) and
-the root disk (ami-, launching with that kernel and ramdisk). Each image's name carries the first
+Three public images, owned by the cloud itself (alias 'reservoir', as AWS's own are 'amazon'):
+the kernel (aki-), the initramfs (ari-) and the root disk (ami-, launching with that kernel and
+ramdisk). Each image's name carries the first
 hex digits of its file's sha256, so a rebuilt image registers as new ones while an unchanged one is
 found again; an image of that name whose stored file no longer has that digest is an error, never
 silently reused.

@@ -19,6 +19,7 @@ _FIELDS = {
     'ramdisk-id': lambda i: i.get('RamdiskId'),
     'name': lambda i: i['Name'],
     'owner-id': lambda i: i['OwnerId'],
+    'owner-alias': lambda i: i.get('ImageOwnerAlias'),
     'root-device-name': lambda i: i.get('RootDeviceName'),
     'root-device-type': lambda i: i['RootDeviceType'],
     'state': lambda i: i['State'],

@@ -103,6 +103,22 @@ def test_image_register_and_list(capsys, tmp_path):
     assert code == 0 and out.splitlines()[0].split()[:2] == ['IMAGE', 'NAME'] and len(out.splitlines()) == 3
 
 
+@pytest.mark.skipif(not shutil.which('qemu-img'), reason='needs qemu-img')
+def test_image_register_belongs_to_the_cloud_whatever_users_come_and_go(capsys, tmp_path):
+    disk = tmp_path / 'disk.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '8M'], check=True)
+    run_json(capsys, 'user', 'create', 'admin')
+    assert run(capsys, 'user', 'delete', 'admin')[0] == 0
+    run_json(capsys, 'user', 'create', 'carol')
+    first = run_json(capsys, 'image', 'register', str(disk), '--name', 'first')
+    admin = run_json(capsys, 'user', 'create', 'admin')     # a new 'admin' does not take them over
+    second = run_json(capsys, 'image', 'register', str(disk), '--name', 'second')
+    assert first['owner'] == second['owner'] == '000000000000' != admin['account_id']
+    assert_fails(capsys, ('image', 'register', str(disk), '--name', 'third', '--owner', 'gone'),
+                 "'gone' does not exist")
+    assert [entry['name'] for entry in run_json(capsys, 'image', 'list')['images']] == ['first', 'second']
+
+
 def test_image_register_errors_are_one_line(capsys, tmp_path):
     text = tmp_path / 'notes.txt'
     text.write_text('not a disk')

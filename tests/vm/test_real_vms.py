@@ -57,7 +57,8 @@ def test_local_host_and_stock_image_are_registered_once(ec2, vm_cloud):
     again = json.loads(vm_cloud.admin('image', 'install-stock', '--json'))
     assert again['machine']['image_id'] == vm_cloud.image_id
     (image,) = ec2.describe_images(ImageIds=[vm_cloud.image_id])['Images']
-    assert (image['Public'], image['State'], image['ImageType']) == (True, 'available', 'machine')
+    assert (image['Public'], image['State'], image['ImageType'], image['ImageOwnerAlias']) == (
+        True, 'available', 'machine', 'reservoir')
     kernel, ramdisk = image['KernelId'], image['RamdiskId']
     assert {i['ImageId']: i['ImageType'] for i in ec2.describe_images(ImageIds=[kernel, ramdisk])['Images']} == {
         kernel: 'kernel', ramdisk: 'ramdisk'}
