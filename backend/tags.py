@@ -102,13 +102,19 @@ FILTER_FIELDS = frozenset(_FIELDS)
 
 
 def check_tags(tags):
+    """Refuse what EC2 refuses in (key, value) pairs, before anything is created or changed."""
     for key, value in tags:
-        if not key or len(key) > MAX_KEY_LENGTH:
-            raise InvalidValue(f'Tag keys must be 1 to {MAX_KEY_LENGTH} characters long')
+        if not key:
+            raise InvalidValue('Tag keys must not be empty', code='InvalidTagKey.Malformed')
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidValue(f'Tag key exceeds the maximum length of {MAX_KEY_LENGTH} characters')
         if key.lower().startswith('aws:'):
-            raise InvalidValue("Tag keys starting with 'aws:' are reserved")
+            raise InvalidValue(f"Value ( {key} ) for parameter key is invalid. "
+                               "Tag keys starting with 'aws:' are reserved for internal use")
         if len(value or '') > MAX_VALUE_LENGTH:
-            raise InvalidValue(f'Tag values must be at most {MAX_VALUE_LENGTH} characters long')
+            raise InvalidValue(f'Tag value exceeds the maximum length of {MAX_VALUE_LENGTH} characters')
+    if len({key for key, _ in tags}) > MAX_TAGS_PER_RESOURCE:
+        raise InvalidValue(f'A resource may have at most {MAX_TAGS_PER_RESOURCE} tags', code='TagLimitExceeded')
 
 
 def _owned_types(session, owner, resource_ids):

@@ -2,6 +2,7 @@
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
 from . import action
+from .tags import requested_tags, tag_list
 
 _FIELDS = {
     'key-name': lambda k: k['KeyName'],
@@ -18,16 +19,18 @@ def create_key_pair(ctx, args):
         raise EC2Error('InvalidParameterValue', f"Invalid value '{key_type}' for KeyType")
     if args.get('KeyFormat', 'pem') != 'pem':
         raise EC2Error('InvalidParameterValue', 'Only the pem key format is supported')
+    tags = requested_tags(args.get('TagSpecifications'), 'key-pair')
     key_pair, private_key = ctx.cloud.keypairs.create(ctx.account_id, args['KeyName'], key_type)
-    result = _key_pair_shape(key_pair)
+    result = _key_pair_shape(key_pair, _tag_new(ctx, key_pair, tags))
     result['KeyMaterial'] = private_key
     return result
 
 
 @action('ImportKeyPair')
 def import_key_pair(ctx, args):
+    tags = requested_tags(args.get('TagSpecifications'), 'key-pair')
     key_pair = ctx.cloud.keypairs.import_key(ctx.account_id, args['KeyName'], args['PublicKeyMaterial'])
-    return _key_pair_shape(key_pair)
+    return _key_pair_shape(key_pair, _tag_new(ctx, key_pair, tags))
 
 
 @action('DescribeKeyPairs')
@@ -35,7 +38,8 @@ def describe_key_pairs(ctx, args):
     key_pairs = ctx.cloud.keypairs.describe(ctx.account_id, names=args.get('KeyNames'),
                                             ids=args.get('KeyPairIds'))
     include_public = args.get('IncludePublicKey', False)
-    shapes = [_key_pair_shape(key, include_public) for key in key_pairs]
+    tags = ctx.cloud.tags.tags_of([key.key_pair_id for key in key_pairs])
+    shapes = [_key_pair_shape(key, tags.get(key.key_pair_id), include_public) for key in key_pairs]
     return {'KeyPairs': filter_items(shapes, args.get('Filters'), _FIELDS, shape_tags)}
 
 
@@ -48,14 +52,21 @@ def delete_key_pair(ctx, args):
     return {'Return': True}
 
 
-def _key_pair_shape(key_pair, include_public=False):
+def _tag_new(ctx, key_pair, tags):
+    """Tag a key pair just created (the tags were checked before it was); returns them as a dict."""
+    if tags:
+        ctx.cloud.tags.create(ctx.account_id, [key_pair.key_pair_id], tags)
+    return dict(tags)
+
+
+def _key_pair_shape(key_pair, tags=None, include_public=False):
     shape = {
         'KeyPairId': key_pair.key_pair_id,
         'KeyName': key_pair.name,
         'KeyFingerprint': key_pair.fingerprint,
         'KeyType': key_pair.key_type,
         'CreateTime': key_pair.created_at,
-        'Tags': [],
+        'Tags': tag_list(tags) or [],
     }
     if include_public:
         shape['PublicKey'] = key_pair.public_key

@@ -1,5 +1,5 @@
 """Tags on the caller's resources, and the tag helpers the other resource modules share."""
-from backend.tags import FILTER_FIELDS, MAX_TAGS_PER_RESOURCE
+from backend.tags import FILTER_FIELDS, check_tags
 
 from ..errors import EC2Error
 from ..paging import paginate
@@ -8,7 +8,7 @@ from . import action
 
 @action('CreateTags')
 def create_tags(ctx, args):
-    tags = [(tag['Key'], tag.get('Value', '')) for tag in _required_tags(args)]
+    tags = [(tag.get('Key'), tag.get('Value', '')) for tag in args['Tags']]
     ctx.cloud.tags.create(ctx.account_id, args['Resources'], tags)
     return {}
 
@@ -18,7 +18,7 @@ def delete_tags(ctx, args):
     # A tag given without a value deletes the key whatever its value; with one, only that pair.
     tags = [(tag.get('Key'), tag.get('Value')) for tag in args.get('Tags') or ()]
     if any(not key for key, _ in tags):
-        raise EC2Error('InvalidParameterValue', 'Each tag to delete must have a key.')
+        raise EC2Error('InvalidTagKey.Malformed', 'Each tag to delete must have a key.')
     ctx.cloud.tags.delete(ctx.account_id, args['Resources'], tags)
     return {}
 
@@ -35,18 +35,17 @@ def describe_tags(ctx, args):
 
 
 def requested_tags(tag_specifications, resource_type):
-    """[(key, value)] for `resource_type` from TagSpecifications; other resource types are refused."""
-    tags = {}
+    """[(key, value)] for `resource_type` from TagSpecifications, checked before anything is created;
+    other resource types are refused."""
+    tags = []
     for spec in tag_specifications or ():
         if spec.get('ResourceType') != resource_type:
             raise EC2Error('InvalidParameterValue',
-                           f"'{spec.get('ResourceType')}' is not a valid taggable resource type for this "
-                           f'operation; only {resource_type} can be tagged here.')
-        for tag in _keyed(spec.get('Tags') or ()):
-            tags[tag['Key']] = tag.get('Value', '')
-    if len(tags) > MAX_TAGS_PER_RESOURCE:
-        raise EC2Error('TagLimitExceeded', f'A resource may have at most {MAX_TAGS_PER_RESOURCE} tags.')
-    return list(tags.items())
+                           f"'{spec.get('ResourceType') or ''}' is not a valid taggable resource type for "
+                           f'this operation; only {resource_type} can be tagged here.')
+        tags += [(tag.get('Key'), tag.get('Value', '')) for tag in spec.get('Tags') or ()]
+    check_tags(tags)
+    return list(dict(tags).items())     # a key given twice keeps its last value
 
 
 def tag_list(tags):
@@ -54,17 +53,6 @@ def tag_list(tags):
     if not tags:
         return None
     return [{'Key': key, 'Value': value} for key, value in sorted(tags.items())]
-
-
-def _required_tags(args):
-    return _keyed(args['Tags'])
-
-
-def _keyed(tags):
-    """The tags, each with a key (Tag.N.Value alone is not a tag)."""
-    if any(not tag.get('Key') for tag in tags):
-        raise EC2Error('InvalidParameterValue', 'Each tag must have a key.')
-    return tags
 
 
 def _filter_field(spec):

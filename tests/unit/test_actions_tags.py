@@ -69,17 +69,86 @@ def test_bad_requests_and_other_accounts(world, ec2):
     assert bob.describe_tags()['Tags'] == []
 
 
-@pytest.mark.parametrize('create', ['run_instances', 'allocate_address', 'create_placement_group', 'copy_image'])
-def test_a_tag_without_a_key_at_creation_is_refused_not_a_500(world, ec2, create):
-    arguments = {
-        'run_instances': dict(ImageId=world.image_id, MinCount=1, MaxCount=1),
-        'allocate_address': dict(Domain='vpc'),
-        'create_placement_group': dict(GroupName='g', Strategy='spread'),
-        'copy_image': dict(SourceImageId=world.image_id, SourceRegion='reservoir-1', Name='copy'),
-    }[create]
-    resource_type = {'run_instances': 'instance', 'allocate_address': 'elastic-ip',
-                     'create_placement_group': 'placement-group', 'copy_image': 'image'}[create]
-    keyless = [{'ResourceType': resource_type, 'Tags': [{'Value': 'orphan'}]}]
-    assert error_code(getattr(ec2, create), TagSpecifications=keyless, **arguments) == 'InvalidParameterValue'
-    many = [{'ResourceType': resource_type, 'Tags': [{'Key': f'k{n}', 'Value': ''} for n in range(51)]}]
-    assert error_code(getattr(ec2, create), TagSpecifications=many, **arguments) == 'TagLimitExceeded'
+PUBLIC_KEY = ('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbQhxqO4B5W7eYZg6XK4vN5bTj0mXnb5p2L3I7gq3Yk test')
+
+# Every action that creates a resource and takes TagSpecifications: (arguments, resource type).
+CREATORS = {
+    'run_instances': (lambda world: dict(ImageId=world.image_id, MinCount=1, MaxCount=1), 'instance'),
+    'allocate_address': (lambda world: dict(Domain='vpc'), 'elastic-ip'),
+    'create_placement_group': (lambda world: dict(GroupName='g', Strategy='spread'), 'placement-group'),
+    'copy_image': (lambda world: dict(SourceImageId=world.image_id, SourceRegion='reservoir-1', Name='copy'),
+                   'image'),
+    'create_key_pair': (lambda world: dict(KeyName='k'), 'key-pair'),
+    'import_key_pair': (lambda world: dict(KeyName='k', PublicKeyMaterial=PUBLIC_KEY.encode()), 'key-pair'),
+}
+
+# Tags AWS refuses, and the code it refuses them with.
+BAD_TAGS = {
+    'no-key': ([{'Value': 'orphan'}], 'InvalidTagKey.Malformed'),
+    'empty-key': ([{'Key': '', 'Value': 'v'}], 'InvalidTagKey.Malformed'),
+    'reserved-key': ([{'Key': 'aws:owner', 'Value': 'v'}], 'InvalidParameterValue'),
+    'long-key': ([{'Key': 'k' * 129, 'Value': 'v'}], 'InvalidParameterValue'),
+    'long-value': ([{'Key': 'k', 'Value': 'v' * 257}], 'InvalidParameterValue'),
+    'too-many': ([{'Key': f'k{n}', 'Value': ''} for n in range(51)], 'TagLimitExceeded'),
+}
+
+
+def everything_of(ec2):
+    """What the caller owns, for 'a refused request created nothing'."""
+    return (ec2.describe_instances()['Reservations'], ec2.describe_addresses()['Addresses'],
+            ec2.describe_placement_groups()['PlacementGroups'], ec2.describe_images(Owners=['self'])['Images'],
+            ec2.describe_key_pairs()['KeyPairs'], ec2.describe_tags()['Tags'])
+
+
+@pytest.mark.parametrize('create', sorted(CREATORS))
+@pytest.mark.parametrize('bad', sorted(BAD_TAGS))
+def test_bad_tags_at_creation_are_refused_and_create_nothing(world, ec2, create, bad):
+    arguments, resource_type = CREATORS[create]
+    tags, expected = BAD_TAGS[bad]
+    before = everything_of(ec2)
+    specification = [{'ResourceType': resource_type, 'Tags': tags}]
+    assert error_code(getattr(ec2, create), TagSpecifications=specification, **arguments(world)) == expected
+    assert everything_of(ec2) == before
+
+
+@pytest.mark.parametrize('create', sorted(CREATORS))
+def test_tags_at_creation_are_for_the_created_type_only(world, ec2, create):
+    arguments, resource_type = CREATORS[create]
+    other = 'volume' if resource_type != 'volume' else 'instance'
+    before = everything_of(ec2)
+    assert error_code(getattr(ec2, create), TagSpecifications=[{'ResourceType': other, 'Tags': [{'Key': 'a'}]}],
+                      **arguments(world)) == 'InvalidParameterValue'
+    assert everything_of(ec2) == before
+
+
+@pytest.mark.parametrize('create', sorted(CREATORS))
+def test_tags_at_the_limits_are_kept_and_shown(world, ec2, create):
+    arguments, resource_type = CREATORS[create]
+    tags = [{'Key': 'k' * 128, 'Value': 'v' * 256}] + [{'Key': f'k{n}', 'Value': ''} for n in range(49)]
+    getattr(ec2, create)(TagSpecifications=[{'ResourceType': resource_type, 'Tags': tags}], **arguments(world))
+    (resource_id,) = {tag['ResourceId'] for tag in ec2.describe_tags()['Tags']}
+    assert tags_on(ec2, resource_id) == {tag['Key']: tag['Value'] for tag in tags}
+
+
+def test_key_pairs_show_and_filter_by_their_tags(world, ec2):
+    key_pair_id = ec2.create_key_pair(KeyName='k', TagSpecifications=[
+        {'ResourceType': 'key-pair', 'Tags': [{'Key': 'team', 'Value': 'blue'}]}])['KeyPairId']
+    ec2.create_key_pair(KeyName='other')
+    (shown,) = ec2.describe_key_pairs(Filters=[{'Name': 'tag:team', 'Values': ['blue']}])['KeyPairs']
+    assert shown['KeyPairId'] == key_pair_id and shown['Tags'] == [{'Key': 'team', 'Value': 'blue'}]
+
+
+@pytest.mark.parametrize('bad', sorted(set(BAD_TAGS) - {'too-many'}))
+def test_create_tags_refuses_what_creation_refuses(world, ec2, bad):
+    key_pair_id = ec2.create_key_pair(KeyName='k')['KeyPairId']
+    tags, expected = BAD_TAGS[bad]
+    assert error_code(ec2.create_tags, Resources=[key_pair_id], Tags=tags) == expected
+    assert ec2.describe_tags()['Tags'] == []
+
+
+@pytest.mark.parametrize('tags', [[{'Value': 'orphan'}], [{'Key': ''}]])
+def test_delete_tags_needs_a_key_for_each_tag(world, ec2, tags):
+    key_pair_id = ec2.create_key_pair(KeyName='k')['KeyPairId']
+    ec2.create_tags(Resources=[key_pair_id], Tags=[{'Key': 'a', 'Value': 'orphan'}])
+    assert error_code(ec2.delete_tags, Resources=[key_pair_id], Tags=tags) == 'InvalidTagKey.Malformed'
+    assert tags_on(ec2, key_pair_id) == {'a': 'orphan'}
