@@ -10,7 +10,6 @@ import re
 
 from .service_model import response_version, xml_name
 
-# Characters XML 1.0 cannot carry at all; user-supplied text never reaches a client as broken XML.
 # Characters XML 1.0 cannot carry: the parser refuses them in requests, so nothing stored has them.
 NOT_XML_CHARS = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 _NEEDS_ESCAPING = re.compile('[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
@@ -131,10 +130,11 @@ def _write_blob(value, out):
 
 
 def escape(text):
-    """Escape markup; drop the characters XML cannot represent; keep CR (parsers would fold it)."""
+    """Escape markup, and CR (a parser folds a literal one into LF); the characters XML cannot represent
+    at all are dropped, so even a message quoting a refused value stays a well-formed document."""
     if not _NEEDS_ESCAPING.search(text):
         return text
-    text = text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace('\r', '&#13;')
+    text = text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace('\r', '&#xD;')
     if NOT_XML_CHARS.search(text):
         text = NOT_XML_CHARS.sub('', text)
     return text

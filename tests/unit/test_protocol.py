@@ -179,3 +179,19 @@ def test_every_operation_in_the_model_has_a_compilable_output_shape():
 def test_actions_without_an_output_shape_answer_return_true():
     body = render_response(operation('DeleteTags'), {}, 'r').decode()
     assert body.endswith('<requestId>r</requestId><return>true</return></DeleteTagsResponse>')
+
+
+@pytest.mark.parametrize('text', ['a\rb', 'a\r\nb', '\r', 'tab\there', 'line\nbreak', ']]>', '<![CDATA[x]]>',
+                                  '&amp;', '\U0001F600 non-BMP', '\u2028\u2029', ' padded ', '\ufffd', '"quoted\''])
+def test_accepted_text_comes_back_byte_exact(text):
+    model = operation('DescribeTags')
+    value = {'Tags': [{'Key': text, 'Value': text, 'ResourceId': 'i-1', 'ResourceType': 'instance'}]}
+    body = render_response(model, value, 'req-1')
+    parsed = create_parser('ec2').parse({'body': body, 'headers': {}, 'status_code': 200}, model.output_shape)
+    assert parsed['Tags'] == value['Tags']
+    assert parse_params(operation('CreateTags'), {'ResourceId.1': 'i-1', 'Tag.1.Key': text})['Tags'] == [{'Key': text}]
+
+
+def test_a_carriage_return_is_written_as_a_character_reference():
+    body = render_response(operation('DescribeTags'), {'Tags': [{'Key': 'k', 'Value': 'a\rb'}]}, 'req-1')
+    assert b'<value>a&#xD;b</value>' in body
