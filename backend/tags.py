@@ -1,7 +1,7 @@
 """Tags on every resource an account owns: instances, images, key pairs, addresses, groups."""
 import dataclasses
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import select
 
 from .errors import InvalidValue, NotFound
 from .matching import wildcard
@@ -57,12 +57,13 @@ class TagService:
         """DeleteTags: tags given as (key, value or None); none given deletes every tag."""
         with self.db.write() as session:
             _owned_types(session, owner, resource_ids)
-            condition = Tag.resource_id.in_(list(resource_ids))
-            if tags:
-                condition = and_(condition, or_(*[
-                    Tag.key == key if value is None else and_(Tag.key == key, Tag.value == value)
-                    for key, value in tags]))
-            session.execute(delete(Tag).where(condition, Tag.owner == owner))
+            rows = session.scalars(select(Tag).where(Tag.resource_id.in_(list(resource_ids)), Tag.owner == owner))
+            # Matched here rather than as one OR per tag in SQL: a thousand tags would exceed the
+            # database's expression depth.
+            named = _values_by_key(tags)
+            doomed = [row for row in rows if not tags or _named_by(row, named)]
+            for row in doomed:
+                session.delete(row)
 
     def describe(self, owner, filters=()):
         """DescribeTags: the owner's tags, filtered by key, value, resource-id, resource-type."""
@@ -115,6 +116,19 @@ def check_tags(tags):
             raise InvalidValue(f'Tag value exceeds the maximum length of {MAX_VALUE_LENGTH} characters')
     if len({key for key, _ in tags}) > MAX_TAGS_PER_RESOURCE:
         raise InvalidValue(f'A resource may have at most {MAX_TAGS_PER_RESOURCE} tags', code='TagLimitExceeded')
+
+
+def _values_by_key(tags):
+    """(key, value or None) pairs as {key: {values}}, None standing for any value."""
+    named = {}
+    for key, value in tags:
+        named.setdefault(key, set()).add(value)
+    return named
+
+
+def _named_by(row, named):
+    values = named.get(row.key)
+    return values is not None and (None in values or row.value in values)
 
 
 def _owned_types(session, owner, resource_ids):

@@ -152,3 +152,12 @@ def test_delete_tags_needs_a_key_for_each_tag(world, ec2, tags):
     ec2.create_tags(Resources=[key_pair_id], Tags=[{'Key': 'a', 'Value': 'orphan'}])
     assert error_code(ec2.delete_tags, Resources=[key_pair_id], Tags=tags) == 'InvalidTagKey.Malformed'
     assert tags_on(ec2, key_pair_id) == {'a': 'orphan'}
+
+
+def test_delete_tags_with_a_thousand_keys(world, ec2):
+    key_pair_id = ec2.create_key_pair(KeyName='k')['KeyPairId']
+    ec2.create_tags(Resources=[key_pair_id], Tags=[{'Key': 'keep', 'Value': ''}, {'Key': 'k7', 'Value': 'x'},
+                                                   {'Key': 'k8', 'Value': 'y'}])
+    doomed = [{'Key': 'k7'}, {'Key': 'k8', 'Value': 'not-y'}] + [{'Key': f'absent{n}'} for n in range(1000)]
+    ec2.delete_tags(Resources=[key_pair_id], Tags=doomed)
+    assert tags_on(ec2, key_pair_id) == {'keep': '', 'k8': 'y'}
