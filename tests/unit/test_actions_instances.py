@@ -170,6 +170,20 @@ def test_terminated_instances_stay_listed_as_terminated(world, ec2):
     assert instances_of(ec2, InstanceIds=[instance_id])[instance_id]['State'] == {'Code': 48, 'Name': 'terminated'}
 
 
+def test_a_stopped_instance_shuts_down_and_terminates_without_freeing_its_host_twice(world, ec2):
+    (instance_id,) = run(world, ec2)
+    world.settle()
+    ec2.stop_instances(InstanceIds=[instance_id])
+    world.settle()
+    change = ec2.terminate_instances(InstanceIds=[instance_id])['TerminatingInstances'][0]
+    assert change['CurrentState'] == {'Code': 32, 'Name': 'shutting-down'}
+    for name, value in (('instance-state-name', 'shutting-down'), ('instance-state-code', '32')):
+        assert list(instances_of(ec2, Filters=[{'Name': name, 'Values': [value]}])) == [instance_id]
+    world.settle()
+    assert instances_of(ec2, InstanceIds=[instance_id])[instance_id]['State'] == {'Code': 48, 'Name': 'terminated'}
+    assert [(host.used_cpus, host.used_memory_mib) for host in world.cloud.hosts.list()] == [(0, 0)] * 2
+
+
 def test_terminated_instances_leave_every_listing_after_the_retention(world, ec2):
     gone, kept = run(world, ec2, count=2)
     world.settle()
