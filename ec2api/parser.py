@@ -77,6 +77,13 @@ def _check_filter(spec):
         raise EC2Error('InvalidParameterValue', "The filter 'null' is invalid")
     if not spec.get('Values'):
         raise EC2Error('InvalidParameterValue', f"The filter '{name}' needs at least one value.")
+    if len(spec['Values']) > MAX_FILTER_VALUES:
+        raise EC2Error('FilterLimitExceeded', f"The filter '{name}' has more than {MAX_FILTER_VALUES} values.")
+
+
+# EC2's limits on one request's filters: more than these is FilterLimitExceeded.
+MAX_FILTERS = 50
+MAX_FILTER_VALUES = 200
 
 
 # Rules of a structure that its shape cannot express (the model marks no member of Filter required).
@@ -111,6 +118,8 @@ def _parse_list(shape, node, name):
             raise EC2Error('InvalidParameterValue', f'Invalid list index in parameter {name}.{index}')
         items.append((int(index), child))
     items.sort(key=lambda pair: pair[0])
+    if shape.name == 'FilterList' and len(items) > MAX_FILTERS:
+        raise EC2Error('FilterLimitExceeded', f'The request has more than {MAX_FILTERS} filters.')
     return [_parse_value(shape.member, child, f'{name}.{index}') for index, child in items]
 
 

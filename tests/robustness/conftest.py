@@ -34,6 +34,7 @@ class Deployment:
         self.victim = self.cloud.users.create('victim')
         self.attacker = self.cloud.users.create('attacker')
         self.victim_ids = self._victim_resources(home)
+        self.attacker_ids = self._attacker_resources(home)
         self._tables = None
 
     def _victim_resources(self, home):
@@ -54,6 +55,17 @@ class Deployment:
                 'public_ip': address.public_ip, 'key_name': 'victim-key', 'key_id': key.key_pair_id,
                 'group': 'victim-group', 'account': owner, 'private_ip': instance.private_ip,
                 'fingerprint': key.fingerprint}
+
+    def _attacker_resources(self, home):
+        """The attacker's own image and instance, so requests can get past 'not found' to later checks."""
+        cloud, owner = self.cloud, self.attacker.account_id
+        disk = home / 'attacker.qcow2'
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '8M'], check=True)
+        image = cloud.images.register_file(disk, 'attacker-image', owner)
+        (instance,) = cloud.instances.run(owner, LaunchRequest(image.image_id, 1, 1, 't1.micro'))
+        while self.worker.dispatch(wait=True):
+            pass
+        return {'image': image.image_id, 'instance': instance.instance_id}
 
     def send(self, params, user=None, sign=True, mutate=None):
         """POST the form `params` as `user` (the attacker), signed; returns (status, body bytes)."""

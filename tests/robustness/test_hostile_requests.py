@@ -167,11 +167,31 @@ def _body_changed(headers, data):
     return headers, data + b'&Extra=1'
 
 
+def _signed_with(access_key, secret, region):
+    """Sign again, as `access_key` with `secret`, for `region`."""
+    def mutate(headers, data):
+        request = AWSRequest(method='POST', url='http://127.0.0.1:8773/', data=data,
+                             headers={'Content-Type': headers['Content-Type']})
+        SigV4Auth(Credentials(access_key, secret), 'ec2', region).add_auth(request)
+        return dict(request.prepare().headers.items()), data
+    return mutate
+
+
+def _scope_date(headers, data):
+    # A credential scope for another day than the one signed (and X-Amz-Date) says.
+    authorization = headers['Authorization']
+    start = authorization.index('Credential=') + len('Credential=')
+    access_key, date, rest = authorization[start:].split('/', 2)
+    other = '20200101' if date != '20200101' else '20200102'
+    return {**headers, 'Authorization': f'{authorization[:start]}{access_key}/{other}/{rest}'}, data
+
+
 # What an HTTP header can carry: no control characters (no line breaks), latin-1.
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xff, exclude_characters='\x7f'), max_size=200)
 
 faults = st.one_of(
-    st.sampled_from([_drop('authorization'), _drop('x-amz-date'), _cut_signature, _body_changed,
+    st.sampled_from([_drop('authorization'), _drop('x-amz-date'), _cut_signature, _body_changed, _scope_date,
+                     _drop('content-type'), _replace('Content-Type', 'text/plain'),
                      _replace('X-Amz-Date', '20200101T000000Z'), _replace('X-Amz-Date', 'not a date'),
                      _replace('Host', 'elsewhere.example')]),
     header_text.map(lambda text: _replace('Authorization', text)),
@@ -188,6 +208,31 @@ def test_signing_faults_are_refused_cleanly_and_change_nothing(deployment, fault
     status, body = deployment.send(params, mutate=fault)
     code = assert_well_formed(status, body)
     assert code is not None and 400 <= status < 500, body[:300]
+    assert deployment.state() == before
+
+
+def _one_character_changed(secret):
+    return secret[:-1] + ('A' if secret[-1] != 'A' else 'B')
+
+
+@SETTINGS
+@given(whose=st.sampled_from(['victim', 'attacker', 'nobody']), secret=st.one_of(
+    st.sampled_from(['victim', 'attacker', 'victim-changed']), st.text(st.characters(min_codepoint=0x21,
+                                                                                     max_codepoint=0x7e))),
+       action=st.sampled_from(['DescribeInstances', 'TerminateInstances', 'DeleteKeyPair', 'ReleaseAddress']))
+def test_a_wrong_secret_is_refused_and_changes_nothing(deployment, whose, secret, action):
+    users = {'victim': deployment.victim, 'attacker': deployment.attacker}
+    access_key = users[whose].access_key_id if whose in users else 'AKIDNOSUCHKEY0000000'
+    secret = {'victim': deployment.victim.secret_access_key, 'attacker': deployment.attacker.secret_access_key,
+              'victim-changed': _one_character_changed(deployment.victim.secret_access_key)}.get(secret, secret)
+    if whose in users and secret == users[whose].secret_access_key:
+        return      # the right secret: not a fault
+    before = deployment.state()
+    victim = deployment.victim_ids
+    params = {'Action': action, 'Version': VERSION, 'InstanceId.1': victim['instance'], 'KeyName': 'victim-key',
+              'AllocationId': victim['allocation']}
+    status, body = deployment.send(params, mutate=_signed_with(access_key, secret, deployment.cloud.config.region))
+    assert assert_well_formed(status, body) in ('AuthFailure', 'SignatureDoesNotMatch'), body[:300]
     assert deployment.state() == before
 
 
@@ -244,4 +289,85 @@ def test_each_member_alone_with_odd_values(deployment, action):
         code = assert_well_formed(status, body)
         if code is not None:
             assert deployment.state() == before, (action, params, code)
+    assert victim_untouched(deployment)
+
+
+# --- lists with many members: more ids, tags, filters and values than any limit allows -------------------
+
+MANY = 1001
+
+
+# A value of each scalar type that its parser accepts, so a crowded list is not refused at its first leaf.
+TYPED_VALUES = {'integer': '1', 'long': '1', 'boolean': 'false', 'timestamp': '2026-01-01T00:00:00Z',
+                'blob': 'ZmFrZQ==', 'float': '1.0', 'double': '1.0'}
+
+
+def crowded_requests(shape, hints, prefix='', depth=0):
+    """For each list in the shape, a request giving it MANY members (each filled in at every leaf, and
+    the lists it sits in given one whole member), so the request reaches the checks of that list."""
+    if depth > 6 or shape.type_name == 'map':
+        return
+    if shape.type_name == 'structure':
+        for name, member in shape.members.items():
+            yield from crowded_requests(member, hints, _join(prefix, wire_name(name, member)), depth + 1)
+    elif shape.type_name == 'list':
+        yield {_join(f'{prefix}.{index}', leaf): leaf_value(leaf, kind, index, hints)
+               for index in range(1, MANY + 1) for leaf, kind in typed_leaf_paths(shape.member)}
+        whole_member = {_join(f'{prefix}.1', leaf): leaf_value(leaf, kind, 1, hints)
+                        for leaf, kind in typed_leaf_paths(shape.member)}
+        for inner in crowded_requests(shape.member, hints, f'{prefix}.1', depth + 1):
+            yield {**whole_member, **inner}
+
+
+def leaf_value(path, kind, index, hints):
+    """A value its parser accepts (a hint for the member's name if there is one), else a distinct word."""
+    return hints.get(path.rsplit('.', 1)[-1]) or TYPED_VALUES.get(kind) or f'v{index}'
+
+
+def typed_leaf_paths(shape, prefix='', depth=0):
+    if depth > 6 or shape.type_name == 'map':
+        return
+    if shape.type_name == 'structure':
+        for name, member in shape.members.items():
+            yield from typed_leaf_paths(member, _join(prefix, wire_name(name, member)), depth + 1)
+    elif shape.type_name == 'list':
+        yield from typed_leaf_paths(shape.member, f'{prefix}.1', depth + 1)
+    else:
+        yield prefix, shape.type_name     # '' for a list of scalars
+
+
+def required_defaults(deployment):
+    """Sensible values for the members actions require, naming the attacker's own resources."""
+    own = deployment.attacker_ids
+    return {'ImageId': own['image'], 'SourceImageId': own['image'], 'InstanceId': own['instance'],
+            'ResourceId.1': own['instance'], 'MinCount': '1', 'MaxCount': '1', 'KeyName': 'crowd',
+            'GroupName': 'crowd', 'Strategy': 'spread', 'Name': 'crowd', 'SourceRegion': deployment.cloud.config.region,
+            'PublicKeyMaterial': base64.b64encode(CROWD_PUBLIC_KEY.encode()).decode(), 'Tag.1.Key': 'crowd',
+            'Attribute': 'description', 'AllocationId': 'eipalloc-00000000', 'PublicIp': '192.0.2.1'}
+
+
+# The resource type each creating action tags (TagSpecification.N.ResourceType).
+TAGGED_TYPES = {'RunInstances': 'instance', 'AllocateAddress': 'elastic-ip', 'CreatePlacementGroup': 'placement-group',
+                'CopyImage': 'image', 'RegisterImage': 'image', 'CreateImage': 'image', 'CreateKeyPair': 'key-pair',
+                'ImportKeyPair': 'key-pair'}
+
+CROWD_PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbQhxqO4B5W7eYZg6XK4vN5bTj0mXnb5p2L3I7gq3Yk crowd'
+
+
+@pytest.mark.parametrize('action', implemented_actions())
+def test_lists_with_many_members(deployment, action):
+    shape = operation(action).input_shape
+    if shape is None:
+        return
+    scalars = {wire_name(name, member) for name, member in shape.members.items()
+               if member.type_name not in ('list', 'structure', 'map')}
+    required = {wire_name(name, shape.members[name]) for name in shape.required_members}
+    defaults = {name: value for name, value in required_defaults(deployment).items()
+                if name in scalars or name.split('.')[0] in required}
+    hints = {'ResourceType': TAGGED_TYPES.get(action), 'Name': 'tag:crowd', 'Key': None}
+    for params in crowded_requests(shape, hints):
+        before = deployment.state()
+        status, body = deployment.send({'Action': action, 'Version': VERSION, **defaults, **params})
+        if assert_well_formed(status, body) is not None:
+            assert deployment.state() == before, (action, sorted(params)[:3])
     assert victim_untouched(deployment)

@@ -1,5 +1,6 @@
 """Capacity bookkeeping follows the lifecycle table: whatever happens to instances, every host's
 used capacity is the sum over the instances that hold it, never negative, never above its total."""
+import dataclasses
 import itertools
 import subprocess
 
@@ -144,3 +145,21 @@ def test_starting_needs_room_on_its_host_and_a_refusal_changes_nothing(world):
         cloud.instances.start(owner, [first.instance_id])
     assert refused.value.code == 'InsufficientInstanceCapacity'
     assert cloud.instances.describe(owner, ids=[first.instance_id])[0].state == 'stopped'
+
+
+def test_administrators_pin_to_a_host_only_within_its_capacity(world):
+    # Host choice stays a back-end capability for administrators; tenants cannot reach it.
+    cloud, image_id = world
+    owner = cloud.users.create('carol').account_id
+    pinned = LaunchRequest(image_id=image_id, min_count=1, max_count=3, instance_type='t1.micro',
+                           host_name='sim-00002')
+    records = cloud.instances.run(owner, pinned)
+    assert len(records) == 3 and {record.host_name for record in records} == {'sim-00002'}
+    with pytest.raises(BackendError) as full:
+        cloud.instances.run(owner, pinned)
+    assert full.value.code == 'InsufficientInstanceCapacity'
+    with pytest.raises(BackendError) as unknown:
+        cloud.instances.run(owner, dataclasses.replace(pinned, host_name='sim-09999'))
+    assert unknown.value.code == 'InvalidHostID.NotFound'
+    assert len(cloud.instances.describe(owner)) == 3
+    assert_capacity_is_consistent(cloud)

@@ -111,6 +111,19 @@ def test_filters_are_grouped_and_ordered_by_index():
     assert parsed['Filters'] == [{'Name': 'a', 'Values': ['x2', 'x10']}, {'Name': 'b', 'Values': ['y']}]
 
 
+@pytest.mark.parametrize('filters, values, accepted', [(50, 1, True), (51, 1, False), (1, 200, True),
+                                                       (1, 201, False)])
+def test_filters_and_values_beyond_ec2s_limits_are_refused(filters, values, accepted):
+    params = {f'Filter.{f}.{key}': value for f in range(1, filters + 1)
+              for key, value in [('Name', 'tag:k'), *((f'Value.{v}', f'x{v}') for v in range(1, values + 1))]}
+    if accepted:
+        assert len(parse_params(operation('DescribeInstances'), params)['Filters']) == filters
+        return
+    with pytest.raises(EC2Error) as raised:
+        parse_params(operation('DescribeInstances'), params)
+    assert raised.value.code == 'FilterLimitExceeded' and raised.value.status == 400
+
+
 def test_strings_stay_strings_until_the_model_types_them():
     parsed = parse_params(operation('CreateTags'), {'ResourceId.1': 'i-1', 'Tag.1.Key': 'mode',
                                                     'Tag.1.Value': '0777'})
