@@ -1,7 +1,7 @@
 """The VM manager as one object: configuration, database and the services built on them."""
 import datetime
 
-from .addresses import AddressService
+from .networking.addresses import AddressService
 from .catalog import Catalog
 from .config import load_config
 from .db import Database
@@ -11,7 +11,9 @@ from .image_lifetimes import load_limits
 from .images import ImageRepository, ImageService
 from .instances import InstanceService
 from .keypairs import KeyPairService
-from .networks import NetworkService
+from .networking.networks import NetworkService
+from .networking.subnets import SubnetService
+from .networking.vpcs import VpcService
 from .placement_groups import PlacementGroupService
 from .quotas import QuotaService, load_defaults as load_quota_defaults
 from .snapshots import SnapshotService
@@ -37,9 +39,11 @@ class Cloud:
         self.catalog = Catalog(config)
         self.hosts = HostService(db, config)
         self.networks = NetworkService(db, config)
-        self.networks.ensure_defaults(compute.default_network, compute.public_pool)
+        self.networks.ensure_defaults(compute.public_pool)
+        self.vpcs = VpcService(db, config.zones)
+        self.subnets = SubnetService(db, self.vpcs, config.zones)
         self.instances = InstanceService(
-            db, config, self.networks, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
+            db, config, self.networks, self.vpcs, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
             max_launch=compute.max_launch, quotas=self.quotas.defaults)
         self.tags = TagService(db)

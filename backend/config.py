@@ -34,7 +34,6 @@ class InstanceType:
 class ComputeSettings:
     """How the VM manager places, runs and watches instances ([compute] in reservoir.ini)."""
     scheduler_policy: str = 'striping'
-    default_network: str = '10.0.0.0/20'
     public_pool: str = '192.0.2.0/24'
     worker_threads: int = 4
     poll_seconds: float = 0.5

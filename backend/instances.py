@@ -22,7 +22,7 @@ from .matching import wildcard
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
-                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, PlacementGroup, Tag,
+                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, PlacementGroup, Tag, Vpc as VpcRow,
                      new_resource_id, utcnow)
 
 INSTANCE_ID = re.compile(r'i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -48,6 +48,7 @@ class LaunchRequest:
     kernel_id: str | None = None
     ramdisk_id: str | None = None
     subnet_id: str | None = None
+    private_ip: str | None = None         # PrivateIpAddress: this address in the subnet, for one instance
     tags: tuple = ()                      # ((key, value), …) for each instance
     client_token: str | None = None
 
@@ -77,6 +78,7 @@ class InstanceRecord:
     host_name: str | None
     zone: str
     subnet_id: str | None
+    vpc_id: str | None
     private_ip: str | None
     mac: str | None
     public_ip: str | None
@@ -116,12 +118,13 @@ class _CapacityRace(Exception):
 
 
 class InstanceService:
-    def __init__(self, db, config, networks, wake_workers=None, policy='striping',
+    def __init__(self, db, config, networks, vpcs, wake_workers=None, policy='striping',
                  terminated_retention=datetime.timedelta(hours=1), max_launch=1000, quotas=None):
         self.db = db
         self.quotas = quotas or Quotas()
         self.config = config
         self.networks = networks
+        self.vpcs = vpcs
         self.wake_workers = wake_workers or (lambda: None)
         self.policy = policy
         self.terminated_retention = terminated_retention
@@ -159,6 +162,9 @@ class InstanceService:
             raise InvalidValue('MinCount must be at least 1 and no more than MaxCount')
         if request.max_count > self.max_launch:
             raise InvalidValue(f'MaxCount may be at most {self.max_launch}', code='InstanceLimitExceeded')
+        if request.private_ip is not None and request.max_count > 1:
+            raise InvalidValue('A private IP address can be given for one instance only',
+                               code='InvalidParameterCombination')
         if request.dedicated_host_id is not None:
             _refuse_dedicated_host(request.dedicated_host_id)
         kind = self.config.instance_types.get(request.instance_type)
@@ -196,23 +202,35 @@ class InstanceService:
         return self.describe(owner, ids=ids, check_ids=False)
 
     def _launch(self, owner, request, kind):
+        default_vpc = None
+        if not request.subnet_id:
+            # Made in a transaction of its own on the account's first launch.
+            default_vpc = self.vpcs.default_vpc(owner)
+            if default_vpc is None:
+                raise InvalidValue('No default VPC for this user. Name a subnet.', code='VPCIdNotSpecified')
         with self.db.write() as session:
             image = session.get(ImageRow, request.image_id)
             group = _placement_group(session, owner, request.group_name)
             lock_account(session, owner)
             allowed = instances_allowed(session, self.quotas, owner, request.max_count, request.min_count, kind.vcpus)
             hosts = _host_views(session)
-            placement = scheduler.place(hosts, scheduler.Request(
+            zones = {host.host_id: host.zone for host in hosts}
+            wanted = scheduler.Request(
                 min_count=request.min_count, max_count=allowed, vcpus=kind.vcpus,
-                memory_mib=kind.memory_mib, zone=request.zone, host_id=_host_id(hosts, request.host_name),
-                group_strategy=group.strategy if group else None,
-                group_hosts=_group_hosts(session, owner, group)), self.policy)
+                memory_mib=kind.memory_mib, zone=self._launch_zone(session, owner, request),
+                host_id=_host_id(hosts, request.host_name), group_strategy=group.strategy if group else None,
+                group_hosts=_group_hosts(session, owner, group))
+            placement = scheduler.place(hosts, wanted, self.policy)
+            placed_zones = collections.Counter(zones[host_id] for host_id in placement.host_ids)
+            if len(placed_zones) > 1:
+                # One launch, one subnet, one zone: the zone where most of them fit.
+                zone = placed_zones.most_common(1)[0][0]
+                placement = scheduler.place(hosts, dataclasses.replace(wanted, zone=zone), self.policy)
             _reserve_capacity(session, placement.host_ids, kind)
             reservation_id = new_resource_id('r')
             instance_ids = [new_resource_id('i') for _ in placement.host_ids]
-            network = self.networks.for_launch(session, request.subnet_id)
-            leases, lease_rows = self.networks.lease(session, network, instance_ids)
-            zones = {host.host_id: host.zone for host in hosts}
+            network = self._launch_subnet(session, owner, request, zones[placement.host_ids[0]], default_vpc)
+            leases, lease_rows = self.networks.lease(session, network, instance_ids, request.private_ip)
             now = utcnow()
             session.execute(InstanceRow.__table__.insert(), [
                 _new_instance(owner, request, kind, image, reservation_id, instance_id, index, host_id,
@@ -227,6 +245,26 @@ class InstanceService:
                 session.add(ClientToken(owner=owner, token=request.client_token,
                                         request_hash=request.fingerprint(), reservation_id=reservation_id))
         return instance_ids
+
+    def _launch_zone(self, session, owner, request):
+        """The zone a launch must land in: the one asked for, or its subnet's."""
+        if not request.subnet_id:
+            return request.zone
+        subnet_zone = self.networks.zone_of(session, owner, request.subnet_id)
+        if subnet_zone and request.zone and request.zone != subnet_zone:
+            raise InvalidValue(f"The subnet '{request.subnet_id}' is in {subnet_zone}, not in {request.zone}.",
+                               code='InvalidParameterCombination')
+        return subnet_zone or request.zone
+
+    def _launch_subnet(self, session, owner, request, zone, default_vpc):
+        """The subnet to lease from, locked: the one named, else the default VPC's in the zone placed in."""
+        if request.subnet_id:
+            return self.networks.for_launch(session, owner, request.subnet_id)
+        subnet = self.networks.default_subnet(session, default_vpc.vpc_id, zone)
+        if subnet is None:
+            raise InvalidValue(f'The default VPC has no default subnet in {zone}. Name a subnet.',
+                               code='VPCIdNotSpecified')
+        return subnet
 
     # -- describing ----------------------------------------------------------------------------------
 
@@ -552,7 +590,7 @@ _COLUMNS = {
     'owner-id': InstanceRow.owner,
     'client-token': InstanceRow.client_token,
 }
-FILTER_FIELDS = frozenset(_COLUMNS) | {'instance-state-name', 'instance-state-code', 'subnet-id', 'host-id'}
+FILTER_FIELDS = frozenset(_COLUMNS) | {'instance-state-name', 'instance-state-code', 'subnet-id', 'vpc-id', 'host-id'}
 
 
 def _is_wildcard(value):
@@ -565,9 +603,11 @@ def _still_visible(horizon):
 
 def _listing(*conditions):
     """Instances as plain column rows, not ORM objects: a listing of thousands is several times cheaper so."""
-    return select(InstanceRow.__table__, HostRow.name.label('host_name'), NetworkRow.subnet_id.label('subnet_id')) \
+    return select(InstanceRow.__table__, HostRow.name.label('host_name'), NetworkRow.subnet_id.label('subnet_id'),
+                  VpcRow.vpc_id.label('vpc_id')) \
         .outerjoin(HostRow, HostRow.id == InstanceRow.host_id) \
         .outerjoin(NetworkRow, NetworkRow.id == InstanceRow.network_id) \
+        .outerjoin(VpcRow, VpcRow.id == NetworkRow.vpc_pk) \
         .where(*conditions).order_by(InstanceRow.instance_id)
 
 
@@ -643,6 +683,9 @@ def _sql_condition(field, values):
         return InstanceRow.state.in_(_internal_states(lambda name, code: str(code) in values))
     if field == 'subnet-id':
         return InstanceRow.network_id.in_(select(NetworkRow.id).where(NetworkRow.subnet_id.in_(values)))
+    if field == 'vpc-id':
+        return InstanceRow.network_id.in_(select(NetworkRow.id).join(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
+                                          .where(VpcRow.vpc_id.in_(values)))
     if field in ('host-id', 'nothing'):
         return false()      # host-id: EC2's dedicated host, none here (host names are not for tenants)
     if field.startswith('tag:'):
@@ -677,6 +720,7 @@ _RECORD_READERS = {
     'instance-state-name': lambda r: [r.ec2_state[0]],
     'instance-state-code': lambda r: [str(r.ec2_state[1])],
     'subnet-id': lambda r: [r.subnet_id],
+    'vpc-id': lambda r: [r.vpc_id],
     'host-id': lambda r: [],
     **{field: (lambda column_name: lambda r: [getattr(r, column_name)])(column.key)
        for field, column in _COLUMNS.items()},
@@ -724,6 +768,6 @@ def _record(row, tags):
     return InstanceRecord(
         row.instance_id, row.reservation_id, row.owner, row.image_id, row.kernel_id, row.ramdisk_id,
         row.instance_type, row.vcpus, row.memory_mib, row.key_name, row.state, row.state_reason_code,
-        row.state_reason_message, row.transition_reason, row.host_name, row.zone, row.subnet_id, row.private_ip,
+        row.state_reason_message, row.transition_reason, row.host_name, row.zone, row.subnet_id, row.vpc_id, row.private_ip,
         row.mac, row.public_ip, row.placement_group, row.ami_launch_index, row.client_token,
         row.launch_time, row.state_changed_at, row.terminated_at, tags)

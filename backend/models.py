@@ -213,6 +213,31 @@ class Host(Base):
     created_at: Mapped[datetime.datetime] = _created_at()
 
 
+class Vpc(Base):
+    """An account's private address space: its subnets route to each other and to nothing else.
+
+    `id` names the VPC's router on hosts (interface names are short); `vpc_id` is what clients see.
+    A shared VPC is the cloud's: the networks administrators create, open to every account.
+    """
+    __tablename__ = 'vpcs'
+    __table_args__ = (
+        # One default VPC per account, even when two first requests race to create it.
+        Index('uq_vpcs_default_owner', 'owner', unique=True, sqlite_where=text('is_default'),
+              postgresql_where=text('is_default')),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vpc_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 2), nullable=False, unique=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    cidr: Mapped[str] = mapped_column(String(43), nullable=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    shared: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default='available')
+    dns_support: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    dns_hostnames: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
 class Network(Base):
     """A virtual network (an EC2 subnet): an isolated L2 segment with its own address range."""
     __tablename__ = 'networks'
@@ -227,7 +252,14 @@ class Network(Base):
     dns: Mapped[str | None] = mapped_column(String(255))
     bridge: Mapped[str | None] = mapped_column(String(15))
     vlan: Mapped[int | None] = mapped_column()
+    # EC2's DefaultForAz: where a launch that names no subnet goes, in its VPC's zone.
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The VPC the subnet belongs to (none for the elastic IP pool) and the account that made it.
+    vpc_pk: Mapped[int | None] = mapped_column(ForeignKey('vpcs.id'), index=True)
+    owner: Mapped[str | None] = mapped_column(String(ACCOUNT_ID_LENGTH), index=True)
+    # None: a network of the cloud's, usable in every zone.
+    zone: Mapped[str | None] = mapped_column(String(64))
+    map_public_ip: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     # The last address handed out: picks continue after it, round-robin.
     cursor: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     created_at: Mapped[datetime.datetime] = _created_at()
@@ -236,12 +268,13 @@ class Network(Base):
 class Lease(Base):
     """An address of a network held by an instance. The unique pair makes double leases impossible."""
     __tablename__ = 'leases'
-    __table_args__ = (UniqueConstraint('network_id', 'address'),)
+    # VPCs may overlap, so a MAC (02:00 + IPv4) is unique within its network only.
+    __table_args__ = (UniqueConstraint('network_id', 'address'), UniqueConstraint('network_id', 'mac'))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     network_id: Mapped[int] = mapped_column(ForeignKey('networks.id'), nullable=False)
     address: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    mac: Mapped[str] = mapped_column(String(17), nullable=False, unique=True)
+    mac: Mapped[str] = mapped_column(String(17), nullable=False)
     instance_id: Mapped[str] = mapped_column(ForeignKey('instances.instance_id', ondelete='CASCADE'),
                                              nullable=False, unique=True)
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from .errors import InvalidValue, NotFound
 from .matching import wildcard
 from .models import (Address, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow,
-                     PlacementGroup, Tag)
+                     Network as NetworkRow, PlacementGroup, Tag, Vpc as VpcRow)
 
 MAX_TAGS_PER_RESOURCE = 50
 MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 128, 256
@@ -20,6 +20,8 @@ _RESOURCES = {
     'key': ('key-pair', KeyPairRow, KeyPairRow.key_pair_id, KeyPairRow.owner),
     'eipalloc': ('elastic-ip', Address, Address.allocation_id, Address.owner),
     'pg': ('placement-group', PlacementGroup, PlacementGroup.group_id, PlacementGroup.owner),
+    'vpc': ('vpc', VpcRow, VpcRow.vpc_id, VpcRow.owner),
+    'subnet': ('subnet', NetworkRow, NetworkRow.subnet_id, NetworkRow.owner),
 }
 
 
@@ -149,4 +151,5 @@ def _owned_types(session, owner, resource_ids):
 def _not_found_code(resource_type):
     return {'instance': 'InvalidInstanceID.NotFound', 'image': 'InvalidAMIID.NotFound',
             'key-pair': 'InvalidKeyPair.NotFound', 'elastic-ip': 'InvalidAllocationID.NotFound',
-            'placement-group': 'InvalidPlacementGroup.Unknown'}[resource_type]
+            'placement-group': 'InvalidPlacementGroup.Unknown', 'vpc': 'InvalidVpcID.NotFound',
+            'subnet': 'InvalidSubnetID.NotFound'}[resource_type]

@@ -20,7 +20,7 @@ from sqlalchemy import func, or_, select, update
 from .drivers import open_driver
 from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSpec
 from .drivers.instance_files import InstanceFiles
-from .host_network import HostNetwork, HostNetworkError, bridge_name
+from .networking.host_network import HostNetwork, HostNetworkError, bridge_name
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow

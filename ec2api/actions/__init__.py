@@ -3,13 +3,15 @@ import dataclasses
 import importlib
 import threading
 
+from ..errors import EC2Error
+
 _HANDLERS = {}
 _loaded = False
 _loading = threading.Lock()
 
 # Modules whose import registers their actions.
 _ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images', 'instances', 'addresses', 'tags',
-                   'placement_groups', 'create_image', 'account_attributes')
+                   'placement_groups', 'create_image', 'account_attributes', 'vpcs', 'subnets')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,13 @@ def action(name):
         _HANDLERS[name] = handler
         return handler
     return register
+
+
+def refuse_unsupported(args, supported, action_name):
+    """Refuse a parameter this cloud cannot honour instead of ignoring it."""
+    for name in args:
+        if name not in supported and name != 'DryRun':
+            raise EC2Error('UnsupportedOperation', f'The parameter {name} of {action_name} is not supported here.')
 
 
 def handler_for(name):

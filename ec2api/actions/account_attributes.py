@@ -1,6 +1,6 @@
 """DescribeAccountAttributes: what the account may do, which clients and configuration tools ask
-first. Limits are the account's quotas; there is no default VPC (yet), and every account is on the
-VPC platform, as new AWS accounts are."""
+first. Limits are the account's quotas; every account is on the VPC platform, as new AWS accounts
+are, with a default VPC made on first need (or 'none' once the account deleted it)."""
 from ..errors import EC2Error
 from . import action
 
@@ -11,9 +11,10 @@ SECURITY_GROUPS_PER_INTERFACE = 5
 @action('DescribeAccountAttributes')
 def describe_account_attributes(ctx, args):
     quotas, _usage = ctx.cloud.quotas.of(ctx.account_id)
+    default_vpc = ctx.cloud.vpcs.default_vpc(ctx.account_id)
     attributes = {
         'supported-platforms': ['VPC'],
-        'default-vpc': ['none'],
+        'default-vpc': [default_vpc.vpc_id if default_vpc else 'none'],
         'max-instances': [str(quotas.instances)],
         'vpc-max-security-groups-per-interface': [str(SECURITY_GROUPS_PER_INTERFACE)],
         'max-elastic-ips': [str(quotas.elastic_ips)],

@@ -28,6 +28,7 @@ _FILTER_ALIASES = {
     'network-interface.association.public-ip': 'ip-address',
     'network-interface.mac-address': 'mac-address',
     'network-interface.subnet-id': 'subnet-id',
+    'network-interface.vpc-id': 'vpc-id',
     'placement.availability-zone': 'availability-zone',
 }
 # Attributes every instance here has the same value of: such a filter keeps all or nothing.
@@ -64,11 +65,64 @@ def run_instances(ctx, args):
         instance_type=args.get('InstanceType') or DEFAULT_INSTANCE_TYPE, key_name=args.get('KeyName'),
         user_data=_checked_user_data(args.get('UserData')), zone=placement.get('AvailabilityZone'),
         dedicated_host_id=placement.get('HostId'), group_name=placement.get('GroupName'),
-        kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=args.get('SubnetId'),
-        tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
+        kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=_launch_subnet(args),
+        private_ip=_launch_private_ip(args), tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
         client_token=args.get('ClientToken'))
+    _check_security_groups(args)
     records = sorted(ctx.cloud.instances.run(ctx.account_id, request), key=lambda r: r.ami_launch_index)
     return _reservation(ctx, records)
+
+
+# What a launch's one network interface may say here; the rest needs network interfaces of their own.
+_INTERFACE_MEMBERS = {'DeviceIndex', 'SubnetId', 'PrivateIpAddress', 'DeleteOnTermination', 'Groups',
+                      'AssociatePublicIpAddress'}
+
+
+def _launch_interface(args):
+    """The launch's NetworkInterface.1 (eth0), as configuration tools give the subnet, or None."""
+    interfaces = args.get('NetworkInterfaces') or []
+    if not interfaces:
+        return None
+    if args.get('SubnetId') or args.get('PrivateIpAddress'):
+        raise EC2Error('InvalidParameterCombination', 'Network interfaces and an instance-level subnet ID or '
+                                                      'private IP address may not be specified on the same request')
+    if len(interfaces) > 1:
+        raise EC2Error('UnsupportedOperation', 'Only one network interface (device index 0) can be given at '
+                                               'launch here.')
+    (interface,) = interfaces
+    if interface.get('DeviceIndex', 0) != 0:
+        raise EC2Error('InvalidParameterValue', 'The first network interface of a launch must have device index 0.')
+    unsupported = sorted(set(interface) - _INTERFACE_MEMBERS)
+    if unsupported:
+        raise EC2Error('UnsupportedOperation', f"NetworkInterface.1.{unsupported[0]} is not supported here.")
+    if interface.get('DeleteOnTermination') is False:
+        raise EC2Error('UnsupportedOperation', 'A launch interface is deleted with its instance here.')
+    if interface.get('AssociatePublicIpAddress'):
+        raise EC2Error('UnsupportedOperation', 'Public addresses are not assigned at launch here; '
+                                               'associate an elastic IP instead.')
+    if not interface.get('SubnetId'):
+        raise EC2Error('MissingParameter', 'The request must contain the parameter NetworkInterface.1.SubnetId')
+    return interface
+
+
+def _launch_subnet(args):
+    interface = _launch_interface(args)
+    return interface['SubnetId'] if interface else args.get('SubnetId')
+
+
+def _launch_private_ip(args):
+    interface = _launch_interface(args)
+    return interface.get('PrivateIpAddress') if interface else args.get('PrivateIpAddress')
+
+
+def _check_security_groups(args):
+    """Every instance is in its VPC's default group; any other group does not exist (yet)."""
+    interface = _launch_interface(args) or {}
+    for group_id in [*(args.get('SecurityGroupIds') or ()), *(interface.get('Groups') or ())]:
+        raise EC2Error('InvalidGroup.NotFound', f"The security group '{group_id}' does not exist")
+    for name in args.get('SecurityGroups') or ():
+        if name != 'default':
+            raise EC2Error('InvalidGroup.NotFound', f"The security group '{name}' does not exist")
 
 
 def _checked_user_data(user_data):
@@ -327,6 +381,7 @@ def _instance_shape(record, region):
         'RamdiskId': record.ramdisk_id,
         'Monitoring': {'State': 'disabled'},
         'SubnetId': record.subnet_id,
+        'VpcId': record.vpc_id,
         'PrivateIpAddress': record.private_ip,
         'PublicIpAddress': record.public_ip,
         'Architecture': 'x86_64',
@@ -362,6 +417,7 @@ def _network_interface(record, private_dns):
         'PrivateIpAddress': record.private_ip,
         'PrivateDnsName': private_dns,
         'SubnetId': record.subnet_id,
+        'VpcId': record.vpc_id,
         'OwnerId': record.owner,
         'Status': 'in-use',
         'SourceDestCheck': True,

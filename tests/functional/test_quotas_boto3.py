@@ -35,10 +35,11 @@ def attributes(client, *names):
 
 def test_account_attributes_report_the_quotas(server):
     ec2 = server.client('alice')
-    assert attributes(ec2) == {'supported-platforms': ['VPC'], 'default-vpc': ['none'], 'max-instances': ['2'],
+    default_vpc = ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs'][0]['VpcId']
+    assert attributes(ec2) == {'supported-platforms': ['VPC'], 'default-vpc': [default_vpc], 'max-instances': ['2'],
                                'vpc-max-security-groups-per-interface': ['5'], 'max-elastic-ips': ['1'],
                                'vpc-max-elastic-ips': ['1']}
-    assert attributes(ec2, 'default-vpc') == {'default-vpc': ['none']}
+    assert attributes(ec2, 'default-vpc') == {'default-vpc': [default_vpc]}
     assert error_code(ec2.describe_account_attributes, AttributeNames=['max-everything']) == 'InvalidParameterValue'
 
 

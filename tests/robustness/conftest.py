@@ -43,7 +43,11 @@ class Deployment:
         disk = home / 'victim.qcow2'
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '8M'], check=True)
         image = cloud.images.register_file(disk, 'victim-image', owner)
-        (instance,) = cloud.instances.run(owner, LaunchRequest(image.image_id, 1, 1, 't1.micro'))
+        # A VPC of its own, so its instance's address is the victim's alone (default VPCs all overlap).
+        vpc = cloud.vpcs.create(owner, '10.99.0.0/16')
+        subnet = cloud.subnets.create(owner, vpc.vpc_id, '10.99.1.0/24')
+        (instance,) = cloud.instances.run(owner, LaunchRequest(image.image_id, 1, 1, 't1.micro',
+                                                               subnet_id=subnet.subnet_id))
         while self.worker.dispatch(wait=True):
             pass
         address = cloud.addresses.allocate(owner)
@@ -54,7 +58,7 @@ class Deployment:
         return {'instance': instance.instance_id, 'image': image.image_id, 'allocation': address.allocation_id,
                 'public_ip': address.public_ip, 'key_name': 'victim-key', 'key_id': key.key_pair_id,
                 'group': 'victim-group', 'account': owner, 'private_ip': instance.private_ip,
-                'fingerprint': key.fingerprint}
+                'fingerprint': key.fingerprint, 'vpc': vpc.vpc_id, 'subnet': subnet.subnet_id}
 
     def _attacker_resources(self, home):
         """The attacker's own image and instance, so requests can get past 'not found' to later checks."""

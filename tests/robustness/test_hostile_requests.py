@@ -40,12 +40,15 @@ plausible_text = st.sampled_from([
     'tag-value', 'resource-id', 'name', 'state', 'public-ip', 'allocation-id', 'group-name', 'architecture',
     'running', 'stopped', '*', 'v*', 't1.micro', 'm1.small', 'x86_64', 'default', 'vpc', 'standard', 'spread',
     'cluster', 'self', 'all', 'reservoir', 'reservoir-1', 'reservoir-1a', 'machine', 'launchPermission',
-    'description', 'userData', 'instanceType', 'attacker-key', 'ed25519', 'rsa', 'secret', 'victim'])
+    'description', 'userData', 'instanceType', 'attacker-key', 'ed25519', 'rsa', 'secret', 'victim', 'vpc-id',
+    'subnet-id', 'is-default', 'cidr', '10.99.0.0/16', '172.31.0.0/16', '10.99.1.0/24', 'enableDnsSupport',
+    'enableDnsHostnames'])
 
 
 def victim_values(victim):
     return st.sampled_from([victim['instance'], victim['image'], victim['allocation'], victim['public_ip'],
-                            victim['key_name'], victim['key_id'], victim['group'], victim['account']])
+                            victim['key_name'], victim['key_id'], victim['group'], victim['account'],
+                            victim['vpc'], victim['subnet']])
 
 
 def flat_params(shape, prefix, victim, depth=0):
@@ -109,7 +112,8 @@ def _some_of(members):
 @pytest.mark.parametrize('action', implemented_actions())
 def test_hostile_parameters_never_break_the_cloud_nor_reach_the_victim(deployment, action):
     victim = deployment.victim_ids
-    victim_private = [victim[key] for key in ('instance', 'image', 'allocation', 'key_id', 'public_ip')]
+    victim_private = [victim[key] for key in ('instance', 'image', 'allocation', 'key_id', 'public_ip', 'vpc',
+                                              'subnet')]
     victim_secrets = [SECRET, victim['fingerprint'], victim['private_ip'], 'victim-image']
 
     @SETTINGS
@@ -141,7 +145,9 @@ def victim_untouched(deployment):
     return (instance.state == 'running' and instance.tags == {'secret': SECRET}
             and address.instance_id == victim['instance'] and len(images) == 1
             and not images[0].public and images[0].name == 'victim-image'
-            and [key.name for key in cloud.keypairs.describe(owner)] == ['victim-key'])
+            and [key.name for key in cloud.keypairs.describe(owner)] == ['victim-key']
+            and cloud.vpcs.attribute(owner, victim['vpc'], 'enableDnsHostnames') is False
+            and [s.vpc_id for s in cloud.subnets.describe(owner, [victim['subnet']])] == [victim['vpc']])
 
 
 # --- signing faults ---------------------------------------------------------------------------------
@@ -274,7 +280,8 @@ def odd_requests(shape, prefix, victim, depth=0):
         return
     if kind == 'map':
         return
-    for value in ODD_VALUES + tuple(victim[key] for key in ('instance', 'image', 'allocation', 'key_name', 'group')):
+    for value in ODD_VALUES + tuple(victim[key] for key in ('instance', 'image', 'allocation', 'key_name', 'group',
+                                                            'vpc', 'subnet')):
         yield {prefix: value}
 
 

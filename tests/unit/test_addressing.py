@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from backend import addressing
+from backend.networking import addressing
 from backend.errors import CapacityError, InvalidValue
 
 

@@ -14,7 +14,7 @@ import pytest
 from backend.drivers import open_driver
 from backend.drivers.base import LaunchSpec, NicSpec
 from backend.drivers.instance_files import InstanceFiles
-from backend.host_network import (DNAT_CHAIN, FORWARD_CHAIN, ISOLATE_CHAIN, Desired, HostNetwork, Segment,
+from backend.networking.host_network import (DNAT_CHAIN, FORWARD_CHAIN, ISOLATE_CHAIN, Desired, HostNetwork, Segment,
                                   bridge_name, filter_rules, nat_rules)
 from backend.models import Network as NetworkRow
 

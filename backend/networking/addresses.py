@@ -8,10 +8,10 @@ import dataclasses
 from sqlalchemy import select, update
 
 from . import addressing
-from .errors import Conflict, InvalidValue, NotFound
-from .lifecycle import ec2_state
-from .quotas import Quotas, check_addresses, lock_account
-from .models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow, new_resource_id
+from ..errors import Conflict, InvalidValue, NotFound
+from ..lifecycle import ec2_state
+from ..quotas import Quotas, check_addresses, lock_account
+from ..models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow, new_resource_id
 from .networks import PUBLIC_POOL
 
 

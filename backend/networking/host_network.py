@@ -26,8 +26,8 @@ import threading
 
 from sqlalchemy import select
 
-from .drivers.base import DriverError
-from .models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow
+from ..drivers.base import DriverError
+from ..models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import re
 from sqlalchemy import delete, func, select
 
 from . import addressing
-from .errors import Conflict, InvalidValue, NotFound
-from .models import Lease, Network as NetworkRow, new_resource_id
+from .vpcs import visible
+from ..errors import Conflict, InvalidValue, NotFound
+from ..models import CLOUD_ACCOUNT, Lease, Network as NetworkRow, Vpc as VpcRow, new_resource_id
 
-DEFAULT_NETWORK = 'default'
 PUBLIC_POOL = 'public'
 _NETWORK_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,63}')
 
@@ -53,16 +53,14 @@ class NetworkService:
         self.db = db
         self.config = config
 
-    def ensure_defaults(self, private_cidr, public_cidr):
-        """The default private /20 and the elastic IP pool exist from the first start."""
+    def ensure_defaults(self, public_cidr):
+        """The elastic IP pool exists from the first start."""
         with self.db.write() as session:
-            names = set(session.scalars(select(NetworkRow.name)))
-            if DEFAULT_NETWORK not in names:
-                session.add(_new_row(DEFAULT_NETWORK, private_cidr, kind='private', is_default=True))
-            if PUBLIC_POOL not in names:
+            if session.scalar(select(NetworkRow.id).where(NetworkRow.name == PUBLIC_POOL)) is None:
                 session.add(_new_row(PUBLIC_POOL, public_cidr, kind='public'))
 
     def create(self, name, cidr, gateway=None, dns=None, bridge=None, vlan=None):
+        """An administrator's network: the one subnet of a shared VPC of the cloud, open to every account."""
         if not _NETWORK_NAME.fullmatch(name or ''):
             raise InvalidValue(f"'{name}' is not a valid network name")
         if vlan is not None and not 1 <= vlan <= 4094:
@@ -73,6 +71,11 @@ class NetworkService:
         with self.db.write() as session:
             if session.scalar(select(NetworkRow.id).where(NetworkRow.name == name)) is not None:
                 raise Conflict('NetworkExists', f"A network named '{name}' already exists")
+            vpc = VpcRow(vpc_id=new_resource_id('vpc'), owner=CLOUD_ACCOUNT, cidr=row.cidr, shared=True,
+                         state='available', dns_support=True, dns_hostnames=False)
+            session.add(vpc)
+            session.flush()
+            row.vpc_pk, row.owner = vpc.id, CLOUD_ACCOUNT
             session.add(row)
         return self.get(name)
 
@@ -94,23 +97,37 @@ class NetworkService:
 
     # -- used inside the instance service's transactions --------------------------------------------
 
-    def for_launch(self, session, subnet_id=None):
-        """The network a launch goes to (the default, or the named subnet), locked for picking."""
-        query = select(NetworkRow).where(NetworkRow.kind == 'private')
-        if subnet_id:
-            query = query.where(NetworkRow.subnet_id == subnet_id)
-        else:
-            query = query.where(NetworkRow.is_default.is_(True))
-        row = session.scalar(query.with_for_update())
+    def for_launch(self, session, owner, subnet_id):
+        """The subnet a launch goes to, if `owner` may use it, locked for picking."""
+        row = session.scalar(visible(select(NetworkRow).join(VpcRow, VpcRow.id == NetworkRow.vpc_pk), owner)
+                             .where(NetworkRow.subnet_id == subnet_id, NetworkRow.kind == 'private')
+                             .with_for_update(of=NetworkRow))
         if row is None:
             raise NotFound('InvalidSubnetID.NotFound', f"The subnet ID '{subnet_id}' does not exist")
         return row
 
-    def lease(self, session, network_row, instance_ids):
-        """Lease one address per instance on a locked network row; returns [LeaseRecord]."""
+    def zone_of(self, session, owner, subnet_id):
+        """The zone of a subnet `owner` may use (None: any zone); refuses one it may not."""
+        zone = session.execute(visible(select(NetworkRow.zone).join(VpcRow, VpcRow.id == NetworkRow.vpc_pk), owner)
+                               .where(NetworkRow.subnet_id == subnet_id, NetworkRow.kind == 'private')).first()
+        if zone is None:
+            raise NotFound('InvalidSubnetID.NotFound', f"The subnet ID '{subnet_id}' does not exist")
+        return zone[0]
+
+    def default_subnet(self, session, vpc_id, zone):
+        """The default subnet of a default VPC in `zone`, locked for picking, or None."""
+        return session.scalar(select(NetworkRow).join(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
+                              .where(VpcRow.vpc_id == vpc_id, NetworkRow.zone == zone,
+                                     NetworkRow.is_default.is_(True)).with_for_update(of=NetworkRow))
+
+    def lease(self, session, network_row, instance_ids, requested_ip=None):
+        """Lease one address per instance on a locked network row (`requested_ip` for a single
+        instance); returns ([LeaseRecord], rows to insert)."""
         network = addressing.parse_network(network_row.cidr)
         first, last = addressing.usable_range(network)
-        reserved = {address for address in _reserved(network_row) if first <= address <= last}
+        reserved = {address for address in reserved_addresses(network_row) if first <= address <= last}
+        if requested_ip is not None:
+            return _lease_requested(session, network_row, instance_ids, requested_ip, first, last, reserved)
         leased = session.scalar(select(func.count()).select_from(Lease).where(Lease.network_id == network_row.id))
 
         def taken_between(low, high):
@@ -136,15 +153,37 @@ class NetworkService:
             session.execute(delete(Lease).where(Lease.instance_id.in_(list(instance_ids))))
 
 
-def _reserved(network_row):
+def _lease_requested(session, network_row, instance_ids, text, first, last, reserved):
+    try:
+        address = addressing.to_int(text)
+    except ValueError:
+        raise InvalidValue(f"Invalid value '{text}' for PrivateIpAddress") from None
+    if not first <= address <= last or address in reserved:
+        raise InvalidValue(f"Address {text} does not fall within the subnet's address range",
+                           code='InvalidParameterValue')
+    if session.scalar(select(Lease.id).where(Lease.network_id == network_row.id, Lease.address == address)):
+        raise Conflict('InvalidIPAddress.InUse', f'Address {text} is in use.')
+    (instance_id,) = instance_ids
+    mac = addressing.mac_for(text)
+    return ([LeaseRecord(instance_id, text, mac)],
+            [{'network_id': network_row.id, 'address': address, 'mac': mac, 'instance_id': instance_id}])
+
+
+def reserved_addresses(row):
+    """Addresses of a network never leased: its gateway and DNS, and in an account's subnets also
+    AWS's .2 (DNS) and .3 (reserved)."""
+    network = addressing.parse_network(row.cidr)
     reserved = set()
-    for text in (network_row.gateway, *(network_row.dns or '').split(',')):
+    for text in (row.gateway, *(row.dns or '').split(',')):
         text = (text or '').strip()
         if text:
             try:
                 reserved.add(addressing.to_int(text))
             except ValueError:
                 pass
+    if row.owner not in (None, CLOUD_ACCOUNT):
+        base = int(network.network_address)
+        reserved |= {base + 1, base + 2, base + 3}
     return reserved
 
 

@@ -5,7 +5,7 @@ from a cursor that the network keeps in the database.
 """
 import ipaddress
 
-from .errors import CapacityError, InvalidValue
+from ..errors import CapacityError, InvalidValue
 
 
 def parse_network(cidr):

@@ -1,0 +1,221 @@
+"""VPCs: an account's private address space, and the default VPC every account gets on first need.
+
+A VPC's subnets route to each other through the VPC's router and to nothing else, so two VPCs may use
+the same addresses. The default VPC is made lazily, on the first call that needs it, as AWS's is:
+172.31.0.0/16 with one /20 default subnet per availability zone. A deleted default VPC stays deleted
+(its row is kept, marked) until CreateDefaultVpc, so a launch naming no subnet then fails as on AWS.
+"""
+import dataclasses
+import datetime
+import ipaddress
+import re
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import Conflict, InvalidValue, NotFound
+from ..models import Lease, Network as NetworkRow, Tag, Vpc as VpcRow, new_resource_id
+from . import addressing
+
+VPC_ID = re.compile(r'vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?')
+DEFAULT_VPC_CIDR = '172.31.0.0/16'
+DEFAULT_SUBNET_PREFIX = 20
+MIN_PREFIX, MAX_PREFIX = 16, 28       # what CreateVpc and CreateSubnet accept
+DELETED = 'deleted'                   # a default VPC its account deleted: kept so it is not made again
+ATTRIBUTES = {'enableDnsSupport': 'dns_support', 'enableDnsHostnames': 'dns_hostnames'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Vpc:
+    vpc_id: str
+    owner: str
+    cidr: str
+    is_default: bool
+    shared: bool
+    state: str
+    dns_support: bool
+    dns_hostnames: bool
+    created_at: datetime.datetime
+
+
+class VpcService:
+    def __init__(self, db, zones):
+        self.db = db
+        self.zones = tuple(zones)
+
+    def create(self, owner, cidr):
+        network = parse_block(cidr, 'InvalidVpc.Range')
+        with self.db.write() as session:
+            row = VpcRow(vpc_id=new_resource_id('vpc'), owner=owner, cidr=str(network), dns_support=True,
+                         dns_hostnames=False, state='available')
+            session.add(row)
+            session.flush()
+            return _record(row)
+
+    def delete(self, owner, vpc_id):
+        check_vpc_id(vpc_id)
+        with self.db.write() as session:
+            row = owned_vpc(session, owner, vpc_id)
+            if session.scalar(select(func.count()).select_from(NetworkRow).where(NetworkRow.vpc_pk == row.id)):
+                raise Conflict('DependencyViolation', f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
+            session.execute(delete(Tag).where(Tag.resource_id == vpc_id))
+            if row.is_default:
+                row.state = DELETED
+            else:
+                session.delete(row)
+
+    def create_default(self, owner):
+        """CreateDefaultVpc: only once the earlier default VPC was deleted (or there never was one)."""
+        with self.db.write() as session:
+            row = session.scalar(select(VpcRow).where(VpcRow.owner == owner, VpcRow.is_default.is_(True)))
+            if row is not None and row.state != DELETED:
+                raise Conflict('DefaultVpcAlreadyExists', f'A Default VPC already exists for this account '
+                                                          f'in this region: {row.vpc_id}.')
+            if row is not None:
+                session.delete(row)
+        return self.default_vpc(owner)
+
+    def describe(self, owner, ids=None):
+        """The VPCs `owner` sees (its own and the cloud's shared ones), by id; every id must be one."""
+        if ids:
+            for vpc_id in ids:
+                check_vpc_id(vpc_id)
+        self.default_vpc(owner)
+        with self.db.read() as session:
+            query = visible(select(VpcRow), owner).order_by(VpcRow.vpc_id)
+            if ids:
+                query = query.where(VpcRow.vpc_id.in_(list(dict.fromkeys(ids))))
+            records = [_record(row) for row in session.scalars(query)]
+        if ids:
+            missing = sorted(set(ids) - {record.vpc_id for record in records})
+            if missing:
+                raise NotFound('InvalidVpcID.NotFound', f"The vpc ID '{missing[0]}' does not exist")
+        return records
+
+    def attribute(self, owner, vpc_id, name):
+        column = _attribute_column(name)
+        (record,) = self.describe(owner, [vpc_id])
+        return getattr(record, column)
+
+    def modify_attribute(self, owner, vpc_id, name, value):
+        column = _attribute_column(name)
+        check_vpc_id(vpc_id)
+        with self.db.write() as session:
+            row = owned_vpc(session, owner, vpc_id)
+            if column == 'dns_hostnames' and value and not row.dns_support:
+                raise InvalidValue('enableDnsHostnames needs enableDnsSupport', code='InvalidParameterValue')
+            if column == 'dns_support' and not value and row.dns_hostnames:
+                raise InvalidValue('enableDnsSupport cannot be turned off while enableDnsHostnames is on',
+                                   code='InvalidParameterValue')
+            setattr(row, column, bool(value))
+
+    # -- the default VPC -----------------------------------------------------------------------------
+
+    def default_vpc(self, owner):
+        """The account's default VPC with a default subnet in every zone, made now if it has none.
+
+        Returns the record, or None when the account deleted it.
+        """
+        with self.db.read() as session:
+            row = session.scalar(select(VpcRow).where(VpcRow.owner == owner, VpcRow.is_default.is_(True)))
+            if row is not None and row.state == DELETED:
+                return None
+            complete = row is not None and set(self.zones) <= set(session.scalars(
+                select(NetworkRow.zone).where(NetworkRow.vpc_pk == row.id, NetworkRow.is_default.is_(True))))
+            if complete:
+                return _record(row)
+        try:
+            with self.db.write() as session:
+                return self._make_default(session, owner)
+        except IntegrityError:
+            # Another request made it first: use that one.
+            return self.default_vpc(owner)
+
+    def _make_default(self, session, owner):
+        row = session.scalar(select(VpcRow).where(VpcRow.owner == owner, VpcRow.is_default.is_(True)))
+        if row is None:
+            row = VpcRow(vpc_id=new_resource_id('vpc'), owner=owner, cidr=DEFAULT_VPC_CIDR, is_default=True,
+                         dns_support=True, dns_hostnames=True, state='available')
+            session.add(row)
+            session.flush()
+        subnets = session.scalars(select(NetworkRow).where(NetworkRow.vpc_pk == row.id)).all()
+        covered = {subnet.zone for subnet in subnets if subnet.is_default}
+        taken = [ipaddress.IPv4Network(subnet.cidr) for subnet in subnets]
+        for zone in self.zones:
+            if zone in covered:
+                continue
+            block = _free_block(ipaddress.IPv4Network(row.cidr), DEFAULT_SUBNET_PREFIX, taken)
+            if block is None:
+                continue       # the account filled its default VPC by hand: no default subnet here
+            taken.append(block)
+            session.add(new_subnet_row(row, owner, str(block), zone, is_default=True))
+        session.flush()
+        return _record(row)
+
+
+# -- shared with the subnet and instance services ----------------------------------------------------
+
+def check_vpc_id(vpc_id):
+    if not VPC_ID.fullmatch(vpc_id or ''):
+        raise InvalidValue(f"Invalid id: '{vpc_id}'", code='InvalidVpcID.Malformed')
+
+
+def visible(query, owner):
+    """VPCs `owner` may see and launch into: its own, and the cloud's shared ones."""
+    return query.where((VpcRow.owner == owner) | VpcRow.shared.is_(True), VpcRow.state != DELETED)
+
+
+def owned_vpc(session, owner, vpc_id):
+    """The owner's VPC row, locked; a shared VPC of the cloud cannot be changed by its users."""
+    row = session.scalar(select(VpcRow).where(VpcRow.vpc_id == vpc_id, VpcRow.owner == owner,
+                                              VpcRow.state != DELETED).with_for_update())
+    if row is None:
+        raise NotFound('InvalidVpcID.NotFound', f"The vpc ID '{vpc_id}' does not exist")
+    return row
+
+
+def parse_block(cidr, range_code):
+    """A CIDR block for a VPC or subnet: a network address and a /16 to /28 prefix."""
+    try:
+        network = ipaddress.IPv4Network(cidr or '', strict=True)
+    except ValueError:
+        raise InvalidValue(f"Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block.",
+                           code='InvalidParameterValue') from None
+    if not MIN_PREFIX <= network.prefixlen <= MAX_PREFIX:
+        raise InvalidValue(f"The CIDR '{cidr}' is invalid.", code=range_code)
+    return network
+
+
+def new_subnet_row(vpc_row, owner, cidr, zone, is_default=False, map_public_ip=False):
+    """A subnet of `vpc_row`: the VPC router takes its first address, as AWS's does."""
+    network = addressing.parse_network(cidr)
+    subnet_id = new_resource_id('subnet')
+    return NetworkRow(name=subnet_id, subnet_id=subnet_id, kind='private', cidr=str(network),
+                      gateway=addressing.to_text(int(network.network_address) + 1), vpc_pk=vpc_row.id,
+                      owner=owner, zone=zone, is_default=is_default, map_public_ip=map_public_ip, cursor=0)
+
+
+def leases_in(session, network_ids):
+    if not network_ids:
+        return 0
+    return session.scalar(select(func.count()).select_from(Lease).where(Lease.network_id.in_(list(network_ids))))
+
+
+def _free_block(vpc_network, prefix, taken):
+    for block in vpc_network.subnets(new_prefix=prefix):
+        if not any(block.overlaps(other) for other in taken):
+            return block
+    return None
+
+
+def _attribute_column(name):
+    column = ATTRIBUTES.get(name)
+    if column is None:
+        raise InvalidValue(f"Value ({name}) for parameter attribute is invalid. Unknown attribute.",
+                           code='InvalidParameterValue')
+    return column
+
+
+def _record(row):
+    return Vpc(row.vpc_id, row.owner, row.cidr, row.is_default, row.shared, row.state, row.dns_support,
+               row.dns_hostnames, row.created_at)

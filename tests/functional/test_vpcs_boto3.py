@@ -1,0 +1,205 @@
+"""VPCs and subnets through boto3: the default VPC tools expect, an account's own VPCs, launching into
+them, filters, paging, the order deletes must follow, and other accounts kept out."""
+import subprocess
+import time
+
+import pytest
+
+from tests.support.client_errors import error_code
+from tests.support.server import LiveServer
+
+pytestmark = pytest.mark.clients
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp('vpc-home')
+    live = LiveServer(home=home)
+    live.admin('host', 'add', '--simulated', '--count', '4', '--cpus', '16', '--memory', '16384')
+    for name in ('alice', 'bob', 'carol'):
+        live.create_user(name)
+    disk = home / 'tiny.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
+    live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
+                               '--owner', 'alice').strip()
+    live.start()
+    yield live
+    live.stop()
+
+
+def wait_for_states(ec2, ids, states, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = {i['State']['Name'] for r in ec2.describe_instances(InstanceIds=ids)['Reservations']
+                 for i in r['Instances']}
+        if found <= states:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f'instances still {found}')
+
+
+def launch(ec2, image_id, **extra):
+    return ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                             **extra)['Instances'][0]
+
+
+def test_every_account_has_a_default_vpc_with_a_default_subnet_per_zone(server):
+    ec2 = server.client('alice')
+    (vpc,) = ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs']
+    assert vpc['CidrBlock'] == '172.31.0.0/16' and vpc['State'] == 'available' and vpc['IsDefault']
+    assert vpc['OwnerId'] == server.users['alice']['account_id']
+    subnets = ec2.describe_subnets(Filters=[{'Name': 'vpc-id', 'Values': [vpc['VpcId']]}])['Subnets']
+    zones = [zone['ZoneName'] for zone in ec2.describe_availability_zones()['AvailabilityZones']]
+    assert sorted(subnet['AvailabilityZone'] for subnet in subnets) == sorted(zones)
+    assert all(subnet['DefaultForAz'] and subnet['CidrBlock'].endswith('/20') for subnet in subnets)
+    assert {subnet['AvailableIpAddressCount'] for subnet in subnets} == {4091}   # 4096 less AWS's five
+    attributes = ec2.describe_account_attributes(AttributeNames=['default-vpc'])['AccountAttributes']
+    assert attributes[0]['AttributeValues'] == [{'AttributeValue': vpc['VpcId']}]
+
+
+def test_a_launch_naming_no_subnet_lands_in_the_default_subnet_of_its_zone(server):
+    ec2 = server.client('alice')
+    zone = ec2.describe_availability_zones()['AvailabilityZones'][-1]['ZoneName']
+    instance = launch(ec2, server.image_id, Placement={'AvailabilityZone': zone})
+    (subnet,) = ec2.describe_subnets(SubnetIds=[instance['SubnetId']])['Subnets']
+    assert subnet['DefaultForAz'] and subnet['AvailabilityZone'] == zone
+    assert instance['VpcId'] == subnet['VpcId']
+    assert instance['PrivateIpAddress'].startswith(subnet['CidrBlock'].rsplit('.', 2)[0])
+    assert int(instance['PrivateIpAddress'].rsplit('.', 1)[1]) >= 4, 'AWS reserves .1 to .3'
+    (after,) = ec2.describe_subnets(SubnetIds=[subnet['SubnetId']])['Subnets']
+    assert after['AvailableIpAddressCount'] == subnet['AvailableIpAddressCount']
+    ec2.terminate_instances(InstanceIds=[instance['InstanceId']])
+
+
+def test_a_vpc_flow_create_launch_describe_and_delete_in_order(server):
+    ec2 = server.client('bob')
+    vpc = ec2.create_vpc(CidrBlock='10.20.0.0/16', TagSpecifications=[
+        {'ResourceType': 'vpc', 'Tags': [{'Key': 'Name', 'Value': 'flow'}]}])['Vpc']
+    vpc_id = vpc['VpcId']
+    assert vpc['Tags'] == [{'Key': 'Name', 'Value': 'flow'}] and not vpc['IsDefault']
+    zone = ec2.describe_availability_zones()['AvailabilityZones'][0]['ZoneName']
+    subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock='10.20.1.0/24', AvailabilityZone=zone)['Subnet']
+    assert subnet['AvailableIpAddressCount'] == 251 and subnet['AvailabilityZone'] == zone
+    instance = launch(ec2, server.image_id, NetworkInterfaces=[{'DeviceIndex': 0, 'SubnetId': subnet['SubnetId']}])
+    assert instance['SubnetId'] == subnet['SubnetId'] and instance['VpcId'] == vpc_id
+    assert instance['PrivateIpAddress'] == '10.20.1.4'
+    assert instance['Placement']['AvailabilityZone'] == zone
+    pinned = launch(ec2, server.image_id, SubnetId=subnet['SubnetId'], PrivateIpAddress='10.20.1.77')
+    assert pinned['PrivateIpAddress'] == '10.20.1.77'
+    assert error_code(lambda: launch(ec2, server.image_id, SubnetId=subnet['SubnetId'], PrivateIpAddress='10.20.1.77')) == 'InvalidIPAddress.InUse'
+
+    found = ec2.describe_vpcs(Filters=[{'Name': 'tag:Name', 'Values': ['fl*']}, {'Name': 'cidr', 'Values': ['10.20.0.0/16']}])
+    assert [v['VpcId'] for v in found['Vpcs']] == [vpc_id]
+    in_vpc = ec2.describe_instances(Filters=[{'Name': 'vpc-id', 'Values': [vpc_id]}])
+    assert sorted(i['InstanceId'] for r in in_vpc['Reservations'] for i in r['Instances']) == \
+        sorted([instance['InstanceId'], pinned['InstanceId']])
+
+    for delete, code in ((lambda: ec2.delete_vpc(VpcId=vpc_id), 'DependencyViolation'),
+                         (lambda: ec2.delete_subnet(SubnetId=subnet['SubnetId']), 'DependencyViolation')):
+        assert error_code(lambda: delete()) == code
+    ids = [instance['InstanceId'], pinned['InstanceId']]
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_for_states(ec2, ids, {'terminated'})
+    ec2.delete_subnet(SubnetId=subnet['SubnetId'])
+    ec2.delete_vpc(VpcId=vpc_id)
+    assert error_code(lambda: ec2.describe_vpcs(VpcIds=[vpc_id])) == 'InvalidVpcID.NotFound'
+
+
+def test_vpcs_may_overlap_but_subnets_of_one_vpc_may_not(server):
+    ec2 = server.client('carol')
+    first = ec2.create_vpc(CidrBlock='10.30.0.0/16')['Vpc']['VpcId']
+    second = ec2.create_vpc(CidrBlock='10.30.0.0/16')['Vpc']['VpcId']
+    ec2.create_subnet(VpcId=first, CidrBlock='10.30.0.0/20')
+    ec2.create_subnet(VpcId=second, CidrBlock='10.30.0.0/20')
+    for cidr, code in (('10.30.8.0/24', 'InvalidSubnet.Conflict'), ('10.31.0.0/24', 'InvalidSubnet.Range'),
+                       ('10.30.0.0/28', 'InvalidSubnet.Conflict'), ('10.30.64.0/30', 'InvalidSubnet.Range'),
+                       ('10.30.64.5/24', 'InvalidParameterValue'), ('nonsense', 'InvalidParameterValue')):
+        assert error_code(lambda: ec2.create_subnet(VpcId=first, CidrBlock=cidr)) == code, cidr
+    for cidr, code in (('10.0.0.0/8', 'InvalidVpc.Range'), ('10.0.0.0/29', 'InvalidVpc.Range'),
+                       ('300.0.0.0/16', 'InvalidParameterValue')):
+        assert error_code(lambda: ec2.create_vpc(CidrBlock=cidr)) == code, cidr
+
+
+def test_dns_attributes_are_kept_and_checked(server):
+    ec2 = server.client('carol')
+    vpc_id = ec2.create_vpc(CidrBlock='10.40.0.0/16')['Vpc']['VpcId']
+    answer = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute='enableDnsHostnames')
+    assert answer['EnableDnsHostnames'] == {'Value': False}
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={'Value': True})
+    assert ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute='enableDnsHostnames')['EnableDnsHostnames'] == \
+        {'Value': True}
+    assert error_code(lambda: ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={'Value': False})) == 'InvalidParameterValue'
+
+
+def test_paging_walks_every_subnet_once(server):
+    ec2 = server.client('carol')
+    vpc_id = ec2.create_vpc(CidrBlock='10.50.0.0/16')['Vpc']['VpcId']
+    made = {ec2.create_subnet(VpcId=vpc_id, CidrBlock=f'10.50.{n}.0/24')['Subnet']['SubnetId'] for n in range(12)}
+    seen = []
+    for page in ec2.get_paginator('describe_subnets').paginate(
+            Filters=[{'Name': 'vpc-id', 'Values': [vpc_id]}], PaginationConfig={'PageSize': 5}):
+        seen += [subnet['SubnetId'] for subnet in page['Subnets']]
+    assert sorted(seen) == sorted(made)
+
+
+def test_another_accounts_vpcs_and_subnets_are_out_of_reach(server):
+    alice, bob = server.client('alice'), server.client('bob')
+    vpc_id = alice.create_vpc(CidrBlock='10.60.0.0/16')['Vpc']['VpcId']
+    subnet_id = alice.create_subnet(VpcId=vpc_id, CidrBlock='10.60.0.0/24')['Subnet']['SubnetId']
+    attempts = {
+        'InvalidVpcID.NotFound': [lambda: bob.describe_vpcs(VpcIds=[vpc_id]), lambda: bob.delete_vpc(VpcId=vpc_id),
+                                  lambda: bob.create_subnet(VpcId=vpc_id, CidrBlock='10.60.1.0/24'),
+                                  lambda: bob.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={'Value': True}),
+                                  lambda: bob.create_tags(Resources=[vpc_id], Tags=[{'Key': 'k', 'Value': 'v'}])],
+        'InvalidSubnetID.NotFound': [lambda: bob.describe_subnets(SubnetIds=[subnet_id]),
+                                     lambda: bob.delete_subnet(SubnetId=subnet_id),
+                                     lambda: launch(bob, server.image_id, SubnetId=subnet_id)],
+    }
+    for code, calls in attempts.items():
+        for call in calls:
+            assert error_code(lambda: call()) == code
+    assert vpc_id not in [v['VpcId'] for v in bob.describe_vpcs()['Vpcs']]
+    assert subnet_id not in [s['SubnetId'] for s in bob.describe_subnets()['Subnets']]
+    assert alice.describe_subnets(SubnetIds=[subnet_id])['Subnets'][0]['VpcId'] == vpc_id
+
+
+@pytest.mark.parametrize('call, code', [
+    (lambda ec2: ec2.describe_vpcs(VpcIds=['vpc-nothex']), 'InvalidVpcID.Malformed'),
+    (lambda ec2: ec2.describe_vpcs(VpcIds=['vpc-0123456789abcdef0']), 'InvalidVpcID.NotFound'),
+    (lambda ec2: ec2.describe_subnets(SubnetIds=['subnet-x']), 'InvalidSubnetID.Malformed'),
+    (lambda ec2: ec2.delete_subnet(SubnetId='subnet-0123456789abcdef0'), 'InvalidSubnetID.NotFound'),
+    (lambda ec2: ec2.describe_vpc_attribute(VpcId='vpc-0123456789abcdef0', Attribute='enableDnsSupport'),
+     'InvalidVpcID.NotFound'),
+])
+def test_malformed_and_unknown_ids_get_ec2s_codes(server, call, code):
+    assert error_code(lambda: call(server.client('carol'))) == code
+
+
+def test_what_cannot_be_honoured_is_refused_not_ignored(server):
+    ec2 = server.client('carol')
+    subnet_id = ec2.describe_subnets(Filters=[{'Name': 'default-for-az', 'Values': ['true']}])['Subnets'][0]['SubnetId']
+    for extra, code in (({'SecurityGroups': ['web']}, 'InvalidGroup.NotFound'),
+                        ({'SecurityGroupIds': ['sg-0123456789abcdef0']}, 'InvalidGroup.NotFound'),
+                        ({'SubnetId': subnet_id, 'NetworkInterfaces': [{'DeviceIndex': 0, 'SubnetId': subnet_id}]},
+                         'InvalidParameterCombination'),
+                        ({'NetworkInterfaces': [{'DeviceIndex': 0, 'SubnetId': subnet_id,
+                                                 'AssociatePublicIpAddress': True}]}, 'UnsupportedOperation')):
+        assert error_code(lambda: launch(ec2, server.image_id, **extra)) == code, extra
+    assert error_code(lambda: ec2.modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={'Value': True})) == 'UnsupportedOperation'
+    launched = launch(ec2, server.image_id, SecurityGroups=['default'])
+    ec2.terminate_instances(InstanceIds=[launched['InstanceId']])
+
+
+def test_a_deleted_default_vpc_stays_deleted_until_created_again(server):
+    ec2 = server.client('carol')
+    zones = len(ec2.describe_availability_zones()['AvailabilityZones'])
+    default = ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs'][0]['VpcId']
+    for subnet in ec2.describe_subnets(Filters=[{'Name': 'vpc-id', 'Values': [default]}])['Subnets']:
+        ec2.delete_subnet(SubnetId=subnet['SubnetId'])
+    ec2.delete_vpc(VpcId=default)
+    assert not ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs']
+    assert error_code(lambda: launch(ec2, server.image_id)) == 'VPCIdNotSpecified'
+    created = ec2.create_default_vpc()['Vpc']
+    assert created['IsDefault'] and created['VpcId'] != default
+    assert len(ec2.describe_subnets(Filters=[{'Name': 'vpc-id', 'Values': [created['VpcId']]}])['Subnets']) == zones
+    assert error_code(lambda: ec2.create_default_vpc()) == 'DefaultVpcAlreadyExists'
