@@ -20,11 +20,11 @@ from sqlalchemy import func, or_, select, update
 from .drivers import open_driver
 from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSpec
 from .drivers.instance_files import InstanceFiles
-from .networking.host_network import HostNetwork, HostNetworkError, bridge_name
+from .networking.host_network import HostNetwork, HostNetworkError, bridge_name, namespace_prefix
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
-from .models import Network as NetworkRow, utcnow
+from .models import Network as NetworkRow, Vpc as VpcRow, utcnow
 from .monitor import Monitor
 from .snapshots import Snapshotter
 
@@ -88,7 +88,8 @@ class Worker:
         self.worker_id = worker_id or f'{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}'
         self.images_dir = cloud.config.images_dir
         self.files = InstanceFiles(cloud.config.home / 'instances')   # overlays, context CDs, consoles
-        self.host_network = HostNetwork(uplink=self.settings.vlan_uplink)   # bridges, isolation, NAT
+        self.host_network = HostNetwork(uplink=self.settings.vlan_uplink,     # bridges, routers, NAT
+                                        namespaces=namespace_prefix(cloud.config.home))
         self.hosts = HostPool(self._restore_host, self.files, self.host_network)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
@@ -414,7 +415,9 @@ class Worker:
                                                 .where(HostRow.id.in_(list(work)))).all())
             rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
             images = _images_for(session, rows)
-            networks = {row.id: row for row in session.scalars(select(NetworkRow))}
+            networks = {row.id: (row, vpc_id) for row, vpc_id in session.execute(
+                select(NetworkRow, VpcRow.vpc_id).outerjoin(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
+                .where(NetworkRow.id.in_({row.network_id for row in rows if row.network_id is not None})))}
             keys = _public_keys(session, rows)
         specs = {}
         for row in rows:
@@ -486,8 +489,10 @@ def _public_keys(session, rows):
 
 
 def _nic(row, network):
-    """eth0 of an instance: its lease, on its network's bridge."""
+    """eth0 of an instance: its lease, on its subnet's bridge; `network` is (row, VPC id) or None."""
     if network is None:
-        return NicSpec(mac=row.mac, ip=row.private_ip, cidr='10.0.0.0/20')
+        return NicSpec(mac=row.mac, ip=row.private_ip, cidr=f'{row.private_ip}/32')
+    network, vpc_id = network
     return NicSpec(mac=row.mac, ip=row.private_ip, cidr=network.cidr, gateway=network.gateway, dns=network.dns,
-                   bridge=bridge_name(network), vlan=network.vlan)
+                   bridge=bridge_name(network), vlan=network.vlan, network_key=network.id, vpc_id=vpc_id,
+                   vpc_key=network.vpc_pk)

@@ -49,6 +49,9 @@ class NicSpec:
     dns: str | None = None
     bridge: str | None = None
     vlan: int | None = None
+    network_key: int | None = None      # the subnet, and the VPC whose router holds its gateway
+    vpc_id: str | None = None
+    vpc_key: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,24 +1,24 @@
-"""Virtual networks made real on this machine: a Linux bridge per network, isolation, elastic IP NAT.
+"""Virtual networks made real on this machine: a bridge per subnet, a router namespace per VPC, NAT.
 
-- Each private network is one L2 segment: the bridge `rsv-<network id>` (or the bridge the network
-  names), carrying the network's gateway address. With a VLAN id and an uplink configured
-  ([compute] vlan_uplink), the uplink's VLAN subinterface joins the bridge, so the segment spans
-  hosts; without an uplink the segment is local to this host.
-- Networks are isolated from each other: routed traffic from one network's bridge to another's is
-  dropped (filter chains RSV-FORWARD and RSV-ISOLATE), so it stays isolated even with forwarding on;
-  only connections to an elastic IP cross, as they would from anywhere.
-- Elastic IPs are NAT on the host: DNAT public → private for traffic arriving or sent from here, and
-  SNAT private → public for what an instance sends out of its networks (nat chains RSV-DNAT and
-  RSV-SNAT). The associated addresses are also local addresses of the bridge `rsv-eip` (no ports),
-  so the host routes them and answers ARP for them on its uplink. Forwarding is turned on while
-  any address is associated, since NAT needs routing.
+- Each subnet is one L2 segment: the bridge `rsv-<network id>` (or the bridge the network names),
+  with no address on the host. With a VLAN id and an uplink configured ([compute] vlan_uplink), the
+  uplink's VLAN subinterface joins the bridge, so the segment spans hosts.
+- Each VPC has a router: a network namespace of its own (`rsv-<installation>-<vpc id>`). A veth pair
+  per subnet joins the subnet's bridge (host end `rsv-g<network id>`) to the router (end
+  `g<network id>`), which holds the subnet's gateway address and routes between the VPC's subnets.
+  Nothing else joins two VPCs, so VPCs may use the same addresses; the host itself has no address in
+  any subnet, and its filter table drops whatever a guest tries to route through it.
+- Elastic IPs live in their VPC's router: its uplink veth (host end `rsv-u<vpc key>`, router end
+  `up0`) holds the VPC's associated public addresses; the router DNATs each to its private address
+  and SNATs what that address sends out. The host routes each public address to the router's uplink
+  and answers the router's ARP for everything else (proxy ARP), so public traffic flows both ways.
 
-The chains are rebuilt as a whole from the database (iptables-restore --noflush replaces exactly
-those chains), so applying is idempotent and a removed network or association leaves no rule
-behind. Only hosts on this machine (qemu:/// URIs) are set up; remote hosts are prepared by their
-administrators with the same bridge names.
+Everything is rebuilt from the database (`reconcile`), so applying is idempotent: a removed
+association leaves no rule or address, and a VPC without instances here loses its router. Only hosts
+on this machine (qemu:/// URIs) are set up; remote hosts are prepared by their administrators.
 """
 import dataclasses
+import hashlib
 import ipaddress
 import logging
 import subprocess
@@ -27,27 +27,34 @@ import threading
 from sqlalchemy import select
 
 from ..drivers.base import DriverError
-from ..models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow
+from ..models import Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow, Vpc as VpcRow
 
 log = logging.getLogger(__name__)
 
 BRIDGE_PREFIX = 'rsv-'
-PUBLIC_BRIDGE = 'rsv-eip'
-FORWARD_CHAIN, ISOLATE_CHAIN = 'RSV-FORWARD', 'RSV-ISOLATE'
-DNAT_CHAIN, SNAT_CHAIN = 'RSV-DNAT', 'RSV-SNAT'
-# Built-in chains and the chain each jumps to first.
-JUMPS = (('filter', 'FORWARD', FORWARD_CHAIN), ('nat', 'PREROUTING', DNAT_CHAIN),
-         ('nat', 'OUTPUT', DNAT_CHAIN), ('nat', 'POSTROUTING', SNAT_CHAIN))
+FORWARD_CHAIN = 'RSV-FORWARD'
+ROUTER_UPLINK = 'up0'
+# Routes to elastic IPs carry this protocol number, so stale ones can be found and removed.
+ROUTE_PROTOCOL = '98'
+# Rules an earlier version kept on the host itself (NAT there, isolation by chains): removed once.
+LEGACY_CHAINS = (('filter', 'FORWARD', 'RSV-ISOLATE'), ('nat', 'PREROUTING', 'RSV-DNAT'),
+                 ('nat', 'OUTPUT', 'RSV-DNAT'), ('nat', 'POSTROUTING', 'RSV-SNAT'))
+LEGACY_PUBLIC_BRIDGE = 'rsv-eip'
 COMMAND_TIMEOUT_SECONDS = 30
 
 
 class HostNetworkError(Exception):
-    """A bridge or firewall rule could not be set up on the host."""
+    """A bridge, router or firewall rule could not be set up on the host."""
 
 
 def bridge_name(network):
     """The host bridge of a network row: the one it names, else rsv-<id>."""
     return network.bridge or f'{BRIDGE_PREFIX}{network.id}'
+
+
+def namespace_prefix(home):
+    """The prefix of this installation's router namespaces (namespace names are machine-wide)."""
+    return f'{BRIDGE_PREFIX}{hashlib.sha256(str(home).encode()).hexdigest()[:6]}-'
 
 
 def is_on_this_machine(uri):
@@ -56,7 +63,8 @@ def is_on_this_machine(uri):
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """What a network needs on the host."""
+    """What one subnet needs on the host: its bridge, and its gateway in its VPC's router."""
+    network_key: int
     bridge: str
     cidr: str
     gateway: str | None
@@ -64,7 +72,15 @@ class Segment:
 
     @classmethod
     def of(cls, network):
-        return cls(bridge_name(network), network.cidr, network.gateway, network.vlan)
+        return cls(network.id, bridge_name(network), network.cidr, network.gateway, network.vlan)
+
+    @property
+    def host_link(self):
+        return f'{BRIDGE_PREFIX}g{self.network_key}'
+
+    @property
+    def router_link(self):
+        return f'g{self.network_key}'
 
     @property
     def gateway_interface_address(self):
@@ -73,92 +89,148 @@ class Segment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Router:
+    """One VPC's router: its subnets and its elastic IP associations ((public, private), …)."""
+    vpc_key: int
+    vpc_id: str
+    segments: tuple
+    associations: tuple
+
+    @property
+    def host_uplink(self):
+        return f'{BRIDGE_PREFIX}u{self.vpc_key}'
+
+
+@dataclasses.dataclass(frozen=True)
 class Desired:
-    """The whole firewall state: every private network and every elastic IP association."""
-    segments: tuple                 # (Segment, …) sorted by bridge
-    associations: tuple             # ((public_ip, private_ip), …) sorted
+    """The whole state: the routers of every VPC with instances here."""
+    routers: tuple
 
 
 def filter_rules(segments):
-    """iptables-restore lines for the filter table: no routing from one network to another."""
-    lines = ['*filter', f':{FORWARD_CHAIN} - [0:0]', f':{ISOLATE_CHAIN} - [0:0]',
-             # An elastic IP is public: reaching one (and its replies) crosses networks by design.
-             f'-A {FORWARD_CHAIN} -m conntrack --ctstate DNAT -j RETURN']
+    """iptables-restore lines for the host's filter table: frames bridged within a subnet pass;
+    nothing a guest sends is routed by the host itself."""
+    lines = ['*filter', f':{FORWARD_CHAIN} - [0:0]']
     for segment in segments:
-        # Within one network traffic is bridged, except hairpin routing (an instance reaching a
-        # neighbour's elastic IP): that stays allowed.
         lines.append(f'-A {FORWARD_CHAIN} -i {segment.bridge} -o {segment.bridge} -j RETURN')
     for segment in segments:
-        lines.append(f'-A {FORWARD_CHAIN} -i {segment.bridge} -j {ISOLATE_CHAIN}')
-    for segment in segments:
-        lines.append(f'-A {ISOLATE_CHAIN} -o {segment.bridge} -j DROP')
+        lines.append(f'-A {FORWARD_CHAIN} -i {segment.bridge} -j DROP')
     lines.append('COMMIT')
     return lines
 
 
-def nat_rules(segments, associations):
-    """iptables-restore lines for the nat table: one DNAT and one SNAT rule per elastic IP."""
-    lines = ['*nat', f':{DNAT_CHAIN} - [0:0]', f':{SNAT_CHAIN} - [0:0]']
-    for public_ip, private_ip in associations:
-        lines.append(f'-A {DNAT_CHAIN} -d {public_ip}/32 -j DNAT --to-destination {private_ip}')
-    for segment in segments:
-        # Between our own networks addresses stay private.
-        lines.append(f'-A {SNAT_CHAIN} -d {segment.cidr} -j RETURN')
-    for public_ip, private_ip in associations:
-        lines.append(f'-A {SNAT_CHAIN} -s {private_ip}/32 -j SNAT --to-source {public_ip}')
+def router_rules(router):
+    """iptables-restore lines for a router (the namespace is ours alone: whole tables). Only
+    associated addresses reach past the uplink, as only instances with a public address reach
+    outside a VPC; from outside, only connections to an elastic IP come in."""
+    lines = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]',
+             f'-A FORWARD -i {ROUTER_UPLINK} -m conntrack --ctstate DNAT -j ACCEPT',
+             f'-A FORWARD -o {ROUTER_UPLINK} -m conntrack --ctstate DNAT -j ACCEPT']
+    for _public_ip, private_ip in router.associations:
+        lines.append(f'-A FORWARD -o {ROUTER_UPLINK} -s {private_ip}/32 -j ACCEPT')
+        lines.append(f'-A FORWARD -i {ROUTER_UPLINK} -d {private_ip}/32 -m conntrack --ctstate ESTABLISHED,RELATED '
+                     '-j ACCEPT')
+    lines += [f'-A FORWARD -i {ROUTER_UPLINK} -j DROP', f'-A FORWARD -o {ROUTER_UPLINK} -j DROP', 'COMMIT',
+              '*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]',
+              ':POSTROUTING ACCEPT [0:0]']
+    for public_ip, private_ip in router.associations:
+        lines.append(f'-A PREROUTING -d {public_ip}/32 -j DNAT --to-destination {private_ip}')
+    for public_ip, private_ip in router.associations:
+        lines.append(f'-A POSTROUTING -o {ROUTER_UPLINK} -s {private_ip}/32 -j SNAT --to-source {public_ip}')
     lines.append('COMMIT')
     return lines
 
 
 def desired_state(session):
-    """Read what the host must look like from the database."""
-    networks = session.scalars(select(NetworkRow).where(NetworkRow.kind == 'private')).all()
-    segments = tuple(sorted((Segment.of(network) for network in networks), key=lambda s: s.bridge))
-    associations = tuple(sorted(session.execute(
-        select(AddressRow.public_ip, InstanceRow.private_ip)
-        .join(InstanceRow, InstanceRow.instance_id == AddressRow.instance_id)
-        .where(InstanceRow.private_ip.is_not(None))).all()))
-    return Desired(segments, tuple((public, private) for public, private in associations))
+    """Read from the database what the host must look like: a router for every VPC holding leases."""
+    vpcs = session.execute(select(VpcRow.id, VpcRow.vpc_id).where(
+        VpcRow.id.in_(select(NetworkRow.vpc_pk).join(Lease, Lease.network_id == NetworkRow.id)))).all()
+    keys = [key for key, _ in vpcs]
+    segments = {}
+    for network in session.scalars(select(NetworkRow).where(NetworkRow.vpc_pk.in_(keys))):
+        segments.setdefault(network.vpc_pk, []).append(Segment.of(network))
+    associations = {}
+    for vpc_key, public_ip, private_ip in session.execute(
+            select(NetworkRow.vpc_pk, AddressRow.public_ip, InstanceRow.private_ip)
+            .join(InstanceRow, InstanceRow.instance_id == AddressRow.instance_id)
+            .join(NetworkRow, NetworkRow.id == InstanceRow.network_id)
+            .where(InstanceRow.private_ip.is_not(None), NetworkRow.vpc_pk.in_(keys))):
+        associations.setdefault(vpc_key, []).append((public_ip, private_ip))
+    return Desired(tuple(Router(key, vpc_id, tuple(sorted(segments.get(key, ()), key=lambda s: s.network_key)),
+                                tuple(sorted(associations.get(key, ()))))
+                         for key, vpc_id in sorted(vpcs)))
 
 
 class HostNetwork:
     """Applies networks to this machine. `prefix` runs every command elsewhere (e.g. `ip netns exec NS`)."""
 
-    def __init__(self, uplink=None, prefix=()):
+    def __init__(self, uplink=None, prefix=(), namespaces='rsv-'):
         self.uplink = uplink or None
         self.prefix = tuple(prefix)
-        self._ready = set()             # segments set up by this process
-        self._applied = None            # the Desired state last applied
+        self.namespaces = namespaces        # the start of this installation's router namespace names
+        self._ready = set()                 # (segment, router namespace) set up by this process
+        self._applied = None                # the Desired state last applied
+        self._legacy_removed = False
         self._last_error = None
         self._lock = threading.Lock()
 
-    # -- bridges ---------------------------------------------------------------------------------
+    def router_namespace(self, vpc_id):
+        return f'{self.namespaces}{vpc_id}'
+
+    # -- segments: what a NIC needs before it joins its bridge -------------------------------------
 
     def ensure_segment(self, nic):
         """Before a NIC joins its bridge on this machine (the libvirt driver asks, for local hosts
-        only): the bridge exists, up, with the network's gateway."""
+        only): the bridge exists, up, linked to its VPC's router, which holds the gateway."""
         if nic.bridge is None:
             return
+        segment = Segment(nic.network_key, nic.bridge, nic.cidr, nic.gateway, nic.vlan)
         try:
-            self._ensure(Segment(nic.bridge, nic.cidr, nic.gateway, nic.vlan))
+            with self._lock:
+                namespace = self.router_namespace(nic.vpc_id) if nic.vpc_id else None
+                if (segment, namespace) in self._ready and self._exists(segment.bridge):
+                    return
+                self._set_up_bridge(segment)
+                if namespace is not None:
+                    self._set_up_router(namespace, nic.vpc_key)
+                    self._link_to_router(segment, namespace)
+                self._ready.add((segment, namespace))
         except HostNetworkError as error:
             raise DriverError(str(error)) from None
 
-    def _ensure(self, segment):
-        with self._lock:
-            if segment in self._ready and self._exists(segment.bridge):
-                return
-            self._set_up(segment)
-            self._ready.add(segment)
-
-    def _set_up(self, segment):
+    def _set_up_bridge(self, segment):
         if not self._exists(segment.bridge):
             self._run('ip', 'link', 'add', segment.bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0')
-        if segment.gateway:
-            self._run('ip', 'addr', 'replace', segment.gateway_interface_address, 'dev', segment.bridge)
+        # The gateway lives in the router now; an address an earlier version put here must go.
+        self._run('ip', 'addr', 'flush', 'dev', segment.bridge)
         self._run('ip', 'link', 'set', segment.bridge, 'up')
         if segment.vlan and self.uplink:
             self._attach_vlan(segment)
+
+    def _set_up_router(self, namespace, vpc_key):
+        if namespace not in self._namespaces():
+            self._run_here('ip', 'netns', 'add', namespace)
+        inside = ('ip', 'netns', 'exec', namespace)
+        self._run(*inside, 'ip', 'link', 'set', 'lo', 'up')
+        self._run(*inside, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
+        host_uplink = f'{BRIDGE_PREFIX}u{vpc_key}'
+        if not self._exists(host_uplink):
+            self._run('ip', 'link', 'add', host_uplink, 'type', 'veth', 'peer', 'name', ROUTER_UPLINK,
+                      'netns', namespace)
+        self._run('sysctl', '-q', '-w', f'net.ipv4.conf.{host_uplink}.proxy_arp=1')
+        self._run('ip', 'link', 'set', host_uplink, 'up')
+        self._run(*inside, 'ip', 'link', 'set', ROUTER_UPLINK, 'up')
+        self._run(*inside, 'ip', 'route', 'replace', 'default', 'dev', ROUTER_UPLINK)
+
+    def _link_to_router(self, segment, namespace):
+        inside = ('ip', 'netns', 'exec', namespace)
+        if not self._exists(segment.host_link):
+            self._run('ip', 'link', 'add', segment.host_link, 'type', 'veth', 'peer', 'name', segment.router_link,
+                      'netns', namespace)
+        self._run('ip', 'link', 'set', segment.host_link, 'master', segment.bridge, 'up')
+        if segment.gateway:
+            self._run(*inside, 'ip', 'addr', 'replace', segment.gateway_interface_address, 'dev', segment.router_link)
+        self._run(*inside, 'ip', 'link', 'set', segment.router_link, 'up')
 
     def _attach_vlan(self, segment):
         subinterface = f'{self.uplink}.{segment.vlan}'
@@ -173,14 +245,15 @@ class HostNetwork:
         return subprocess.run([*self.prefix, 'ip', 'link', 'show', 'dev', interface], capture_output=True,
                               timeout=COMMAND_TIMEOUT_SECONDS).returncode == 0
 
-    # -- firewall --------------------------------------------------------------------------------
+    def _namespaces(self):
+        return {line.split()[0] for line in self._run_here('ip', 'netns', 'list').splitlines() if line.strip()}
+
+    # -- the whole state -----------------------------------------------------------------------------
 
     def reconcile(self, db, host_uris):
-        """Bring the firewall to what the database says, if this process drives a host on this machine.
-
-        Cheap when nothing changed (one query); called at every dispatch round and so right after
-        every association change and at worker start.
-        """
+        """Bring routers, NAT and the firewall to what the database says, if this process drives a
+        host on this machine. Cheap when nothing changed (a few queries); called at every dispatch
+        round, so right after every association change and at worker start."""
         if not any(is_on_this_machine(uri) for uri in host_uris):
             return False
         with db.read() as session:
@@ -199,34 +272,67 @@ class HostNetwork:
         return True
 
     def apply(self, desired):
-        rules = filter_rules(desired.segments) + nat_rules(desired.segments, desired.associations)
-        self._run('iptables-restore', '--noflush', input='\n'.join(rules) + '\n')
-        for table, chain, target in JUMPS:
-            if not self._succeeds('iptables', '-t', table, '-C', chain, '-j', target):
-                self._run('iptables', '-t', table, '-I', chain, '1', '-j', target)
-        self._sync_public_addresses({public for public, _ in desired.associations})
-        if desired.associations:
-            self._enable_forwarding()
+        if not self._legacy_removed:
+            self._remove_legacy()
+            self._legacy_removed = True
+        segments = [segment for router in desired.routers for segment in router.segments]
+        for router in desired.routers:
+            namespace = self.router_namespace(router.vpc_id)
+            self._set_up_router(namespace, router.vpc_key)
+            for segment in router.segments:
+                self._set_up_bridge(segment)
+                self._link_to_router(segment, namespace)
+            self._apply_router_rules(namespace, router)
+        self._run('iptables-restore', '--noflush', input='\n'.join(filter_rules(segments)) + '\n')
+        if not self._succeeds('iptables', '-C', 'FORWARD', '-j', FORWARD_CHAIN):
+            self._run('iptables', '-I', 'FORWARD', '1', '-j', FORWARD_CHAIN)
+        self._sync_public_routes({public: router.host_uplink for router in desired.routers
+                                  for public, _ in router.associations})
+        if any(router.associations for router in desired.routers):
+            self._run('sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
+        self._remove_routers_except({self.router_namespace(router.vpc_id) for router in desired.routers})
 
-    def _sync_public_addresses(self, wanted):
-        """Exactly the associated elastic IPs as /32 addresses of the public bridge."""
-        if not wanted and not self._exists(PUBLIC_BRIDGE):
-            return
-        if not self._exists(PUBLIC_BRIDGE):
-            self._run('ip', 'link', 'add', PUBLIC_BRIDGE, 'type', 'bridge')
-        self._run('ip', 'link', 'set', PUBLIC_BRIDGE, 'up')
-        present = set(self._addresses(PUBLIC_BRIDGE))
+    def _apply_router_rules(self, namespace, router):
+        inside = ('ip', 'netns', 'exec', namespace)
+        self._run(*inside, 'iptables-restore', input='\n'.join(router_rules(router)) + '\n')
+        wanted = {public for public, _ in router.associations}
+        present = set(self._addresses(ROUTER_UPLINK, inside))
         for address in sorted(wanted - present):
-            self._run('ip', 'addr', 'add', f'{address}/32', 'dev', PUBLIC_BRIDGE)
+            self._run(*inside, 'ip', 'addr', 'add', f'{address}/32', 'dev', ROUTER_UPLINK)
         for address in sorted(present - wanted):
-            self._run('ip', 'addr', 'del', f'{address}/32', 'dev', PUBLIC_BRIDGE)
+            self._run(*inside, 'ip', 'addr', 'del', f'{address}/32', 'dev', ROUTER_UPLINK)
 
-    def _addresses(self, interface):
-        listing = self._run('ip', '-o', '-4', 'addr', 'show', 'dev', interface)
+    def _sync_public_routes(self, wanted):
+        """Exactly the associated elastic IPs routed, each to its router's uplink."""
+        present = {}
+        for line in self._run('ip', '-4', 'route', 'show', 'proto', ROUTE_PROTOCOL).splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] == 'dev':
+                present[parts[0].split('/')[0]] = parts[2]
+        for address, uplink in sorted(wanted.items()):
+            if present.get(address) != uplink:
+                self._run('ip', 'route', 'replace', f'{address}/32', 'dev', uplink, 'proto', ROUTE_PROTOCOL)
+        for address in sorted(set(present) - set(wanted)):
+            self._run('ip', 'route', 'del', f'{address}/32', 'proto', ROUTE_PROTOCOL)
+
+    def _remove_routers_except(self, wanted):
+        for namespace in sorted(self._namespaces()):
+            if namespace.startswith(self.namespaces) and namespace not in wanted:
+                self._run_here('ip', 'netns', 'del', namespace)
+                self._ready = {(segment, ns) for segment, ns in self._ready if ns != namespace}
+
+    def _remove_legacy(self):
+        for table, chain, target in LEGACY_CHAINS:
+            while self._succeeds('iptables', '-t', table, '-D', chain, '-j', target):
+                pass
+            if self._succeeds('iptables', '-t', table, '-F', target):
+                self._succeeds('iptables', '-t', table, '-X', target)
+        if self._exists(LEGACY_PUBLIC_BRIDGE):
+            self._run('ip', 'link', 'del', LEGACY_PUBLIC_BRIDGE)
+
+    def _addresses(self, interface, inside=()):
+        listing = self._run(*inside, 'ip', '-o', '-4', 'addr', 'show', 'dev', interface)
         return [line.split()[3].split('/')[0] for line in listing.splitlines() if ' inet ' in line]
-
-    def _enable_forwarding(self):
-        self._run('sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -234,12 +340,18 @@ class HostNetwork:
         return subprocess.run([*self.prefix, *command], capture_output=True,
                               timeout=COMMAND_TIMEOUT_SECONDS).returncode == 0
 
-    def _run(self, *command, input=None):
+    def _run_here(self, *command):
+        # Named namespaces are machine-wide: made, listed and removed without the prefix, as a
+        # prefix's `ip netns exec` would keep the new name in a mount namespace of its own.
+        return self._run(*command, prefix=())
+
+    def _run(self, *command, input=None, prefix=None):
+        prefix = self.prefix if prefix is None else prefix
         try:
-            return subprocess.run([*self.prefix, *command], input=input, capture_output=True, text=True,
+            return subprocess.run([*prefix, *command], input=input, capture_output=True, text=True,
                                   check=True, timeout=COMMAND_TIMEOUT_SECONDS).stdout
         except subprocess.CalledProcessError as error:
             detail = (error.stderr or error.stdout or '').strip().splitlines()[-1:] or ['']
-            raise HostNetworkError(f"{' '.join(command[:4])} failed: {detail[0]}") from None
+            raise HostNetworkError(f"{' '.join(command[:6])} failed: {detail[0]}") from None
         except (OSError, subprocess.TimeoutExpired) as error:
             raise HostNetworkError(f"{command[0]}: {error}") from None

@@ -162,3 +162,31 @@ def test_a_prepared_reader_on_sqlite_sees_one_snapshot(db):
         after = read(_USERS_SINCE, since=now)
     assert [row.name for row in before] == [row.name for row in during] == ['first']
     assert [row.name for row in after] == ['first', 'second']
+
+
+def test_upgrading_to_vpcs_gives_each_network_a_shared_vpc_and_keeps_its_leases(tmp_path):
+    import sqlalchemy
+    from alembic import command
+    engine = sqlalchemy.create_engine(f'sqlite:///{tmp_path / "old.db"}')
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), '0005_quotas')
+        now = datetime.datetime(2026, 1, 1)
+        connection.execute(sqlalchemy.text(
+            "INSERT INTO networks (id, name, subnet_id, kind, cidr, gateway, is_default, cursor, created_at) "
+            "VALUES (1, 'default', 'subnet-0000000000000000a', 'private', '10.0.0.0/20', '10.0.0.1', 1, 5, :now),"
+            "       (2, 'public', 'subnet-0000000000000000b', 'public', '192.0.2.0/24', NULL, 0, 0, :now)"),
+            {'now': now})
+        connection.execute(sqlalchemy.text(
+            "INSERT INTO leases (id, network_id, address, mac, instance_id) VALUES (1, 1, 167772165, "
+            "'02:00:0a:00:00:05', 'i-0000000000000000a')"))
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), 'head')
+        rows = connection.execute(sqlalchemy.text(
+            'SELECT n.name, n.owner, n.is_default, v.vpc_id, v.shared, v.owner, v.cidr FROM networks n '
+            'LEFT JOIN vpcs v ON v.id = n.vpc_pk ORDER BY n.id')).all()
+        lease = connection.execute(sqlalchemy.text('SELECT network_id, address, mac FROM leases')).one()
+    (name, owner, is_default, vpc_id, shared, vpc_owner, cidr), public = rows
+    assert (name, owner, is_default, shared, vpc_owner, cidr) == ('default', '000000000000', False, True,
+                                                                  '000000000000', '10.0.0.0/20')
+    assert vpc_id.startswith('vpc-') and public[3] is None
+    assert tuple(lease) == (1, 167772165, '02:00:0a:00:00:05')

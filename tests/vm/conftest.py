@@ -86,6 +86,7 @@ class NetnsCloud:
         stock = json.loads(self.admin('image', 'install-stock', '--json'))
         self.image_id = stock['machine']['image_id']
         self.user = json.loads(self.admin('user', 'create', 'tester', '--json'))
+        self.other_user = json.loads(self.admin('user', 'create', 'neighbour', '--json'))
         self.other_subnet = json.loads(self.admin('net', 'create', 'other', '10.1.0.0/20', '--json'))[0]['subnet_id']
         self._serve()
         return self
@@ -124,12 +125,21 @@ class NetnsCloud:
         except OSError:
             return ''
 
-    def client(self):
+    def in_vpc(self, vpc_id, *command, check=True, timeout=120):
+        """Run `command` in a VPC's router, where its private addresses are reachable. The server made
+        the router's name in its own mount namespace, so the name is found through the server's root."""
+        from backend.networking.host_network import namespace_prefix
+        name = f"{namespace_prefix(Path(self.env['RESERVOIR_HOME']).absolute())}{vpc_id}"
+        return run('nsenter', f'--net=/proc/{self.server.pid}/root/run/netns/{name}', *command, check=check,
+                   timeout=timeout)
+
+    def client(self, user=None):
         import boto3
         from botocore.config import Config
+        user = user or self.user
         return boto3.client('ec2', endpoint_url=f'http://{self.inside_ip}:{PORT}', region_name=REGION,
-                            aws_access_key_id=self.user['access_key_id'],
-                            aws_secret_access_key=self.user['secret_access_key'],
+                            aws_access_key_id=user['access_key_id'],
+                            aws_secret_access_key=user['secret_access_key'],
                             config=Config(retries={'max_attempts': 3}))
 
     # -- tearing down --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Each test boots at most three guests at once (TCG on two cores). Guests report o
 console, which GetConsoleOutput returns: that is how the tests see inside them.
 """
 import json
+import ipaddress
 import secrets
 import sys
 import time
@@ -14,16 +15,15 @@ from .conftest import CONTEXTUALIZED, console, qemu_pids, wait_for_console, wait
 
 pytestmark = pytest.mark.vm
 
-DEFAULT_GATEWAY = '10.0.0.1'        # the default network, 10.0.0.0/20
 OTHER_GATEWAY = '10.1.0.1'          # the network conftest creates, 10.1.0.0/20
 INSTANCE_TYPE = 't1.micro'
 CLEAN_SHUTDOWN = 'reservoir: stopping'     # the guest's shutdown script, run on the ACPI power button
 ADDRESS_TIMEOUT = 30
 
 
-def launch(ec2, image_id, count=1, script=None, subnet_id=None):
+def launch(ec2, image_id, count=1, script=None, subnet_id=None, **extra):
     """RunInstances; `script` is the user data as text (boto3 encodes it)."""
-    arguments = dict(ImageId=image_id, MinCount=count, MaxCount=count, InstanceType=INSTANCE_TYPE)
+    arguments = dict(ImageId=image_id, MinCount=count, MaxCount=count, InstanceType=INSTANCE_TYPE, **extra)
     if script is not None:
         arguments['UserData'] = script
     if subnet_id is not None:
@@ -76,8 +76,20 @@ def test_console_shows_address_hostname_and_user_data(ec2, vm_cloud):
     terminate(ec2, instance_id)
 
 
-def test_one_network_reaches_itself_and_not_another(ec2, vm_cloud):
-    (target,) = launch(ec2, vm_cloud.image_id)
+def default_subnet(ec2, zone):
+    (subnet,) = ec2.describe_subnets(Filters=[{'Name': 'default-for-az', 'Values': ['true']},
+                                              {'Name': 'availability-zone', 'Values': [zone]}])['Subnets']
+    return subnet
+
+
+def gateway_of(subnet):
+    return str(ipaddress.IPv4Network(subnet['CidrBlock'])[1])
+
+
+def test_vpcs_with_the_same_addresses_stay_apart_and_subnets_of_one_vpc_route(ec2, vm_cloud):
+    zone = ec2.describe_availability_zones()['AvailabilityZones'][0]['ZoneName']
+    mine = default_subnet(ec2, zone)
+    (target,) = launch(ec2, vm_cloud.image_id, SubnetId=mine['SubnetId'])
     wait_for_console(ec2, target['InstanceId'], CONTEXTUALIZED)
     target_ip = target['PrivateIpAddress']
 
@@ -86,15 +98,27 @@ def test_one_network_reaches_itself_and_not_another(ec2, vm_cloud):
                 f'ping -c 3 -W 2 {gateway} >/dev/null 2>&1; echo "ping-gateway exit $?"\n'
                 f'ping -c 3 -W 2 {target_ip} >/dev/null 2>&1; echo "ping-target exit $?"\n')
 
-    (neighbour,) = launch(ec2, vm_cloud.image_id, script=probe(DEFAULT_GATEWAY))
+    # A second subnet of the same VPC: its instances reach the target through the VPC's router.
+    second = ec2.create_subnet(VpcId=mine['VpcId'], CidrBlock='172.31.200.0/24', AvailabilityZone=zone)['Subnet']
+    (neighbour,) = launch(ec2, vm_cloud.image_id, script=probe(gateway_of(second)), SubnetId=second['SubnetId'])
+    # Another account's default VPC has the very same addresses; its instance must not reach ours.
+    other = vm_cloud.client(vm_cloud.other_user)
+    theirs = default_subnet(other, zone)
+    assert theirs['CidrBlock'] == mine['CidrBlock'] and theirs['VpcId'] != mine['VpcId']
+    spare = str(ipaddress.IPv4Address(target_ip) + 10)
+    (foreigner,) = launch(other, vm_cloud.image_id, script=probe(gateway_of(theirs)), SubnetId=theirs['SubnetId'],
+                          PrivateIpAddress=spare)
     (stranger,) = launch(ec2, vm_cloud.image_id, script=probe(OTHER_GATEWAY), subnet_id=vm_cloud.other_subnet)
     assert stranger['PrivateIpAddress'].startswith('10.1.')
     near = wait_for_console(ec2, neighbour['InstanceId'], CONTEXTUALIZED)
-    far = wait_for_console(ec2, stranger['InstanceId'], CONTEXTUALIZED)
-    assert 'ping-target exit 0' in near
-    assert 'ping-gateway exit 0' in far, 'the other network works in itself'
-    assert 'ping-target exit' in far and 'ping-target exit 0' not in far, 'networks are not isolated'
+    assert 'ping-gateway exit 0' in near and 'ping-target exit 0' in near, 'subnets of one VPC do not route'
+    for name, instance, client in (('account', foreigner, other), ('network', stranger, ec2)):
+        far = wait_for_console(client, instance['InstanceId'], CONTEXTUALIZED)
+        assert 'ping-gateway exit 0' in far, f'the other {name} works in itself'
+        assert 'ping-target exit' in far and 'ping-target exit 0' not in far, f'another {name} reached the target'
     terminate(ec2, target['InstanceId'], neighbour['InstanceId'], stranger['InstanceId'])
+    terminate(other, foreigner['InstanceId'])
+    ec2.delete_subnet(SubnetId=second['SubnetId'])
 
 
 def test_disk_survives_stop_and_start_and_reboot(ec2, vm_cloud):
@@ -198,7 +222,7 @@ def wait_until(condition, message, timeout=ADDRESS_TIMEOUT):
     raise AssertionError(message)
 
 
-def test_elastic_ip_is_translated_on_the_host(ec2, vm_cloud):
+def test_elastic_ip_is_translated_by_the_vpc_router(ec2, vm_cloud):
     # The instance serves its own name over HTTP: an answer at the elastic IP comes from it.
     web = '#!/bin/sh\nmkdir -p /www\nhostname > /www/index.html\nhttpd -p 80 -h /www\n'
     (instance,) = launch(ec2, vm_cloud.image_id, script=web)
@@ -211,12 +235,12 @@ def test_elastic_ip_is_translated_on_the_host(ec2, vm_cloud):
     association = ec2.associate_address(InstanceId=instance_id, AllocationId=address['AllocationId'])
     wait_until(lambda: page_from_host(vm_cloud, public_ip) == instance_id,
                f'{public_ip} does not lead to {instance_id}')
-    rules = vm_cloud.inside('iptables', '-t', 'nat', '-S', 'RSV-DNAT').stdout
-    assert f"-d {public_ip}/32 -j DNAT --to-destination {instance['PrivateIpAddress']}" in rules
+    def router_nat():
+        return vm_cloud.in_vpc(instance['VpcId'], 'iptables', '-t', 'nat', '-S', 'PREROUTING').stdout
+    assert f"-d {public_ip}/32 -j DNAT --to-destination {instance['PrivateIpAddress']}" in router_nat()
 
     ec2.disassociate_address(AssociationId=association['AssociationId'])
-    wait_until(lambda: public_ip not in vm_cloud.inside('iptables', '-t', 'nat', '-S', 'RSV-DNAT').stdout,
-               'the DNAT rule stayed after disassociation')
+    wait_until(lambda: public_ip not in router_nat(), 'the DNAT rule stayed after disassociation')
     assert page_from_host(vm_cloud, public_ip) is None
     ec2.release_address(AllocationId=address['AllocationId'])
     terminate(ec2, instance_id)

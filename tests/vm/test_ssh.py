@@ -23,8 +23,8 @@ KEY_TYPES = ('ed25519', 'rsa')
 class Guest:
     """A running instance, the private key of its key pair, and what its console says of its host keys."""
 
-    def __init__(self, instance_id, address, key, console):
-        self.instance_id, self.address, self.key = instance_id, address, key
+    def __init__(self, instance_id, vpc_id, address, key, console):
+        self.instance_id, self.vpc_id, self.address, self.key = instance_id, vpc_id, address, key
         console = console.replace('\r\n', '\n')        # a serial console ends its lines with CR LF
         self.fingerprint_lines = _lines(FINGERPRINTS.search(console).group(1))
         self.host_keys = _lines(HOST_KEYS.search(console).group(1))
@@ -60,7 +60,7 @@ def guests(ec2, vm_cloud, tmp_path_factory):
             launched[key_type] = (instance, write_private_key(directory, pair['KeyName'], pair['KeyMaterial']))
         ids = [instance['InstanceId'] for instance, _ in launched.values()]
         wait_for_states(ec2, ids, {'running'})
-        yield {key_type: Guest(instance['InstanceId'], instance['PrivateIpAddress'], key,
+        yield {key_type: Guest(instance['InstanceId'], instance['VpcId'], instance['PrivateIpAddress'], key,
                                wait_for_console(ec2, instance['InstanceId'], CONTEXTUALIZED, SSH_STARTED))
                for key_type, (instance, key) in launched.items()}
     finally:
@@ -72,12 +72,12 @@ def guests(ec2, vm_cloud, tmp_path_factory):
             ec2.delete_key_pair(KeyName=f'laptop-{key_type}')
 
 
-def ssh(vm_cloud, key, known_hosts, address, command):
-    """OpenSSH inside the test namespace, trusting only the host keys in `known_hosts`."""
-    return vm_cloud.inside(
-        'ssh', '-i', str(key), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
+def ssh(vm_cloud, key, known_hosts, guest, command):
+    """OpenSSH to `guest` from its VPC's router, trusting only the host keys in `known_hosts`."""
+    return vm_cloud.in_vpc(
+        guest.vpc_id, 'ssh', '-i', str(key), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
         '-o', f'UserKnownHostsFile={known_hosts}', '-o', 'ConnectTimeout=20', '-o', 'IdentitiesOnly=yes',
-        f'root@{address}', command, check=False, timeout=90)
+        f'root@{guest.address}', command, check=False, timeout=90)
 
 
 def test_console_fingerprints_are_those_of_the_host_keys_it_prints(guests, tmp_path):
@@ -97,19 +97,19 @@ def test_console_fingerprints_are_those_of_the_host_keys_it_prints(guests, tmp_p
 @pytest.mark.parametrize('key_type', KEY_TYPES)
 def test_login_with_the_key_pair_runs_a_command_as_root(guests, vm_cloud, tmp_path, key_type):
     guest = guests[key_type]
-    result = ssh(vm_cloud, guest.key, guest.known_hosts(tmp_path), guest.address, 'cat /etc/hostname; id -u')
+    result = ssh(vm_cloud, guest.key, guest.known_hosts(tmp_path), guest, 'cat /etc/hostname; id -u')
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [guest.instance_id, '0']
 
 
 def test_another_key_pair_is_refused(guests, vm_cloud, tmp_path):
     ed25519, rsa = guests['ed25519'], guests['rsa']
-    refused = ssh(vm_cloud, rsa.key, ed25519.known_hosts(tmp_path), ed25519.address, 'true')
+    refused = ssh(vm_cloud, rsa.key, ed25519.known_hosts(tmp_path), ed25519, 'true')
     assert refused.returncode != 0 and 'Permission denied' in refused.stderr
 
 
 def test_a_host_key_other_than_the_console_shows_is_not_trusted(guests, vm_cloud, tmp_path):
     ed25519, rsa = guests['ed25519'], guests['rsa']
     known_hosts = ed25519.known_hosts(tmp_path, host_keys=rsa.host_keys)     # the wrong guest's keys
-    refused = ssh(vm_cloud, ed25519.key, known_hosts, ed25519.address, 'true')
+    refused = ssh(vm_cloud, ed25519.key, known_hosts, ed25519, 'true')
     assert refused.returncode != 0 and 'Host key verification failed' in refused.stderr
