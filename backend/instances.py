@@ -19,10 +19,11 @@ from .errors import CapacityError, Conflict, InvalidValue, NotFound
 from .images import IMAGE_ID, visible_to
 from .tags import check_tags
 from .matching import wildcard
+from .networking.interfaces import new_interface_row, release_interfaces
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
-                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, PlacementGroup, Tag, Vpc as VpcRow,
+                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, Tag, Vpc as VpcRow,
                      new_resource_id, utcnow)
 
 INSTANCE_ID = re.compile(r'i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -49,6 +50,8 @@ class LaunchRequest:
     ramdisk_id: str | None = None
     subnet_id: str | None = None
     private_ip: str | None = None         # PrivateIpAddress: this address in the subnet, for one instance
+    # More interfaces for each instance: ((device index, subnet id, private ip or None), …)
+    extra_interfaces: tuple = ()
     tags: tuple = ()                      # ((key, value), …) for each instance
     client_token: str | None = None
 
@@ -162,7 +165,8 @@ class InstanceService:
             raise InvalidValue('MinCount must be at least 1 and no more than MaxCount')
         if request.max_count > self.max_launch:
             raise InvalidValue(f'MaxCount may be at most {self.max_launch}', code='InstanceLimitExceeded')
-        if request.private_ip is not None and request.max_count > 1:
+        if (request.private_ip is not None or any(ip for _, _, ip in request.extra_interfaces)) \
+                and request.max_count > 1:
             raise InvalidValue('A private IP address can be given for one instance only',
                                code='InvalidParameterCombination')
         if request.dedicated_host_id is not None:
@@ -230,12 +234,24 @@ class InstanceService:
             reservation_id = new_resource_id('r')
             instance_ids = [new_resource_id('i') for _ in placement.host_ids]
             network = self._launch_subnet(session, owner, request, zones[placement.host_ids[0]], default_vpc)
-            leases, lease_rows = self.networks.lease(session, network, instance_ids, request.private_ip)
+            interface_ids = [new_resource_id('eni') for _ in instance_ids]
+            leases, lease_rows = self.networks.lease(session, network, interface_ids, request.private_ip)
             now = utcnow()
             session.execute(InstanceRow.__table__.insert(), [
                 _new_instance(owner, request, kind, image, reservation_id, instance_id, index, host_id,
                               zones[host_id], network.id, lease, group, now)
                 for index, (instance_id, host_id, lease) in enumerate(zip(instance_ids, placement.host_ids, leases))])
+            interface_rows = [new_interface_row(owner, network.id, lease, instance_id, 0, now, delete_on_termination=True)
+                              for instance_id, lease in zip(instance_ids, leases)]
+            for device_index, subnet_id, private_ip in request.extra_interfaces:
+                extra_network = self._extra_subnet(session, owner, subnet_id, network, zones[placement.host_ids[0]])
+                extra_ids = [new_resource_id('eni') for _ in instance_ids]
+                extra_leases, extra_lease_rows = self.networks.lease(session, extra_network, extra_ids, private_ip)
+                interface_rows += [new_interface_row(owner, extra_network.id, lease, instance_id, device_index, now,
+                                                     delete_on_termination=True)
+                                   for instance_id, lease in zip(instance_ids, extra_leases)]
+                lease_rows += extra_lease_rows
+            session.execute(InterfaceRow.__table__.insert(), interface_rows)
             session.execute(Lease.__table__.insert(), lease_rows)
             if request.tags:
                 session.execute(Tag.__table__.insert(), [
@@ -265,6 +281,17 @@ class InstanceService:
             raise InvalidValue(f'The default VPC has no default subnet in {zone}. Name a subnet.',
                                code='VPCIdNotSpecified')
         return subnet
+
+    def _extra_subnet(self, session, owner, subnet_id, primary, zone):
+        """The subnet of a launch's further interface, locked: in the primary's VPC and zone."""
+        network = self.networks.for_launch(session, owner, subnet_id)
+        if network.vpc_pk != primary.vpc_pk:
+            raise InvalidValue('The network interfaces of an instance must all be in one VPC.',
+                               code='InvalidParameterCombination')
+        if network.zone and network.zone != zone:
+            raise InvalidValue(f"The subnet '{subnet_id}' is not in {zone}, where the instance is.",
+                               code='InvalidParameterCombination')
+        return network
 
     # -- describing ----------------------------------------------------------------------------------
 
@@ -415,7 +442,7 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
         session.execute(update(HostRow).where(HostRow.id == row.host_id).values(
             used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
     if target in FINAL_STATES and previous not in FINAL_STATES:
-        session.execute(Lease.__table__.delete().where(Lease.instance_id == row.instance_id))
+        release_interfaces(session, row.instance_id)
         session.execute(update(Address).where(Address.instance_id == row.instance_id)
                         .values(instance_id=None, association_id=None))
         row.public_ip = None

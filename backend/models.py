@@ -265,8 +265,37 @@ class Network(Base):
     created_at: Mapped[datetime.datetime] = _created_at()
 
 
+class NetworkInterface(Base):
+    """An EC2 network interface (eni-): a MAC and addresses in one subnet, maybe attached to an instance.
+
+    Every instance's eth0 is one, made with it and deleted with it; others are made, attached and
+    detached by their owners. The instance row keeps eth0's subnet, address and MAC as well, for
+    listings and launches.
+    """
+    __tablename__ = 'network_interfaces'
+    __table_args__ = (UniqueConstraint('instance_id', 'device_index'), UniqueConstraint('owner', 'client_token'))
+
+    interface_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey('networks.id'), nullable=False, index=True)
+    mac: Mapped[str] = mapped_column(String(17), nullable=False)
+    description: Mapped[str] = mapped_column(String(255), nullable=False, default='')
+    source_dest_check: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey('instances.instance_id'), index=True)
+    device_index: Mapped[int | None] = mapped_column()
+    attachment_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 7), unique=True)
+    attached_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    # 'attaching' or 'detaching' until the host's worker has plugged or unplugged it; then 'attached'.
+    attachment_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    delete_on_termination: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # CreateNetworkInterface's idempotency token: a retry gets the interface the first call made.
+    client_token: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
 class Lease(Base):
-    """An address of a network held by an instance. The unique pair makes double leases impossible."""
+    """An address of a network held by a network interface (its primary one, or a secondary).
+    The unique pair makes double leases impossible."""
     __tablename__ = 'leases'
     # VPCs may overlap, so a MAC (02:00 + IPv4) is unique within its network only.
     __table_args__ = (UniqueConstraint('network_id', 'address'), UniqueConstraint('network_id', 'mac'))
@@ -275,8 +304,9 @@ class Lease(Base):
     network_id: Mapped[int] = mapped_column(ForeignKey('networks.id'), nullable=False)
     address: Mapped[int] = mapped_column(BigInteger, nullable=False)
     mac: Mapped[str] = mapped_column(String(17), nullable=False)
-    instance_id: Mapped[str] = mapped_column(ForeignKey('instances.instance_id', ondelete='CASCADE'),
-                                             nullable=False, unique=True)
+    interface_id: Mapped[str] = mapped_column(ForeignKey('network_interfaces.interface_id', ondelete='CASCADE'),
+                                              nullable=False, index=True)
+    is_primary: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
 
 class Instance(Base):

@@ -1,12 +1,13 @@
 """Tags on every resource an account owns: instances, images, key pairs, addresses, groups."""
 import dataclasses
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .errors import InvalidValue, NotFound
 from .matching import wildcard
 from .models import (Address, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow,
-                     Network as NetworkRow, PlacementGroup, Tag, Vpc as VpcRow)
+                     Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, Tag,
+                     Vpc as VpcRow)
 
 MAX_TAGS_PER_RESOURCE = 50
 MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 128, 256
@@ -22,6 +23,7 @@ _RESOURCES = {
     'pg': ('placement-group', PlacementGroup, PlacementGroup.group_id, PlacementGroup.owner),
     'vpc': ('vpc', VpcRow, VpcRow.vpc_id, VpcRow.owner),
     'subnet': ('subnet', NetworkRow, NetworkRow.subnet_id, NetworkRow.owner),
+    'eni': ('network-interface', InterfaceRow, InterfaceRow.interface_id, InterfaceRow.owner),
 }
 
 
@@ -90,6 +92,11 @@ class TagService:
                 result.setdefault(row.resource_id, {})[row.key] = row.value
         return result
 
+    def forget(self, resource_ids):
+        """Drop the tags of resources that are gone."""
+        with self.db.write() as session:
+            session.execute(delete(Tag).where(Tag.resource_id.in_(list(resource_ids))))
+
     def tags_of(self, resource_ids):
         with self.db.read() as session:
             return self.of(session, resource_ids)
@@ -152,4 +159,5 @@ def _not_found_code(resource_type):
     return {'instance': 'InvalidInstanceID.NotFound', 'image': 'InvalidAMIID.NotFound',
             'key-pair': 'InvalidKeyPair.NotFound', 'elastic-ip': 'InvalidAllocationID.NotFound',
             'placement-group': 'InvalidPlacementGroup.Unknown', 'vpc': 'InvalidVpcID.NotFound',
-            'subnet': 'InvalidSubnetID.NotFound'}[resource_type]
+            'subnet': 'InvalidSubnetID.NotFound',
+            'network-interface': 'InvalidNetworkInterfaceID.NotFound'}[resource_type]

@@ -20,12 +20,14 @@ from sqlalchemy import func, or_, select, update
 from .drivers import open_driver
 from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSpec
 from .drivers.instance_files import InstanceFiles
+from .networking import addressing
 from .networking.host_network import HostNetwork, HostNetworkError, bridge_name, namespace_prefix
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
-from .models import Network as NetworkRow, Vpc as VpcRow, utcnow
+from .models import Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, Vpc as VpcRow, utcnow
 from .monitor import Monitor
+from .attachments import Attachments
 from .snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Worker:
         self.hosts = HostPool(self._restore_host, self.files, self.host_network)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
+        self.attachments = Attachments(self)  # network interfaces plugged into and out of instances
         self._owned = {}                     # host_id -> uri, for the hosts this worker drives
         self._in_flight = set()
         self._in_flight_lock = threading.Lock()
@@ -134,6 +137,7 @@ class Worker:
                 self.host_network.reconcile(self.db, list(self._owned.values()))   # firewall follows the database
                 busy = self.dispatch()
                 self.snapshots.dispatch()
+                self.attachments.dispatch()
             except Exception:
                 log.exception('dispatch round failed')
                 busy = False
@@ -406,6 +410,13 @@ class Worker:
 
     # -- launch specs --------------------------------------------------------------------------------
 
+    def launch_spec(self, host_id, driver, instance_id):
+        """The LaunchSpec of one instance as it stands now (its NICs included), or the error."""
+        spec = self._launch_specs({host_id: (driver, [instance_id])})[instance_id]
+        if isinstance(spec, Exception):
+            raise DriverError(str(spec))
+        return spec
+
     def _launch_specs(self, work):
         """{instance_id: LaunchSpec or the exception that prevented making one}, for
         work = {host_id: (driver, [instance ids])}, read in one transaction."""
@@ -415,26 +426,24 @@ class Worker:
                                                 .where(HostRow.id.in_(list(work)))).all())
             rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
             images = _images_for(session, rows)
-            networks = {row.id: (row, vpc_id) for row, vpc_id in session.execute(
-                select(NetworkRow, VpcRow.vpc_id).outerjoin(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
-                .where(NetworkRow.id.in_({row.network_id for row in rows if row.network_id is not None})))}
+            nics = _nics_of(session, ids)
             keys = _public_keys(session, rows)
         specs = {}
         for row in rows:
             try:
-                specs[row.instance_id] = self._launch_spec(row, images, networks.get(row.network_id), keys,
+                specs[row.instance_id] = self._launch_spec(row, images, nics.get(row.instance_id, ()), keys,
                                                            _domain_type(domain_types[row.host_id]))
             except (HostNetworkError, OSError, ValueError) as error:
                 specs[row.instance_id] = error
         return specs
 
-    def _launch_spec(self, row, images, network, keys, domain_type):
+    def _launch_spec(self, row, images, nics, keys, domain_type):
         image = images.get(row.image_id)
         return LaunchSpec(
             instance_id=row.instance_id, image_id=row.image_id, instance_type=row.instance_type,
             vcpus=row.vcpus, memory_mib=row.memory_mib, zone=row.zone,
             root=self._disk(image), kernel=self._disk(images.get(row.kernel_id)),
-            ramdisk=self._disk(images.get(row.ramdisk_id)), nics=(_nic(row, network),),
+            ramdisk=self._disk(images.get(row.ramdisk_id)), nics=tuple(nics),
             ssh_public_key=keys.get((row.owner, row.key_name)), user_data=row.user_data,
             public_ip=row.public_ip, domain_type=domain_type)
 
@@ -488,11 +497,25 @@ def _public_keys(session, rows):
         select(KeyPairRow).where(KeyPairRow.owner.in_(owners)))}
 
 
-def _nic(row, network):
-    """eth0 of an instance: its lease, on its subnet's bridge; `network` is (row, VPC id) or None."""
-    if network is None:
-        return NicSpec(mac=row.mac, ip=row.private_ip, cidr=f'{row.private_ip}/32')
-    network, vpc_id = network
-    return NicSpec(mac=row.mac, ip=row.private_ip, cidr=network.cidr, gateway=network.gateway, dns=network.dns,
+def _nics_of(session, instance_ids):
+    """{instance_id: (NicSpec, …)} of every attached (or attaching) interface, by device index."""
+    result = {}
+    for start in range(0, len(instance_ids), 900):
+        rows = session.execute(
+            select(InterfaceRow.instance_id, Lease.address, Lease.mac, NetworkRow, VpcRow.vpc_id)
+            .join(Lease, (Lease.interface_id == InterfaceRow.interface_id) & Lease.is_primary.is_(True))
+            .join(NetworkRow, NetworkRow.id == InterfaceRow.network_id)
+            .outerjoin(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
+            .where(InterfaceRow.instance_id.in_(instance_ids[start:start + 900]),
+                   InterfaceRow.attachment_status.in_(('attaching', 'attached')))
+            .order_by(InterfaceRow.instance_id, InterfaceRow.device_index)).all()
+        for instance_id, address, mac, network, vpc_id in rows:
+            result.setdefault(instance_id, []).append(nic_spec(network, vpc_id, addressing.to_text(address), mac))
+    return result
+
+
+def nic_spec(network, vpc_id, ip, mac):
+    """A NIC with address `ip` on `network`'s bridge, its gateway in the VPC's router."""
+    return NicSpec(mac=mac, ip=ip, cidr=network.cidr, gateway=network.gateway, dns=network.dns,
                    bridge=bridge_name(network), vlan=network.vlan, network_key=network.id, vpc_id=vpc_id,
                    vpc_key=network.vpc_pk)

@@ -22,6 +22,7 @@ class Feature(str, enum.Enum):
     ACPI_SHUTDOWN = 'acpi-shutdown'       # a power button the guest can act on
     CONSOLE = 'console'
     SNAPSHOT = 'snapshot'                 # CreateImage of an instance's root disk
+    NIC_HOTPLUG = 'nic-hotplug'           # network interfaces attached to and detached from instances
 
 
 class DomainState(str, enum.Enum):
@@ -129,6 +130,15 @@ class HostDriver(abc.ABC):
     @abc.abstractmethod
     def console_output(self, instance_id):
         """The tail of the instance's console as bytes (b'' before its first boot)."""
+
+    def plug_nic(self, spec, nic):
+        """Give a deployed instance the NIC `nic` (one of `spec.nics`), running or not; its context CD
+        is rewritten first so the guest finds the new interface's settings. Idempotent by MAC."""
+        raise DriverError(f'{type(self).__name__} cannot add network interfaces')
+
+    def unplug_nic(self, instance_id, mac):
+        """Take the NIC with this MAC from a deployed instance; idempotent."""
+        raise DriverError(f'{type(self).__name__} cannot remove network interfaces')
 
     def snapshot(self, instance_id, target, stop_timeout):
         """Write the instance's root disk, flattened, to `target.path` (CreateImage)."""

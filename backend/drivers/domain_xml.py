@@ -41,6 +41,39 @@ def build(spec):
     return _serialize(_qemu_domain(spec))
 
 
+def interface(nic, domain_type):
+    """One NIC's <interface> element (str), for hot-plugging into a running domain."""
+    holder = etree.Element('devices')
+    _interface(holder, nic, model=None if domain_type == 'xen' else 'virtio')
+    return _serialize(holder[0])
+
+
+def context_cdrom(path, domain_type):
+    """The context CD's <disk> element (str), for changing its medium while the domain runs."""
+    holder = etree.Element('devices')
+    if domain_type == 'xen':
+        _context_cdrom(holder, path, bus='xen', target='xvdc')
+    else:
+        _context_cdrom(holder, path, bus='ide', target='hdc')
+    return _serialize(holder[0])
+
+
+def interface_with_mac(document, mac):
+    """The domain's <interface> element (str) with this MAC address, or None."""
+    root = etree.fromstring(document.encode() if isinstance(document, str) else document)
+    for element in root.iterfind('./devices/interface'):
+        found = element.find('mac')
+        if found is not None and found.get('address', '').lower() == mac.lower():
+            return _serialize(element)
+    return None
+
+
+def interface_macs(document):
+    """The MAC addresses of a domain XML document's interfaces."""
+    root = etree.fromstring(document.encode() if isinstance(document, str) else document)
+    return {mac.get('address').lower() for mac in root.iterfind('./devices/interface/mac')}
+
+
 def _serialize(root):
     return etree.tostring(root, pretty_print=True, encoding='unicode')
 

@@ -20,17 +20,17 @@ QEMU_IMG_TIMEOUT_SECONDS = 120
 
 
 def context_variables(spec):
-    """OpenNebula's context variables for a launch spec (eth0 is its first NIC)."""
-    nic = spec.nics[0] if spec.nics else None
+    """OpenNebula's context variables for a launch spec: ETH<n>_* for its n-th NIC. Only eth0 gets
+    the default route, as on EC2, where further interfaces reach their own subnets."""
     values = {'HOSTNAME': spec.instance_id, 'SET_HOSTNAME': spec.instance_id,
               'SSH_PUBLIC_KEY': spec.ssh_public_key, 'INSTANCE_ID': spec.instance_id,
               'AMI_ID': spec.image_id, 'INSTANCE_TYPE': spec.instance_type, 'AVAILABILITY_ZONE': spec.zone,
               'PUBLIC_IP': spec.public_ip}
-    if nic is not None:
+    for index, nic in enumerate(spec.nics):
         network = ipaddress.IPv4Network(nic.cidr)
-        values.update({'ETH0_IP': nic.ip, 'ETH0_MAC': nic.mac, 'ETH0_MASK': str(network.netmask),
-                       'ETH0_NETWORK': str(network.network_address), 'ETH0_GATEWAY': nic.gateway,
-                       'ETH0_DNS': nic.dns})
+        values.update({f'ETH{index}_IP': nic.ip, f'ETH{index}_MAC': nic.mac, f'ETH{index}_MASK': str(network.netmask),
+                       f'ETH{index}_NETWORK': str(network.network_address),
+                       f'ETH{index}_GATEWAY': nic.gateway if index == 0 else None, f'ETH{index}_DNS': nic.dns})
     if spec.user_data:
         values['USER_DATA'] = spec.user_data
         values['USERDATA_ENCODING'] = 'base64'

@@ -20,7 +20,8 @@ CONVERT_TIMEOUT_SECONDS = 3600
 
 
 class LibvirtDriver(HostDriver):
-    features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT})
+    features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT,
+                          Feature.NIC_HOTPLUG})
 
     def __init__(self, uri, files, network=None):
         """`files`: where instance files live on this machine; `network`: sets up bridges here."""
@@ -97,6 +98,33 @@ class LibvirtDriver(HostDriver):
             return _flatten(disk, target.path, force_share=False)
         finally:
             self._host(self.host.boot, instance_id)
+
+    def plug_nic(self, spec, nic):
+        definition = self._host(self.host.definition, spec.instance_id)
+        if definition is None:
+            raise DriverError(f'{spec.instance_id} is not on {self.uri}')
+        if nic.mac.lower() in domain_xml.interface_macs(definition):
+            return
+        if self.simulated:
+            # The test driver keeps no devices to plug; what happened goes on the console, as for its other verbs.
+            self._note(spec.instance_id, f'nic {nic.mac} plugged into domain {spec.instance_id}')
+            return
+        if self.local and self.network is not None:
+            self.network.ensure_segment(nic)
+        _, iso = self.files.prepare(spec)
+        self._host(self.host.change_device, spec.instance_id, domain_xml.context_cdrom(str(iso), spec.domain_type),
+                   'update')
+        self._host(self.host.change_device, spec.instance_id,
+                   domain_xml.interface(domain_xml.Nic(nic.mac, nic.bridge), spec.domain_type), 'attach')
+
+    def unplug_nic(self, instance_id, mac):
+        if self.simulated:
+            self._note(instance_id, f'nic {mac} unplugged from domain {instance_id}')
+            return
+        definition = self._host(self.host.definition, instance_id)
+        element = None if definition is None else domain_xml.interface_with_mac(definition, mac)
+        if element is not None:
+            self._host(self.host.change_device, instance_id, element, 'detach')
 
     def close(self):
         self.host.close()

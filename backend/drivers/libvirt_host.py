@@ -156,6 +156,28 @@ class LibvirtHost:
             domain.undefine()
         self._call(remove)
 
+    def change_device(self, name, xml, how):
+        """Attach, detach or update (`how`) a device, in the running domain and in its definition.
+        Returns False when the host has no such domain."""
+        def change(connection):
+            domain = _lookup(connection, name)
+            if domain is None:
+                return False
+            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if domain.isActive() == 1:
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            {'attach': domain.attachDeviceFlags, 'detach': domain.detachDeviceFlags,
+             'update': domain.updateDeviceFlags}[how](xml, flags)
+            return True
+        return self._call(change)
+
+    def definition(self, name):
+        """The domain's XML as it runs (or as defined), or None when the host has no such domain."""
+        def definition(connection):
+            domain = _lookup(connection, name)
+            return None if domain is None else domain.XMLDesc(0)
+        return self._call(definition)
+
     def state(self, name):
         """'running', 'shutoff', 'paused', 'crashed' … or None when the host has no such domain."""
         def state(connection):

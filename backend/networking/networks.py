@@ -7,7 +7,7 @@ two processes never race for the same cursor.
 import dataclasses
 import re
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from . import addressing
 from .vpcs import visible
@@ -43,7 +43,7 @@ class Network:
 
 @dataclasses.dataclass(frozen=True)
 class LeaseRecord:
-    instance_id: str
+    interface_id: str
     ip: str
     mac: str
 
@@ -120,14 +120,14 @@ class NetworkService:
                               .where(VpcRow.vpc_id == vpc_id, NetworkRow.zone == zone,
                                      NetworkRow.is_default.is_(True)).with_for_update(of=NetworkRow))
 
-    def lease(self, session, network_row, instance_ids, requested_ip=None):
-        """Lease one address per instance on a locked network row (`requested_ip` for a single
-        instance); returns ([LeaseRecord], rows to insert)."""
+    def lease(self, session, network_row, interface_ids, requested_ip=None, primary=True):
+        """Lease one address per network interface on a locked network row (`requested_ip` for a
+        single one); returns ([LeaseRecord], lease rows to insert once the interfaces exist)."""
         network = addressing.parse_network(network_row.cidr)
         first, last = addressing.usable_range(network)
         reserved = {address for address in reserved_addresses(network_row) if first <= address <= last}
         if requested_ip is not None:
-            return _lease_requested(session, network_row, instance_ids, requested_ip, first, last, reserved)
+            return _lease_requested(session, network_row, interface_ids, requested_ip, first, last, reserved, primary)
         leased = session.scalar(select(func.count()).select_from(Lease).where(Lease.network_id == network_row.id))
 
         def taken_between(low, high):
@@ -135,25 +135,21 @@ class NetworkService:
                 Lease.network_id == network_row.id, Lease.address >= low, Lease.address <= high))
             return set(rows) | {address for address in reserved if low <= address <= high}
 
-        picked, cursor = addressing.pick_windowed(first, last, network_row.cursor, len(instance_ids), taken_between,
+        picked, cursor = addressing.pick_windowed(first, last, network_row.cursor, len(interface_ids), taken_between,
                                                   leased + len(reserved), label=f"network '{network_row.name}'")
         network_row.cursor = cursor
         records = []
         rows = []
-        for instance_id, address in zip(instance_ids, picked):
+        for interface_id, address in zip(interface_ids, picked):
             ip = addressing.to_text(address)
             mac = addressing.mac_for(ip)
             rows.append({'network_id': network_row.id, 'address': address, 'mac': mac,
-                         'instance_id': instance_id})
-            records.append(LeaseRecord(instance_id, ip, mac))
+                         'interface_id': interface_id, 'is_primary': primary})
+            records.append(LeaseRecord(interface_id, ip, mac))
         return records, rows
 
-    def release(self, session, instance_ids):
-        if instance_ids:
-            session.execute(delete(Lease).where(Lease.instance_id.in_(list(instance_ids))))
 
-
-def _lease_requested(session, network_row, instance_ids, text, first, last, reserved):
+def _lease_requested(session, network_row, interface_ids, text, first, last, reserved, primary):
     try:
         address = addressing.to_int(text)
     except ValueError:
@@ -163,10 +159,11 @@ def _lease_requested(session, network_row, instance_ids, text, first, last, rese
                            code='InvalidParameterValue')
     if session.scalar(select(Lease.id).where(Lease.network_id == network_row.id, Lease.address == address)):
         raise Conflict('InvalidIPAddress.InUse', f'Address {text} is in use.')
-    (instance_id,) = instance_ids
+    (interface_id,) = interface_ids
     mac = addressing.mac_for(text)
-    return ([LeaseRecord(instance_id, text, mac)],
-            [{'network_id': network_row.id, 'address': address, 'mac': mac, 'instance_id': instance_id}])
+    return ([LeaseRecord(interface_id, text, mac)],
+            [{'network_id': network_row.id, 'address': address, 'mac': mac, 'interface_id': interface_id,
+              'is_primary': primary}])
 
 
 def reserved_addresses(row):

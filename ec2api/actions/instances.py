@@ -66,59 +66,71 @@ def run_instances(ctx, args):
         user_data=_checked_user_data(args.get('UserData')), zone=placement.get('AvailabilityZone'),
         dedicated_host_id=placement.get('HostId'), group_name=placement.get('GroupName'),
         kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=_launch_subnet(args),
-        private_ip=_launch_private_ip(args), tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
+        private_ip=_launch_private_ip(args), extra_interfaces=_launch_extra_interfaces(args), tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
         client_token=args.get('ClientToken'))
     _check_security_groups(args)
     records = sorted(ctx.cloud.instances.run(ctx.account_id, request), key=lambda r: r.ami_launch_index)
-    return _reservation(ctx, records)
+    return _reservation(ctx, records, ctx.cloud.interfaces.by_instance([r.instance_id for r in records]))
 
 
-# What a launch's one network interface may say here; the rest needs network interfaces of their own.
+# What a launch's network interfaces may say here.
 _INTERFACE_MEMBERS = {'DeviceIndex', 'SubnetId', 'PrivateIpAddress', 'DeleteOnTermination', 'Groups',
                       'AssociatePublicIpAddress'}
+MAX_LAUNCH_INTERFACES = 8
 
 
-def _launch_interface(args):
-    """The launch's NetworkInterface.1 (eth0), as configuration tools give the subnet, or None."""
+def _launch_interfaces(args):
+    """The launch's NetworkInterface.N (as configuration tools give the subnet), by device index."""
     interfaces = args.get('NetworkInterfaces') or []
     if not interfaces:
-        return None
+        return {}
     if args.get('SubnetId') or args.get('PrivateIpAddress'):
         raise EC2Error('InvalidParameterCombination', 'Network interfaces and an instance-level subnet ID or '
                                                       'private IP address may not be specified on the same request')
-    if len(interfaces) > 1:
-        raise EC2Error('UnsupportedOperation', 'Only one network interface (device index 0) can be given at '
-                                               'launch here.')
-    (interface,) = interfaces
-    if interface.get('DeviceIndex', 0) != 0:
-        raise EC2Error('InvalidParameterValue', 'The first network interface of a launch must have device index 0.')
-    unsupported = sorted(set(interface) - _INTERFACE_MEMBERS)
-    if unsupported:
-        raise EC2Error('UnsupportedOperation', f"NetworkInterface.1.{unsupported[0]} is not supported here.")
-    if interface.get('DeleteOnTermination') is False:
-        raise EC2Error('UnsupportedOperation', 'A launch interface is deleted with its instance here.')
-    if interface.get('AssociatePublicIpAddress'):
-        raise EC2Error('UnsupportedOperation', 'Public addresses are not assigned at launch here; '
-                                               'associate an elastic IP instead.')
-    if not interface.get('SubnetId'):
-        raise EC2Error('MissingParameter', 'The request must contain the parameter NetworkInterface.1.SubnetId')
-    return interface
+    if len(interfaces) > MAX_LAUNCH_INTERFACES:
+        raise EC2Error('InvalidParameterValue', f'An instance has at most {MAX_LAUNCH_INTERFACES} interfaces here.')
+    by_index = {}
+    for number, interface in enumerate(interfaces, 1):
+        index = interface.get('DeviceIndex')
+        if index is None:
+            raise EC2Error('MissingParameter', f'The request must contain the parameter NetworkInterface.{number}.DeviceIndex')
+        if not 0 <= index < MAX_LAUNCH_INTERFACES or index in by_index:
+            raise EC2Error('InvalidParameterValue', f'Invalid or repeated device index {index}.')
+        unsupported = sorted(set(interface) - _INTERFACE_MEMBERS)
+        if unsupported:
+            raise EC2Error('UnsupportedOperation', f"NetworkInterface.{number}.{unsupported[0]} is not supported here.")
+        if interface.get('DeleteOnTermination') is False:
+            raise EC2Error('UnsupportedOperation', 'Interfaces made at launch are deleted with their instance here.')
+        if interface.get('AssociatePublicIpAddress'):
+            raise EC2Error('UnsupportedOperation', 'Public addresses are not assigned at launch here; '
+                                                   'associate an elastic IP instead.')
+        if not interface.get('SubnetId'):
+            raise EC2Error('MissingParameter', f'The request must contain the parameter NetworkInterface.{number}.SubnetId')
+        by_index[index] = interface
+    if 0 not in by_index or sorted(by_index) != list(range(len(by_index))):
+        raise EC2Error('InvalidParameterValue', 'Device indexes must start at 0 and leave no gap.')
+    return by_index
 
 
 def _launch_subnet(args):
-    interface = _launch_interface(args)
-    return interface['SubnetId'] if interface else args.get('SubnetId')
+    interfaces = _launch_interfaces(args)
+    return interfaces[0]['SubnetId'] if interfaces else args.get('SubnetId')
 
 
 def _launch_private_ip(args):
-    interface = _launch_interface(args)
-    return interface.get('PrivateIpAddress') if interface else args.get('PrivateIpAddress')
+    interfaces = _launch_interfaces(args)
+    return interfaces[0].get('PrivateIpAddress') if interfaces else args.get('PrivateIpAddress')
+
+
+def _launch_extra_interfaces(args):
+    return tuple((index, interface['SubnetId'], interface.get('PrivateIpAddress'))
+                 for index, interface in sorted(_launch_interfaces(args).items()) if index > 0)
 
 
 def _check_security_groups(args):
     """Every instance is in its VPC's default group; any other group does not exist (yet)."""
-    interface = _launch_interface(args) or {}
-    for group_id in [*(args.get('SecurityGroupIds') or ()), *(interface.get('Groups') or ())]:
+    groups = [group for interface in _launch_interfaces(args).values() for group in interface.get('Groups') or ()]
+    for group_id in [*(args.get('SecurityGroupIds') or ()), *groups]:
         raise EC2Error('InvalidGroup.NotFound', f"The security group '{group_id}' does not exist")
     for name in args.get('SecurityGroups') or ():
         if name != 'default':
@@ -146,7 +158,8 @@ def describe_instances(ctx, args):
     reservations = {}
     for record in records:   # a reservation appears where its first instance on the page does
         reservations.setdefault(record.reservation_id, []).append(record)
-    return {'Reservations': [_reservation(ctx, members) for members in reservations.values()],
+    interfaces = ctx.cloud.interfaces.by_instance([record.instance_id for record in records])
+    return {'Reservations': [_reservation(ctx, members, interfaces) for members in reservations.values()],
             'NextToken': _next_token(records, more)}
 
 
@@ -356,13 +369,15 @@ def _check_instance_id(instance_id):
 
 # -- shapes ------------------------------------------------------------------------------------------
 
-def _reservation(ctx, records):
+def _reservation(ctx, records, interfaces):
     first = records[0]
+    region = ctx.cloud.config.region
     return {'ReservationId': first.reservation_id, 'OwnerId': first.owner, 'Groups': [],
-            'Instances': [_instance_shape(record, ctx.cloud.config.region) for record in records]}
+            'Instances': [_instance_shape(record, region, interfaces.get(record.instance_id, ()))
+                          for record in records]}
 
 
-def _instance_shape(record, region):
+def _instance_shape(record, region, interfaces):
     private_dns = _private_dns_name(record.private_ip, region)
     shape = {
         'InstanceId': record.instance_id,
@@ -393,7 +408,7 @@ def _instance_shape(record, region):
         'ClientToken': record.client_token or '',
         'Tags': tag_list(record.tags),
         'SecurityGroups': [],
-        'NetworkInterfaces': [_network_interface(record, private_dns)],
+        'NetworkInterfaces': [_network_interface(record, interface, region) for interface in interfaces],
         'EbsOptimized': False,
         'EnaSupport': False,
         'SourceDestCheck': True,
@@ -407,27 +422,33 @@ def _instance_shape(record, region):
     return shape
 
 
-def _network_interface(record, private_dns):
+def _network_interface(record, interface, region):
+    """One of the instance's interfaces; the instance's public address is on eth0's primary address."""
     association = None
-    if record.public_ip:
+    if record.public_ip and interface.device_index == 0:
         association = {'PublicIp': record.public_ip, 'PublicDnsName': _public_dns_name(record.public_ip),
                        'IpOwnerId': record.owner}
     return {
-        'MacAddress': record.mac,
-        'PrivateIpAddress': record.private_ip,
-        'PrivateDnsName': private_dns,
-        'SubnetId': record.subnet_id,
-        'VpcId': record.vpc_id,
-        'OwnerId': record.owner,
-        'Status': 'in-use',
-        'SourceDestCheck': True,
+        'NetworkInterfaceId': interface.interface_id,
+        'MacAddress': interface.mac,
+        'PrivateIpAddress': interface.private_ip,
+        'PrivateDnsName': _private_dns_name(interface.private_ip, region),
+        'SubnetId': interface.subnet_id,
+        'VpcId': interface.vpc_id,
+        'OwnerId': interface.owner,
+        'Description': interface.description,
+        'Status': interface.status,
+        'SourceDestCheck': interface.source_dest_check,
         'InterfaceType': 'interface',
         'Groups': [],
         'Association': association,
-        'Attachment': {'DeviceIndex': 0, 'Status': 'attached', 'AttachTime': record.launch_time,
-                       'DeleteOnTermination': True},
-        'PrivateIpAddresses': [{'Primary': True, 'PrivateIpAddress': record.private_ip,
-                                'PrivateDnsName': private_dns, 'Association': association}],
+        'Attachment': {'AttachmentId': interface.attachment_id, 'DeviceIndex': interface.device_index,
+                       'Status': interface.attachment_status, 'AttachTime': interface.attached_at,
+                       'DeleteOnTermination': interface.delete_on_termination},
+        'PrivateIpAddresses': [{'Primary': primary, 'PrivateIpAddress': ip,
+                                'PrivateDnsName': _private_dns_name(ip, region),
+                                'Association': association if primary else None}
+                               for ip, primary in interface.addresses],
     }
 
 

@@ -32,7 +32,8 @@ def database_facts(home):
         instances = connection.execute(text(
             'SELECT instance_id, state, state_reason_code, host_id, vcpus, memory_mib FROM instances')).all()
         hosts = connection.execute(text('SELECT id, used_cpus, used_memory_mib FROM hosts')).all()
-        leases = connection.execute(text('SELECT instance_id FROM leases')).scalars().all()
+        leases = connection.execute(text('SELECT i.instance_id FROM leases l JOIN network_interfaces i '
+                                         'ON i.interface_id = l.interface_id')).scalars().all()
     engine.dispose()
     return instances, hosts, leases
 

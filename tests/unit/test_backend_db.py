@@ -164,7 +164,7 @@ def test_a_prepared_reader_on_sqlite_sees_one_snapshot(db):
     assert [row.name for row in after] == ['first', 'second']
 
 
-def test_upgrading_to_vpcs_gives_each_network_a_shared_vpc_and_keeps_its_leases(tmp_path):
+def test_upgrading_gives_each_network_a_shared_vpc_and_each_instance_an_eth0_interface(tmp_path):
     import sqlalchemy
     from alembic import command
     engine = sqlalchemy.create_engine(f'sqlite:///{tmp_path / "old.db"}')
@@ -177,16 +177,27 @@ def test_upgrading_to_vpcs_gives_each_network_a_shared_vpc_and_keeps_its_leases(
             "       (2, 'public', 'subnet-0000000000000000b', 'public', '192.0.2.0/24', NULL, 0, 0, :now)"),
             {'now': now})
         connection.execute(sqlalchemy.text(
+            "INSERT INTO instances (instance_id, reservation_id, owner, image_id, instance_type, vcpus, memory_mib, "
+            "state, zone, network_id, private_ip, mac, ami_launch_index, launch_time, state_changed_at, attempts) "
+            "VALUES ('i-0000000000000000a', 'r-0000000000000000a', '123456789012', 'ami-0000000000000000a', "
+            "'t1.micro', 1, 256, 'running', 'reservoir-1a', 1, '10.0.0.5', '02:00:0a:00:00:05', 0, :now, :now, 0)"),
+            {'now': now})
+        connection.execute(sqlalchemy.text(
             "INSERT INTO leases (id, network_id, address, mac, instance_id) VALUES (1, 1, 167772165, "
-            "'02:00:0a:00:00:05', 'i-0000000000000000a')"))
+            "'02:00:0a:00:00:05', 'i-0000000000000000a'), (2, 1, 167772166, '02:00:0a:00:00:06', 'i-0000000000000000b')"))
     with engine.begin() as connection:
         command.upgrade(alembic_config(connection), 'head')
         rows = connection.execute(sqlalchemy.text(
             'SELECT n.name, n.owner, n.is_default, v.vpc_id, v.shared, v.owner, v.cidr FROM networks n '
             'LEFT JOIN vpcs v ON v.id = n.vpc_pk ORDER BY n.id')).all()
-        lease = connection.execute(sqlalchemy.text('SELECT network_id, address, mac FROM leases')).one()
+        lease = connection.execute(sqlalchemy.text('SELECT network_id, address, mac, interface_id FROM leases')).one()
+        interface = connection.execute(sqlalchemy.text(
+            'SELECT interface_id, owner, instance_id, device_index, mac, delete_on_termination, attachment_status '
+            'FROM network_interfaces')).one()
     (name, owner, is_default, vpc_id, shared, vpc_owner, cidr), public = rows
     assert (name, owner, is_default, shared, vpc_owner, cidr) == ('default', '000000000000', False, True,
                                                                   '000000000000', '10.0.0.0/20')
     assert vpc_id.startswith('vpc-') and public[3] is None
-    assert tuple(lease) == (1, 167772165, '02:00:0a:00:00:05')
+    # The instance's lease became its eth0; the orphan lease held nothing and went.
+    assert tuple(lease) == (1, 167772165, '02:00:0a:00:00:05', interface[0])
+    assert tuple(interface[1:]) == ('123456789012', 'i-0000000000000000a', 0, '02:00:0a:00:00:05', True, 'attached')

@@ -244,3 +244,39 @@ def test_elastic_ip_is_translated_by_the_vpc_router(ec2, vm_cloud):
     assert page_from_host(vm_cloud, public_ip) is None
     ec2.release_address(AllocationId=address['AllocationId'])
     terminate(ec2, instance_id)
+
+
+def test_several_interfaces_at_launch_and_one_plugged_into_a_running_instance(ec2, vm_cloud):
+    zone = ec2.describe_availability_zones()['AvailabilityZones'][0]['ZoneName']
+    vpc_id = default_subnet(ec2, zone)['VpcId']
+    first, second = (ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone)['Subnet']['SubnetId']
+                     for cidr in ('172.31.210.0/24', '172.31.220.0/24'))
+    (near,) = launch(ec2, vm_cloud.image_id, SubnetId=first)
+    (far,) = launch(ec2, vm_cloud.image_id, SubnetId=second)
+    near_ip, far_ip = near['PrivateIpAddress'], far['PrivateIpAddress']
+    # eth1 reaches its own subnet directly, not through the router.
+    script = (f'#!/bin/sh\n'
+              f'ping -c 3 -W 2 {near_ip} >/dev/null 2>&1; echo "ping-eth0-neighbour exit $?"\n'
+              f'ping -I eth1 -c 3 -W 2 {far_ip} >/dev/null 2>&1; echo "ping-eth1-neighbour exit $?"\n')
+    (both,) = launch(ec2, vm_cloud.image_id, script=script, NetworkInterfaces=[
+        {'DeviceIndex': 0, 'SubnetId': first}, {'DeviceIndex': 1, 'SubnetId': second}])
+    addresses = {n['Attachment']['DeviceIndex']: n['PrivateIpAddress'] for n in both['NetworkInterfaces']}
+    for instance in (near, far):
+        wait_for_console(ec2, instance['InstanceId'], CONTEXTUALIZED)
+    text = wait_for_console(ec2, both['InstanceId'], CONTEXTUALIZED)
+    assert f'reservoir-context: ip {addresses[0]}/24 on eth0' in text
+    assert f'reservoir-context: ip {addresses[1]}/24 on eth1' in text
+    assert 'ping-eth0-neighbour exit 0' in text and 'ping-eth1-neighbour exit 0' in text, text[-2000:]
+
+    # An interface attached to the running `near` instance comes up as its eth1.
+    made = ec2.create_network_interface(SubnetId=second)['NetworkInterface']
+    plugged_ip = made['PrivateIpAddress']
+    ec2.attach_network_interface(NetworkInterfaceId=made['NetworkInterfaceId'], InstanceId=near['InstanceId'],
+                                 DeviceIndex=1)
+    wait_for_console(ec2, near['InstanceId'], f'reservoir-context: ip {plugged_ip}/24 on eth1')
+    answered = vm_cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', plugged_ip, check=False)
+    assert answered.returncode == 0, 'the plugged interface does not answer'
+    terminate(ec2, near['InstanceId'], far['InstanceId'], both['InstanceId'])
+    ec2.delete_network_interface(NetworkInterfaceId=made['NetworkInterfaceId'])
+    for subnet_id in (first, second):
+        ec2.delete_subnet(SubnetId=subnet_id)

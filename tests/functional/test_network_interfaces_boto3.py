@@ -1,0 +1,171 @@
+"""Network interfaces through boto3: every instance's eth0 is one, launches with several on several
+subnets, interfaces made, attached, detached and deleted, secondary addresses, other accounts kept out."""
+import subprocess
+import time
+
+import pytest
+
+from tests.support.client_errors import error_code
+from tests.support.server import LiveServer
+
+pytestmark = pytest.mark.clients
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp('eni-home')
+    live = LiveServer(home=home)
+    live.admin('host', 'add', '--simulated', '--count', '2', '--cpus', '16', '--memory', '16384')
+    for name in ('alice', 'bob'):
+        live.create_user(name)
+    disk = home / 'tiny.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
+    live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
+                               '--owner', 'alice').strip()
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope='module')
+def network(server):
+    """Alice's VPC with two subnets in the first zone."""
+    ec2 = server.client('alice')
+    zone = ec2.describe_availability_zones()['AvailabilityZones'][0]['ZoneName']
+    vpc_id = ec2.create_vpc(CidrBlock='10.70.0.0/16')['Vpc']['VpcId']
+    subnets = [ec2.create_subnet(VpcId=vpc_id, CidrBlock=f'10.70.{n}.0/24', AvailabilityZone=zone)['Subnet']['SubnetId']
+               for n in (1, 2)]
+    return {'vpc': vpc_id, 'zone': zone, 'subnets': subnets}
+
+
+def wait_for(check, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError('condition not met in time')
+
+
+def instance_of(ec2, instance_id):
+    return ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+
+
+def test_an_instance_launched_on_two_subnets_has_two_interfaces(server, network):
+    ec2 = server.client('alice')
+    first, second = network['subnets']
+    (instance,) = ec2.run_instances(
+        ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+        NetworkInterfaces=[{'DeviceIndex': 0, 'SubnetId': first}, {'DeviceIndex': 1, 'SubnetId': second,
+                                                                  'PrivateIpAddress': '10.70.2.50'}])['Instances']
+    interfaces = sorted(instance['NetworkInterfaces'], key=lambda n: n['Attachment']['DeviceIndex'])
+    assert [n['SubnetId'] for n in interfaces] == [first, second]
+    assert interfaces[1]['PrivateIpAddress'] == '10.70.2.50' and interfaces[1]['MacAddress'] == '02:00:0a:46:02:32'
+    assert instance['PrivateIpAddress'] == interfaces[0]['PrivateIpAddress']
+    assert all(n['NetworkInterfaceId'].startswith('eni-') and n['VpcId'] == network['vpc'] for n in interfaces)
+    listed = ec2.describe_network_interfaces(Filters=[{'Name': 'attachment.instance-id',
+                                                       'Values': [instance['InstanceId']]}])['NetworkInterfaces']
+    assert sorted(n['NetworkInterfaceId'] for n in listed) == sorted(n['NetworkInterfaceId'] for n in interfaces)
+    assert {n['Status'] for n in listed} == {'in-use'}
+    ec2.terminate_instances(InstanceIds=[instance['InstanceId']])
+    wait_for(lambda: not ec2.describe_network_interfaces(Filters=[
+        {'Name': 'attachment.instance-id', 'Values': [instance['InstanceId']]}])['NetworkInterfaces'])
+
+
+def test_interfaces_of_another_vpc_or_a_gap_in_device_indexes_are_refused(server, network):
+    ec2 = server.client('alice')
+    default = ec2.describe_subnets(Filters=[{'Name': 'default-for-az', 'Values': ['true']},
+                                            {'Name': 'availability-zone', 'Values': [network['zone']]}])['Subnets'][0]
+    launch = dict(ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro')
+    assert error_code(ec2.run_instances, **launch, NetworkInterfaces=[
+        {'DeviceIndex': 0, 'SubnetId': network['subnets'][0]},
+        {'DeviceIndex': 1, 'SubnetId': default['SubnetId']}]) == 'InvalidParameterCombination'
+    assert error_code(ec2.run_instances, **launch, NetworkInterfaces=[
+        {'DeviceIndex': 0, 'SubnetId': network['subnets'][0]},
+        {'DeviceIndex': 2, 'SubnetId': network['subnets'][1]}]) == 'InvalidParameterValue'
+
+
+def test_an_interface_is_made_attached_detached_and_deleted(server, network):
+    ec2 = server.client('alice')
+    first, second = network['subnets']
+    (instance,) = ec2.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                                    SubnetId=first)['Instances']
+    made = ec2.create_network_interface(SubnetId=second, Description='data', TagSpecifications=[
+        {'ResourceType': 'network-interface', 'Tags': [{'Key': 'role', 'Value': 'data'}]}])['NetworkInterface']
+    eni = made['NetworkInterfaceId']
+    assert (made['Status'], made['Description'], made['TagSet']) == ('available', 'data', [{'Key': 'role', 'Value': 'data'}])
+    attachment = ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=instance['InstanceId'],
+                                              DeviceIndex=1)['AttachmentId']
+    wait_for(lambda: ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])['NetworkInterfaces'][0]
+             .get('Attachment', {}).get('Status') == 'attached')
+    assert eni in [n['NetworkInterfaceId'] for n in instance_of(ec2, instance['InstanceId'])['NetworkInterfaces']]
+    assert error_code(ec2.delete_network_interface, NetworkInterfaceId=eni) == 'InvalidNetworkInterface.InUse'
+    assert error_code(ec2.delete_subnet, SubnetId=second) == 'DependencyViolation'
+    eth0 = instance['NetworkInterfaces'][0]['Attachment']['AttachmentId']
+    assert error_code(ec2.detach_network_interface, AttachmentId=eth0) == 'OperationNotPermitted'
+
+    ec2.detach_network_interface(AttachmentId=attachment)
+    wait_for(lambda: ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])['NetworkInterfaces'][0]['Status']
+             == 'available')
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={'Value': False})
+    described = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])['NetworkInterfaces'][0]
+    assert described['SourceDestCheck'] is False
+    ec2.delete_network_interface(NetworkInterfaceId=eni)
+    assert error_code(ec2.describe_network_interfaces, NetworkInterfaceIds=[eni]) == \
+        'InvalidNetworkInterfaceID.NotFound'
+    ec2.terminate_instances(InstanceIds=[instance['InstanceId']])
+
+
+def test_secondary_addresses_are_leased_and_returned(server, network):
+    ec2 = server.client('alice')
+    eni = ec2.create_network_interface(SubnetId=network['subnets'][1], PrivateIpAddress='10.70.2.20')[
+        'NetworkInterface']['NetworkInterfaceId']
+    ec2.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=['10.70.2.21'])
+    counted = ec2.assign_private_ip_addresses(NetworkInterfaceId=eni, SecondaryPrivateIpAddressCount=2)
+    extra = [a['PrivateIpAddress'] for a in counted['AssignedPrivateIpAddresses']]
+    described = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])['NetworkInterfaces'][0]
+    addresses = {a['PrivateIpAddress']: a['Primary'] for a in described['PrivateIpAddresses']}
+    assert addresses == {'10.70.2.20': True, '10.70.2.21': False, **{a: False for a in extra}}
+    assert error_code(ec2.assign_private_ip_addresses, NetworkInterfaceId=eni,
+                      PrivateIpAddresses=['10.70.2.21']) == 'InvalidIPAddress.InUse'
+    assert error_code(ec2.unassign_private_ip_addresses, NetworkInterfaceId=eni,
+                      PrivateIpAddresses=['10.70.2.20']) == 'InvalidParameterValue'
+    ec2.unassign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=['10.70.2.21', *extra])
+    described = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])['NetworkInterfaces'][0]
+    assert [a['PrivateIpAddress'] for a in described['PrivateIpAddresses']] == ['10.70.2.20']
+    ec2.delete_network_interface(NetworkInterfaceId=eni)
+
+
+def test_another_accounts_interfaces_are_out_of_reach(server, network):
+    alice, bob = server.client('alice'), server.client('bob')
+    eni = alice.create_network_interface(SubnetId=network['subnets'][0])['NetworkInterface']['NetworkInterfaceId']
+    (theirs,) = bob.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro')['Instances']
+    for call in (lambda: bob.describe_network_interfaces(NetworkInterfaceIds=[eni]),
+                 lambda: bob.delete_network_interface(NetworkInterfaceId=eni),
+                 lambda: bob.attach_network_interface(NetworkInterfaceId=eni, InstanceId=theirs['InstanceId'],
+                                                      DeviceIndex=1),
+                 lambda: bob.modify_network_interface_attribute(NetworkInterfaceId=eni, Description={'Value': 'x'}),
+                 lambda: bob.assign_private_ip_addresses(NetworkInterfaceId=eni, SecondaryPrivateIpAddressCount=1),
+                 lambda: bob.create_tags(Resources=[eni], Tags=[{'Key': 'k', 'Value': 'v'}])):
+        assert error_code(call) == 'InvalidNetworkInterfaceID.NotFound'
+    assert error_code(bob.create_network_interface, SubnetId=network['subnets'][0]) == 'InvalidSubnetID.NotFound'
+    assert eni not in [n['NetworkInterfaceId'] for n in bob.describe_network_interfaces()['NetworkInterfaces']]
+    (mine,) = alice.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                                  SubnetId=network['subnets'][0])['Instances']
+    assert error_code(alice.attach_network_interface, NetworkInterfaceId=eni, InstanceId=theirs['InstanceId'],
+                      DeviceIndex=1) == 'InvalidInstanceID.NotFound'
+    for ec2, instance in ((alice, mine), (bob, theirs)):
+        ec2.terminate_instances(InstanceIds=[instance['InstanceId']])
+    alice.delete_network_interface(NetworkInterfaceId=eni)
+
+
+@pytest.mark.parametrize('call, code', [
+    (lambda ec2: ec2.describe_network_interfaces(NetworkInterfaceIds=['eni-x']), 'InvalidNetworkInterfaceID.Malformed'),
+    (lambda ec2: ec2.delete_network_interface(NetworkInterfaceId='eni-0123456789abcdef0'),
+     'InvalidNetworkInterfaceID.NotFound'),
+    (lambda ec2: ec2.detach_network_interface(AttachmentId='eni-attach-0123456789abcdef0'),
+     'InvalidAttachmentID.NotFound'),
+    (lambda ec2: ec2.detach_network_interface(AttachmentId='attach'), 'InvalidAttachmentID.Malformed'),
+])
+def test_malformed_and_unknown_ids_get_ec2s_codes(server, call, code):
+    assert error_code(call, server.client('alice')) == code
