@@ -11,6 +11,7 @@ from .image_lifetimes import load_limits
 from .images import ImageRepository, ImageService
 from .instances import InstanceService
 from .keypairs import KeyPairService
+from .networking.gateways import GatewayService
 from .networking.interfaces import InterfaceService
 from .networking.networks import NetworkService
 from .networking.subnets import SubnetService
@@ -44,6 +45,7 @@ class Cloud:
         self.vpcs = VpcService(db, config.zones)
         self.subnets = SubnetService(db, self.vpcs, config.zones)
         self.interfaces = InterfaceService(db, self.networks, wake_workers=self._wake_worker)
+        self.gateways = GatewayService(db, wake_workers=self._wake_worker)
         self.instances = InstanceService(
             db, config, self.networks, self.vpcs, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),

@@ -22,7 +22,7 @@ from .matching import wildcard
 from .networking.interfaces import new_interface_row, release_interfaces
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
-from .models import (Address, ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
+from .models import (ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
                      KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, Tag, Vpc as VpcRow,
                      new_resource_id, utcnow)
 
@@ -443,8 +443,6 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
             used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
     if target in FINAL_STATES and previous not in FINAL_STATES:
         release_interfaces(session, row.instance_id)
-        session.execute(update(Address).where(Address.instance_id == row.instance_id)
-                        .values(instance_id=None, association_id=None))
         row.public_ip = None
         row.terminated_at = utcnow()
     if target != previous:

@@ -235,6 +235,19 @@ class Vpc(Base):
     state: Mapped[str] = mapped_column(String(16), nullable=False, default='available')
     dns_support: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     dns_hostnames: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The main route table's 0.0.0.0/0 route to the attached internet gateway: without it, no public
+    # address of the VPC is reachable.
+    internet_route: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class InternetGateway(Base):
+    """An internet gateway (igw-), attached to at most one VPC, and a VPC to at most one."""
+    __tablename__ = 'internet_gateways'
+
+    gateway_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 2), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    vpc_pk: Mapped[int | None] = mapped_column(ForeignKey('vpcs.id'), unique=True)
     created_at: Mapped[datetime.datetime] = _created_at()
 
 
@@ -363,13 +376,18 @@ class Tag(Base):
 
 
 class Address(Base):
-    """An elastic IP from the public pool, owned by an account, maybe associated with an instance."""
+    """An elastic IP from the public pool, owned by an account, maybe associated with an interface."""
     __tablename__ = 'addresses'
+    __table_args__ = (UniqueConstraint('interface_id', 'private_ip'),)
 
     allocation_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 5), primary_key=True)
     public_ip: Mapped[str] = mapped_column(String(39), nullable=False, unique=True)
     owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
-    instance_id: Mapped[str | None] = mapped_column(ForeignKey('instances.instance_id'), unique=True)
+    # Associated with a network interface and one of its private addresses; it follows the interface
+    # from instance to instance. An interface that is deleted leaves the address unassociated.
+    interface_id: Mapped[str | None] = mapped_column(
+        ForeignKey('network_interfaces.interface_id', ondelete='SET NULL'), index=True)
+    private_ip: Mapped[str | None] = mapped_column(String(39))
     association_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 5), unique=True)
     created_at: Mapped[datetime.datetime] = _created_at()
 

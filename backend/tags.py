@@ -5,7 +5,7 @@ from sqlalchemy import delete, select
 
 from .errors import InvalidValue, NotFound
 from .matching import wildcard
-from .models import (Address, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow,
+from .models import (Address, Image as ImageRow, InternetGateway as GatewayRow, Instance as InstanceRow, KeyPair as KeyPairRow,
                      Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, Tag,
                      Vpc as VpcRow)
 
@@ -24,6 +24,7 @@ _RESOURCES = {
     'vpc': ('vpc', VpcRow, VpcRow.vpc_id, VpcRow.owner),
     'subnet': ('subnet', NetworkRow, NetworkRow.subnet_id, NetworkRow.owner),
     'eni': ('network-interface', InterfaceRow, InterfaceRow.interface_id, InterfaceRow.owner),
+    'igw': ('internet-gateway', GatewayRow, GatewayRow.gateway_id, GatewayRow.owner),
 }
 
 
@@ -160,4 +161,5 @@ def _not_found_code(resource_type):
             'key-pair': 'InvalidKeyPair.NotFound', 'elastic-ip': 'InvalidAllocationID.NotFound',
             'placement-group': 'InvalidPlacementGroup.Unknown', 'vpc': 'InvalidVpcID.NotFound',
             'subnet': 'InvalidSubnetID.NotFound',
-            'network-interface': 'InvalidNetworkInterfaceID.NotFound'}[resource_type]
+            'network-interface': 'InvalidNetworkInterfaceID.NotFound',
+            'internet-gateway': 'InvalidInternetGatewayID.NotFound'}[resource_type]

@@ -61,9 +61,20 @@ def _compile(shape):
     return _SCALAR_WRITERS.get(kind, _write_string)
 
 
+def _member_rank(pair):
+    """Scalars first, then tags, then other sets, as EC2 writes ids first: boto 2's SAX handlers end
+    an item at the first nested </item> of a set they do not know, so what follows it would be lost,
+    or taken for a new item."""
+    name, member = pair
+    if member.type_name not in ('list', 'structure', 'map'):
+        return 0
+    return 1 if name in ('Tags', 'TagSet') else 2
+
+
 def _structure_writer(shape):
+    members = sorted(shape.members.items(), key=_member_rank)
     fields = [(name, f'<{xml_name(name, member)}>', f'</{xml_name(name, member)}>', writer_for(member))
-              for name, member in shape.members.items()]
+              for name, member in members]
     append_string = _SCALAR_WRITERS['string']
 
     def write_structure(value, out):

@@ -1,17 +1,22 @@
-"""Elastic IPs: allocated from the public pool, associated with one instance at a time.
+"""Elastic IPs: allocated from the public pool, associated with one private address of one network
+interface at a time, and following that interface from instance to instance.
 
 Both styles clients use are served: VPC style by AllocationId / AssociationId (boto3), and classic
-style by PublicIp (euca2ools). The associated address shows as the instance's public IP.
+style by PublicIp (euca2ools). Associating with an instance means its eth0's primary address; the
+address on eth0 also shows as the instance's public IP. A VPC without a routed internet gateway
+takes no elastic IP (Gateway.NotAttached).
 """
 import dataclasses
 
 from sqlalchemy import select, update
 
-from . import addressing
 from ..errors import Conflict, InvalidValue, NotFound
 from ..lifecycle import ec2_state
+from ..models import (Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow,
+                      NetworkInterface as InterfaceRow, new_resource_id)
 from ..quotas import Quotas, check_addresses, lock_account
-from ..models import Address as AddressRow, Instance as InstanceRow, Network as NetworkRow, new_resource_id
+from . import addressing
+from .gateways import public_addresses_allowed, vpc_id_of_network
 from .networks import PUBLIC_POOL
 
 
@@ -23,6 +28,7 @@ class Address:
     instance_id: str | None
     association_id: str | None
     private_ip: str | None
+    interface_id: str | None
 
 
 class AddressService:
@@ -47,28 +53,32 @@ class AddressService:
             session.flush()
             return _record(row, None)
 
-    def associate(self, owner, instance_id, allocation_id=None, public_ip=None, allow_reassociation=True):
+    def associate(self, owner, instance_id=None, allocation_id=None, public_ip=None, allow_reassociation=True,
+                  interface_id=None, private_ip=None):
+        """Associate with an instance (its eth0) or an interface, at `private_ip` or its primary address."""
         with self.db.write() as session:
             row = _find(session, owner, allocation_id, public_ip)
-            instance = session.scalar(select(InstanceRow).where(InstanceRow.instance_id == instance_id,
-                                                                InstanceRow.owner == owner))
-            if instance is None:
-                raise NotFound('InvalidInstanceID.NotFound', f"The instance ID '{instance_id}' does not exist")
-            if ec2_state(instance.state)[0] in ('shutting-down', 'terminated'):
-                raise Conflict('IncorrectInstanceState', f"The instance '{instance_id}' is not in a valid state "
-                                                         'for this operation.')
-            if row.instance_id and row.instance_id != instance_id and not allow_reassociation:
-                raise Conflict('Resource.AlreadyAssociated',
-                               f'The address {row.public_ip} is already associated with {row.instance_id}')
+            interface = _target_interface(session, owner, instance_id, interface_id)
+            private_ip = _private_address(session, interface, private_ip)
+            if not public_addresses_allowed(session, interface.network_id):
+                raise Conflict('Gateway.NotAttached', f'Network {vpc_id_of_network(session, interface.network_id)} '
+                                                      'is not attached to any internet gateway')
+            moving = row.interface_id and (row.interface_id, row.private_ip) != (interface.interface_id, private_ip)
+            if moving and not allow_reassociation:
+                raise Conflict('Resource.AlreadyAssociated', f'The address {row.public_ip} is already associated.')
+            touched = {_instance_of(session, row.interface_id), interface.instance_id}
             _detach(session, row)
-            previous = session.scalar(select(AddressRow).where(AddressRow.instance_id == instance_id))
+            previous = session.scalar(select(AddressRow).where(AddressRow.interface_id == interface.interface_id,
+                                                               AddressRow.private_ip == private_ip))
             if previous is not None:
-                _detach(session, previous)
+                _detach(session, previous)      # one elastic IP per private address: the new one replaces it
             session.flush()
-            row.instance_id = instance_id
+            row.interface_id, row.private_ip = interface.interface_id, private_ip
             row.association_id = new_resource_id('eipassoc')
-            instance.public_ip = row.public_ip
             association_id = row.association_id
+            session.flush()
+            for touched_id in touched - {None}:
+                sync_public_ip(session, touched_id)
         self.wake_workers()
         return association_id
 
@@ -82,25 +92,25 @@ class AddressService:
                                    f"The association ID '{association_id}' does not exist")
             else:
                 row = _find(session, owner, None, public_ip)
-            _detach(session, row)
+            _detach_and_sync(session, row)
         self.wake_workers()
 
     def release(self, owner, allocation_id=None, public_ip=None):
         with self.db.write() as session:
             row = _find(session, owner, allocation_id, public_ip)
-            if row.instance_id and allocation_id:
+            if row.interface_id and allocation_id:
                 # VPC style refuses to release an address in use; classic style disassociates first.
                 raise Conflict('InvalidIPAddress.InUse', f'The address {row.public_ip} is in use.')
-            _detach(session, row)
+            _detach_and_sync(session, row)
             session.delete(row)
         self.wake_workers()
 
     def describe(self, owner, public_ips=None, allocation_ids=None):
         with self.db.read() as session:
-            rows = session.execute(select(AddressRow, InstanceRow.private_ip)
-                                   .outerjoin(InstanceRow, InstanceRow.instance_id == AddressRow.instance_id)
+            rows = session.execute(select(AddressRow, InterfaceRow.instance_id)
+                                   .outerjoin(InterfaceRow, InterfaceRow.interface_id == AddressRow.interface_id)
                                    .where(AddressRow.owner == owner).order_by(AddressRow.public_ip)).all()
-        records = [_record(row, private_ip) for row, private_ip in rows]
+        records = [_record(row, instance_id) for row, instance_id in rows]
         for wanted, attribute, code in ((public_ips, 'public_ip', 'InvalidAddress.NotFound'),
                                         (allocation_ids, 'allocation_id', 'InvalidAllocationID.NotFound')):
             if wanted:
@@ -111,10 +121,61 @@ class AddressService:
                 records = [record for record in records if getattr(record, attribute) in wanted]
         return records
 
-    def associations(self, session):
-        """{public_ip: private_ip} of every association: what hosts must NAT."""
-        return dict(session.execute(select(AddressRow.public_ip, InstanceRow.private_ip)
-                                    .join(InstanceRow, InstanceRow.instance_id == AddressRow.instance_id)).all())
+
+def sync_public_ip(session, instance_id):
+    """The instance's public IP: the elastic IP on its eth0's primary address, or none."""
+    public_ip = session.scalar(
+        select(AddressRow.public_ip)
+        .join(InterfaceRow, InterfaceRow.interface_id == AddressRow.interface_id)
+        .join(Lease, (Lease.interface_id == InterfaceRow.interface_id) & Lease.is_primary.is_(True))
+        .where(InterfaceRow.instance_id == instance_id, InterfaceRow.device_index == 0))
+    session.execute(update(InstanceRow).where(InstanceRow.instance_id == instance_id).values(public_ip=public_ip))
+
+
+def _target_interface(session, owner, instance_id, interface_id):
+    if interface_id:
+        if instance_id:
+            raise InvalidValue('Give an instance or a network interface, not both',
+                               code='InvalidParameterCombination')
+        row = session.scalar(select(InterfaceRow).where(InterfaceRow.interface_id == interface_id,
+                                                        InterfaceRow.owner == owner))
+        if row is None:
+            raise NotFound('InvalidNetworkInterfaceID.NotFound',
+                           f"The networkInterface ID '{interface_id}' does not exist")
+        return row
+    if not instance_id:
+        raise InvalidValue('Either InstanceId or NetworkInterfaceId must be given', code='MissingParameter')
+    instance = session.scalar(select(InstanceRow).where(InstanceRow.instance_id == instance_id,
+                                                        InstanceRow.owner == owner))
+    if instance is None:
+        raise NotFound('InvalidInstanceID.NotFound', f"The instance ID '{instance_id}' does not exist")
+    eth0 = session.scalar(select(InterfaceRow).where(InterfaceRow.instance_id == instance_id,
+                                                     InterfaceRow.device_index == 0))
+    if ec2_state(instance.state)[0] in ('shutting-down', 'terminated') or eth0 is None:
+        raise Conflict('IncorrectInstanceState', f"The instance '{instance_id}' is not in a valid state "
+                                                 'for this operation.')
+    return eth0
+
+
+def _private_address(session, interface, private_ip):
+    held = dict(session.execute(select(Lease.address, Lease.is_primary)
+                                .where(Lease.interface_id == interface.interface_id)).all())
+    if private_ip is None:
+        return addressing.to_text(next(address for address, primary in held.items() if primary))
+    try:
+        wanted = addressing.to_int(private_ip)
+    except ValueError:
+        raise InvalidValue(f"Invalid value '{private_ip}' for PrivateIpAddress") from None
+    if wanted not in held:
+        raise InvalidValue(f'The private IP address {private_ip} is not assigned to {interface.interface_id}',
+                           code='InvalidParameterValue')
+    return private_ip
+
+
+def _instance_of(session, interface_id):
+    if interface_id is None:
+        return None
+    return session.scalar(select(InterfaceRow.instance_id).where(InterfaceRow.interface_id == interface_id))
 
 
 def _find(session, owner, allocation_id, public_ip):
@@ -133,11 +194,17 @@ def _find(session, owner, allocation_id, public_ip):
 
 
 def _detach(session, row):
-    if row.instance_id:
-        session.execute(update(InstanceRow).where(InstanceRow.instance_id == row.instance_id).values(public_ip=None))
-    row.instance_id = None
-    row.association_id = None
+    row.interface_id = row.private_ip = row.association_id = None
 
 
-def _record(row, private_ip):
-    return Address(row.allocation_id, row.public_ip, row.owner, row.instance_id, row.association_id, private_ip)
+def _detach_and_sync(session, row):
+    instance_id = _instance_of(session, row.interface_id)
+    _detach(session, row)
+    session.flush()
+    if instance_id:
+        sync_public_ip(session, instance_id)
+
+
+def _record(row, instance_id):
+    return Address(row.allocation_id, row.public_ip, row.owner, instance_id, row.association_id, row.private_ip,
+                   row.interface_id)

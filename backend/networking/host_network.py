@@ -27,7 +27,8 @@ import threading
 from sqlalchemy import select
 
 from ..drivers.base import DriverError
-from ..models import Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow, Vpc as VpcRow
+from ..models import (Address as AddressRow, InternetGateway as GatewayRow, Lease, Network as NetworkRow,
+                      NetworkInterface as InterfaceRow, Vpc as VpcRow)
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +151,14 @@ def desired_state(session):
     for network in session.scalars(select(NetworkRow).where(NetworkRow.vpc_pk.in_(keys))):
         segments.setdefault(network.vpc_pk, []).append(Segment.of(network))
     associations = {}
+    # Only a VPC routed to an attached internet gateway translates its elastic IPs.
     for vpc_key, public_ip, private_ip in session.execute(
-            select(NetworkRow.vpc_pk, AddressRow.public_ip, InstanceRow.private_ip)
-            .join(InstanceRow, InstanceRow.instance_id == AddressRow.instance_id)
-            .join(NetworkRow, NetworkRow.id == InstanceRow.network_id)
-            .where(InstanceRow.private_ip.is_not(None), NetworkRow.vpc_pk.in_(keys))):
+            select(NetworkRow.vpc_pk, AddressRow.public_ip, AddressRow.private_ip)
+            .join(InterfaceRow, InterfaceRow.interface_id == AddressRow.interface_id)
+            .join(NetworkRow, NetworkRow.id == InterfaceRow.network_id)
+            .join(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
+            .join(GatewayRow, GatewayRow.vpc_pk == VpcRow.id)
+            .where(NetworkRow.vpc_pk.in_(keys), VpcRow.internet_route.is_(True))):
         associations.setdefault(vpc_key, []).append((public_ip, private_ip))
     return Desired(tuple(Router(key, vpc_id, tuple(sorted(segments.get(key, ()), key=lambda s: s.network_key)),
                                 tuple(sorted(associations.get(key, ()))))

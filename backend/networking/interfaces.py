@@ -16,11 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
 from ..lifecycle import ec2_state
-from ..models import (Instance as InstanceRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow,
+from ..models import (Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow,
                       Tag, Vpc as VpcRow, new_resource_id, utcnow)
 from . import addressing
 from .subnets import check_subnet_id
-from .vpcs import visible
 
 INTERFACE_ID = re.compile(r'eni-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 ATTACHMENT_ID = re.compile(r'eni-attach-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -47,6 +46,7 @@ class Interface:
     delete_on_termination: bool
     addresses: tuple            # ((ip, is_primary), …), the primary first
     created_at: datetime.datetime
+    public_ips: tuple = ()      # ((private ip, elastic IP, association id), …)
 
     @property
     def private_ip(self):
@@ -69,6 +69,8 @@ def release_interfaces(session, instance_id):
     """An instance ended: its interfaces marked so go (with their leases), the others are detached."""
     doomed = select(InterfaceRow.interface_id).where(InterfaceRow.instance_id == instance_id,
                                                      InterfaceRow.delete_on_termination.is_(True))
+    session.execute(update(AddressRow).where(AddressRow.interface_id.in_(doomed))
+                    .values(interface_id=None, private_ip=None, association_id=None))
     session.execute(delete(Lease).where(Lease.interface_id.in_(doomed)))
     session.execute(delete(Tag).where(Tag.resource_id.in_(doomed)))
     session.execute(delete(InterfaceRow).where(InterfaceRow.instance_id == instance_id,
@@ -132,10 +134,13 @@ class InterfaceService:
             if row.instance_id:
                 raise Conflict('InvalidNetworkInterface.InUse', f"The network interface '{interface_id}' is "
                                                                 'currently in use.')
+            session.execute(update(AddressRow).where(AddressRow.interface_id == interface_id)
+                            .values(interface_id=None, private_ip=None, association_id=None))
             session.execute(delete(Lease).where(Lease.interface_id == interface_id))
             session.delete(row)
 
-    def describe(self, owner, ids=None):
+    def describe(self, owner, ids=None, after=None, limit=None):
+        """The owner's interfaces by id; `after`/`limit` cut one page of the listing in the database."""
         for interface_id in ids or ():
             check_interface_id(interface_id)
         with self.db.read() as session:
@@ -145,10 +150,15 @@ class InterfaceService:
                      .where(InterfaceRow.owner == owner).order_by(InterfaceRow.interface_id))
             if ids:
                 query = query.where(InterfaceRow.interface_id.in_(list(dict.fromkeys(ids))))
+            if after is not None:
+                query = query.where(InterfaceRow.interface_id > after)
+            if limit is not None:
+                query = query.limit(limit)
             rows = session.execute(query).all()
             addresses = _addresses_of(session, [row.interface_id for row, *_ in rows])
-        records = [_record(row, subnet_id, zone, vpc_id, addresses.get(row.interface_id, ()))
-                   for row, subnet_id, zone, vpc_id in rows]
+            public = _public_ips_of(session, [row.interface_id for row, *_ in rows])
+        records = [_record(row, subnet_id, zone, vpc_id, addresses.get(row.interface_id, ()),
+                           public.get(row.interface_id, ())) for row, subnet_id, zone, vpc_id in rows]
         if ids:
             missing = sorted(set(ids) - {record.interface_id for record in records})
             if missing:
@@ -247,6 +257,9 @@ class InterfaceService:
                 if address not in held or held[address]:
                     raise InvalidValue(f'Some of the specified addresses are not assigned to interface '
                                        f'{interface_id}', code='InvalidParameterValue')
+            session.execute(update(AddressRow).where(AddressRow.interface_id == interface_id,
+                                                     AddressRow.private_ip.in_(list(addresses)))
+                            .values(interface_id=None, private_ip=None, association_id=None))
             session.execute(delete(Lease).where(Lease.interface_id == interface_id,
                                                 Lease.address.in_([addressing.to_int(a) for a in addresses])))
 
@@ -267,10 +280,12 @@ class InterfaceService:
                                .where(InterfaceRow.instance_id.in_(list(instance_ids)))
                                .order_by(InterfaceRow.instance_id, InterfaceRow.device_index)).all()
         addresses = _addresses_of(session, [row.interface_id for row, *_ in rows])
+        public = _public_ips_of(session, [row.interface_id for row, *_ in rows])
         result = {}
         for row, subnet_id, zone, vpc_id in rows:
             result.setdefault(row.instance_id, []).append(
-                _record(row, subnet_id, zone, vpc_id, addresses.get(row.interface_id, ())))
+                _record(row, subnet_id, zone, vpc_id, addresses.get(row.interface_id, ()),
+                        public.get(row.interface_id, ())))
         return result
 
 
@@ -316,8 +331,19 @@ def _addresses_of(session, interface_ids):
     return {key: tuple(value) for key, value in result.items()}
 
 
-def _record(row, subnet_id, zone, vpc_id, addresses):
+def _public_ips_of(session, interface_ids):
+    """{interface_id: ((private ip, elastic IP, association id), …)}."""
+    result = {}
+    for start in range(0, len(interface_ids), 900):
+        for interface_id, private_ip, public_ip, association_id in session.execute(
+                select(AddressRow.interface_id, AddressRow.private_ip, AddressRow.public_ip, AddressRow.association_id)
+                .where(AddressRow.interface_id.in_(interface_ids[start:start + 900]))):
+            result.setdefault(interface_id, []).append((private_ip, public_ip, association_id))
+    return {key: tuple(value) for key, value in result.items()}
+
+
+def _record(row, subnet_id, zone, vpc_id, addresses, public_ips=()):
     return Interface(row.interface_id, row.owner, subnet_id, vpc_id, zone, row.mac, row.description,
                      row.source_dest_check, row.instance_id, row.device_index, row.attachment_id,
                      row.attachment_status, row.attached_at, row.delete_on_termination, tuple(addresses),
-                     row.created_at)
+                     row.created_at, tuple(public_ips))

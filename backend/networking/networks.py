@@ -10,7 +10,7 @@ import re
 from sqlalchemy import func, select
 
 from . import addressing
-from .vpcs import visible
+from .vpcs import attach_new_gateway, visible
 from ..errors import Conflict, InvalidValue, NotFound
 from ..models import CLOUD_ACCOUNT, Lease, Network as NetworkRow, Vpc as VpcRow, new_resource_id
 
@@ -75,6 +75,7 @@ class NetworkService:
                          state='available', dns_support=True, dns_hostnames=False)
             session.add(vpc)
             session.flush()
+            attach_new_gateway(session, vpc)
             row.vpc_pk, row.owner = vpc.id, CLOUD_ACCOUNT
             session.add(row)
         return self.get(name)

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
-from ..models import Lease, Network as NetworkRow, Tag, Vpc as VpcRow, new_resource_id
+from ..models import InternetGateway as GatewayRow, Lease, Network as NetworkRow, Tag, Vpc as VpcRow, new_resource_id
 from . import addressing
 
 VPC_ID = re.compile(r'vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -56,7 +56,8 @@ class VpcService:
         check_vpc_id(vpc_id)
         with self.db.write() as session:
             row = owned_vpc(session, owner, vpc_id)
-            if session.scalar(select(func.count()).select_from(NetworkRow).where(NetworkRow.vpc_pk == row.id)):
+            if session.scalar(select(func.count()).select_from(NetworkRow).where(NetworkRow.vpc_pk == row.id)) or \
+                    session.scalar(select(GatewayRow.gateway_id).where(GatewayRow.vpc_pk == row.id)):
                 raise Conflict('DependencyViolation', f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
             session.execute(delete(Tag).where(Tag.resource_id == vpc_id))
             if row.is_default:
@@ -112,18 +113,15 @@ class VpcService:
     # -- the default VPC -----------------------------------------------------------------------------
 
     def default_vpc(self, owner):
-        """The account's default VPC with a default subnet in every zone, made now if it has none.
+        """The account's default VPC, made now with a default subnet in every zone if it has none.
 
         Returns the record, or None when the account deleted it.
         """
         with self.db.read() as session:
             row = session.scalar(select(VpcRow).where(VpcRow.owner == owner, VpcRow.is_default.is_(True)))
-            if row is not None and row.state == DELETED:
-                return None
-            complete = row is not None and set(self.zones) <= set(session.scalars(
-                select(NetworkRow.zone).where(NetworkRow.vpc_pk == row.id, NetworkRow.is_default.is_(True))))
-            if complete:
-                return _record(row)
+            if row is not None:
+                # Made once; its owner may delete default subnets, which are then not made again.
+                return None if row.state == DELETED else _record(row)
         try:
             with self.db.write() as session:
                 return self._make_default(session, owner)
@@ -133,27 +131,27 @@ class VpcService:
 
     def _make_default(self, session, owner):
         row = session.scalar(select(VpcRow).where(VpcRow.owner == owner, VpcRow.is_default.is_(True)))
-        if row is None:
-            row = VpcRow(vpc_id=new_resource_id('vpc'), owner=owner, cidr=DEFAULT_VPC_CIDR, is_default=True,
-                         dns_support=True, dns_hostnames=True, state='available')
-            session.add(row)
-            session.flush()
-        subnets = session.scalars(select(NetworkRow).where(NetworkRow.vpc_pk == row.id)).all()
-        covered = {subnet.zone for subnet in subnets if subnet.is_default}
-        taken = [ipaddress.IPv4Network(subnet.cidr) for subnet in subnets]
-        for zone in self.zones:
-            if zone in covered:
-                continue
-            block = _free_block(ipaddress.IPv4Network(row.cidr), DEFAULT_SUBNET_PREFIX, taken)
-            if block is None:
-                continue       # the account filled its default VPC by hand: no default subnet here
-            taken.append(block)
+        if row is not None:
+            return None if row.state == DELETED else _record(row)
+        row = VpcRow(vpc_id=new_resource_id('vpc'), owner=owner, cidr=DEFAULT_VPC_CIDR, is_default=True,
+                     dns_support=True, dns_hostnames=True, state='available')
+        session.add(row)
+        session.flush()
+        attach_new_gateway(session, row)
+        blocks = ipaddress.IPv4Network(row.cidr).subnets(new_prefix=DEFAULT_SUBNET_PREFIX)
+        for zone, block in zip(self.zones, blocks):
             session.add(new_subnet_row(row, owner, str(block), zone, is_default=True))
         session.flush()
         return _record(row)
 
 
 # -- shared with the subnet and instance services ----------------------------------------------------
+
+def attach_new_gateway(session, vpc_row):
+    """Give a VPC a gateway of its owner's, attached and routed (default and shared VPCs, as on AWS)."""
+    session.add(GatewayRow(gateway_id=new_resource_id('igw'), owner=vpc_row.owner, vpc_pk=vpc_row.id))
+    vpc_row.internet_route = True
+
 
 def check_vpc_id(vpc_id):
     if not VPC_ID.fullmatch(vpc_id or ''):
@@ -199,13 +197,6 @@ def leases_in(session, network_ids):
     if not network_ids:
         return 0
     return session.scalar(select(func.count()).select_from(Lease).where(Lease.network_id.in_(list(network_ids))))
-
-
-def _free_block(vpc_network, prefix, taken):
-    for block in vpc_network.subnets(new_prefix=prefix):
-        if not any(block.overlaps(other) for other in taken):
-            return block
-    return None
 
 
 def _attribute_column(name):

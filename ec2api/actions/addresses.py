@@ -1,5 +1,6 @@
 """Elastic IPs, in both styles clients use: by AllocationId/AssociationId (VPC) or by PublicIp (classic)."""
 from backend.instances import INSTANCE_ID
+from backend.networking.interfaces import INTERFACE_ID
 
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
@@ -18,6 +19,8 @@ _FIELDS = {
     'instance-id': lambda a: a.get('InstanceId'),
     'domain': lambda a: a['Domain'],
     'private-ip-address': lambda a: a.get('PrivateIpAddress'),
+    'network-interface-id': lambda a: a.get('NetworkInterfaceId'),
+    'network-interface-owner-id': lambda a: a.get('NetworkInterfaceOwnerId'),
     'network-border-group': lambda a: a['NetworkBorderGroup'],
     'public-ipv4-pool': lambda a: a['PublicIpv4Pool'],
 }
@@ -40,17 +43,20 @@ def allocate_address(ctx, args):
 
 @action('AssociateAddress')
 def associate_address(ctx, args):
-    instance_id = args.get('InstanceId')
-    if not instance_id:
-        raise EC2Error('MissingParameter', 'The request must contain the parameter InstanceId')
-    if not INSTANCE_ID.fullmatch(instance_id):
+    instance_id, interface_id = args.get('InstanceId'), args.get('NetworkInterfaceId')
+    if not instance_id and not interface_id:
+        raise EC2Error('MissingParameter', 'The request must contain the parameter InstanceId or NetworkInterfaceId')
+    if instance_id and not INSTANCE_ID.fullmatch(instance_id):
         raise EC2Error('InvalidInstanceID.Malformed', f'Invalid id: "{instance_id}"')
+    if interface_id and not INTERFACE_ID.fullmatch(interface_id):
+        raise EC2Error('InvalidNetworkInterfaceID.Malformed', f'Invalid id: "{interface_id}"')
     allocation_id = args.get('AllocationId')
     # VPC style refuses to move an address that is in use unless told to; classic style moves it.
     allow_reassociation = args.get('AllowReassociation', not allocation_id)
     association_id = ctx.cloud.addresses.associate(
         ctx.account_id, instance_id, allocation_id=allocation_id, public_ip=args.get('PublicIp'),
-        allow_reassociation=allow_reassociation)
+        allow_reassociation=allow_reassociation, interface_id=interface_id,
+        private_ip=args.get('PrivateIpAddress'))
     return {'AssociationId': association_id}
 
 
@@ -87,8 +93,9 @@ def _address_shape(address, tags, region):
         'Domain': DOMAIN,
         'InstanceId': address.instance_id,
         'AssociationId': address.association_id,
-        'PrivateIpAddress': address.private_ip if address.instance_id else None,
-        'NetworkInterfaceOwnerId': address.owner if address.instance_id else None,
+        'NetworkInterfaceId': address.interface_id,
+        'PrivateIpAddress': address.private_ip,
+        'NetworkInterfaceOwnerId': address.owner if address.interface_id else None,
         'PublicIpv4Pool': 'amazon',
         'NetworkBorderGroup': region,
         'Tags': tag_list(tags),

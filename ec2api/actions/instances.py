@@ -423,11 +423,7 @@ def _instance_shape(record, region, interfaces):
 
 
 def _network_interface(record, interface, region):
-    """One of the instance's interfaces; the instance's public address is on eth0's primary address."""
-    association = None
-    if record.public_ip and interface.device_index == 0:
-        association = {'PublicIp': record.public_ip, 'PublicDnsName': _public_dns_name(record.public_ip),
-                       'IpOwnerId': record.owner}
+    """One of the instance's interfaces, with the elastic IPs on its addresses."""
     return {
         'NetworkInterfaceId': interface.interface_id,
         'MacAddress': interface.mac,
@@ -441,15 +437,22 @@ def _network_interface(record, interface, region):
         'SourceDestCheck': interface.source_dest_check,
         'InterfaceType': 'interface',
         'Groups': [],
-        'Association': association,
+        'Association': _association(interface, interface.private_ip),
         'Attachment': {'AttachmentId': interface.attachment_id, 'DeviceIndex': interface.device_index,
                        'Status': interface.attachment_status, 'AttachTime': interface.attached_at,
                        'DeleteOnTermination': interface.delete_on_termination},
         'PrivateIpAddresses': [{'Primary': primary, 'PrivateIpAddress': ip,
                                 'PrivateDnsName': _private_dns_name(ip, region),
-                                'Association': association if primary else None}
+                                'Association': _association(interface, ip)}
                                for ip, primary in interface.addresses],
     }
+
+
+def _association(interface, private_ip):
+    for address, public_ip, _association_id in interface.public_ips:
+        if address == private_ip:
+            return {'PublicIp': public_ip, 'PublicDnsName': _public_dns_name(public_ip), 'IpOwnerId': interface.owner}
+    return None
 
 
 def _state(internal_state):

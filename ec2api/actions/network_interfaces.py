@@ -2,7 +2,7 @@
 secondary private addresses."""
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
-from ..paging import paginate
+from ..paging import encode_token, page_bounds, paginate
 from . import action, refuse_unsupported
 from .tags import requested_tags, tag_list
 
@@ -86,12 +86,25 @@ def delete_network_interface(ctx, args):
 
 @action('DescribeNetworkInterfaces')
 def describe_network_interfaces(ctx, args):
-    interfaces = ctx.cloud.interfaces.describe(ctx.account_id, args.get('NetworkInterfaceIds'))
+    ids = args.get('NetworkInterfaceIds')
+    if args.get('Filters'):
+        interfaces = ctx.cloud.interfaces.describe(ctx.account_id, ids)
+        shapes = filter_items(_shapes(ctx, interfaces), args['Filters'], _FIELDS, shape_tags)
+        page, token = paginate(shapes, args, lambda shape: shape['NetworkInterfaceId'], 'NetworkInterfaceIds')
+        return {'NetworkInterfaces': page, 'NextToken': token}
+    # Unfiltered: the page is cut by the database, so a long listing costs the same per item.
+    limit, after = page_bounds(args, 'NetworkInterfaceIds')
+    interfaces = ctx.cloud.interfaces.describe(ctx.account_id, ids, after=after,
+                                               limit=None if limit is None else limit + 1)
+    more = limit is not None and len(interfaces) > limit
+    interfaces = interfaces[:limit] if more else interfaces
+    return {'NetworkInterfaces': _shapes(ctx, interfaces),
+            'NextToken': encode_token(interfaces[-1].interface_id) if more else None}
+
+
+def _shapes(ctx, interfaces):
     tags = ctx.cloud.tags.tags_of([interface.interface_id for interface in interfaces])
-    shapes = filter_items([interface_shape(ctx, interface, tags.get(interface.interface_id))
-                           for interface in interfaces], args.get('Filters'), _FIELDS, shape_tags)
-    page, token = paginate(shapes, args, lambda shape: shape['NetworkInterfaceId'], 'NetworkInterfaceIds')
-    return {'NetworkInterfaces': page, 'NextToken': token}
+    return [interface_shape(ctx, interface, tags.get(interface.interface_id)) for interface in interfaces]
 
 
 @action('AttachNetworkInterface')
@@ -175,8 +188,10 @@ def interface_shape(ctx, interface, tags):
         'SourceDestCheck': interface.source_dest_check,
         'InterfaceType': 'interface',
         'Groups': [],
-        'PrivateIpAddresses': [{'PrivateIpAddress': ip, 'Primary': primary, 'PrivateDnsName': _private_dns(ip, region)}
+        'PrivateIpAddresses': [{'PrivateIpAddress': ip, 'Primary': primary, 'PrivateDnsName': _private_dns(ip, region),
+                                'Association': association_shape(interface, ip)}
                                for ip, primary in interface.addresses],
+        'Association': association_shape(interface, interface.private_ip),
         'TagSet': tag_list(tags),
     }
     if interface.instance_id:
@@ -185,6 +200,15 @@ def interface_shape(ctx, interface, tags):
                                'Status': interface.attachment_status, 'AttachTime': interface.attached_at,
                                'DeleteOnTermination': interface.delete_on_termination, 'NetworkCardIndex': 0}
     return shape
+
+
+def association_shape(interface, private_ip):
+    """The elastic IP on one private address of the interface, or None."""
+    for address, public_ip, association_id in interface.public_ips:
+        if address == private_ip:
+            return {'PublicIp': public_ip, 'PublicDnsName': public_ip, 'IpOwnerId': interface.owner,
+                    'AssociationId': association_id}
+    return None
 
 
 def _private_dns(ip, region):

@@ -2,47 +2,15 @@
 --endpoint-url and JSON output, its own waiters, pagination and base64 handling, against a server
 whose worker boots instances on simulated hosts."""
 import base64
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.support.awscli import Cli
+
 pytestmark = pytest.mark.clients
 
-AWS = Path(sys.executable).with_name('aws')
 USER_DATA = '#!/bin/sh\necho "hello from the aws cli"\n'
-
-
-class Cli:
-    def __init__(self, server, user):
-        credentials = server.users[user]
-        self.server = server
-        self.env = {
-            'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
-            'HOME': str(server.home),
-            'AWS_ACCESS_KEY_ID': credentials['access_key_id'],
-            'AWS_SECRET_ACCESS_KEY': credentials['secret_access_key'],
-            'AWS_DEFAULT_REGION': server.region,
-            'AWS_CONFIG_FILE': os.devnull,
-            'AWS_SHARED_CREDENTIALS_FILE': os.devnull,
-            'AWS_MAX_ATTEMPTS': '1',
-        }
-
-    def run(self, *arguments):
-        """`aws ec2 ARGUMENTS` must succeed; its JSON output, parsed ({} when it prints nothing)."""
-        result = subprocess.run([str(AWS), 'ec2', *arguments, '--endpoint-url', self.server.endpoint,
-                                 '--output', 'json'], env=self.env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, f'aws ec2 {" ".join(arguments)}: {result.stderr}'
-        return json.loads(result.stdout) if result.stdout.strip() else {}
-
-    def instances(self, *arguments):
-        """{id: instance} over every page the CLI fetched itself."""
-        listed = self.run('describe-instances', *arguments)
-        return {i['InstanceId']: i for r in listed['Reservations'] for i in r['Instances']}
 
 
 def wait_for(condition, timeout=60):

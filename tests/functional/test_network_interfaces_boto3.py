@@ -169,3 +169,92 @@ def test_another_accounts_interfaces_are_out_of_reach(server, network):
 ])
 def test_malformed_and_unknown_ids_get_ec2s_codes(server, call, code):
     assert error_code(call, server.client('alice')) == code
+
+
+def test_a_vpc_takes_elastic_ips_only_with_a_routed_internet_gateway(server, network):
+    ec2 = server.client('alice')
+    (default,) = ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs']
+    (default_gateway,) = ec2.describe_internet_gateways(
+        Filters=[{'Name': 'attachment.vpc-id', 'Values': [default['VpcId']]}])['InternetGateways']
+    (default_table,) = ec2.describe_route_tables(Filters=[{'Name': 'vpc-id', 'Values': [default['VpcId']]}])[
+        'RouteTables']
+    assert {(r['DestinationCidrBlock'], r['GatewayId']) for r in default_table['Routes']} == {
+        ('172.31.0.0/16', 'local'), ('0.0.0.0/0', default_gateway['InternetGatewayId'])}
+
+    (instance,) = ec2.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                                    SubnetId=network['subnets'][0])['Instances']
+    allocation = ec2.allocate_address(Domain='vpc')['AllocationId']
+    associate = dict(AllocationId=allocation, InstanceId=instance['InstanceId'])
+    assert error_code(ec2.associate_address, **associate) == 'Gateway.NotAttached'
+    gateway = ec2.create_internet_gateway()['InternetGateway']['InternetGatewayId']
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=network['vpc'])
+    assert error_code(ec2.associate_address, **associate) == 'Gateway.NotAttached', 'no route to the gateway yet'
+    (table,) = ec2.describe_route_tables(Filters=[{'Name': 'vpc-id', 'Values': [network['vpc']]}])['RouteTables']
+    ec2.create_route(RouteTableId=table['RouteTableId'], DestinationCidrBlock='0.0.0.0/0', GatewayId=gateway)
+    assert error_code(ec2.create_route, RouteTableId=table['RouteTableId'], DestinationCidrBlock='0.0.0.0/0',
+                      GatewayId=gateway) == 'RouteAlreadyExists'
+    association = ec2.associate_address(**associate)['AssociationId']
+    assert instance_of(ec2, instance['InstanceId'])['PublicIpAddress']
+    assert error_code(ec2.detach_internet_gateway, InternetGatewayId=gateway, VpcId=network['vpc']) == \
+        'DependencyViolation'
+    assert error_code(ec2.delete_internet_gateway, InternetGatewayId=gateway) == 'DependencyViolation'
+    ec2.disassociate_address(AssociationId=association)
+    assert 'PublicIpAddress' not in instance_of(ec2, instance['InstanceId'])
+    ec2.detach_internet_gateway(InternetGatewayId=gateway, VpcId=network['vpc'])
+    (table,) = ec2.describe_route_tables(RouteTableIds=[table['RouteTableId']])['RouteTables']
+    assert [r['GatewayId'] for r in table['Routes']] == ['local']
+    ec2.delete_internet_gateway(InternetGatewayId=gateway)
+    ec2.release_address(AllocationId=allocation)
+    ec2.terminate_instances(InstanceIds=[instance['InstanceId']])
+
+
+def test_an_elastic_ip_follows_its_interface_from_instance_to_instance(server):
+    ec2 = server.client('bob')
+    zone = ec2.describe_availability_zones()['AvailabilityZones'][0]['ZoneName']
+    (subnet,) = ec2.describe_subnets(Filters=[{'Name': 'default-for-az', 'Values': ['true']},
+                                              {'Name': 'availability-zone', 'Values': [zone]}])['Subnets']
+    first, second = (ec2.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                                       SubnetId=subnet['SubnetId'])['Instances'][0]['InstanceId'] for _ in range(2))
+    eni = ec2.create_network_interface(SubnetId=subnet['SubnetId'])['NetworkInterface']
+    secondary = ec2.assign_private_ip_addresses(NetworkInterfaceId=eni['NetworkInterfaceId'],
+                                                SecondaryPrivateIpAddressCount=1)['AssignedPrivateIpAddresses'][0][
+        'PrivateIpAddress']
+    allocation = ec2.allocate_address(Domain='vpc')
+    ec2.associate_address(AllocationId=allocation['AllocationId'], NetworkInterfaceId=eni['NetworkInterfaceId'],
+                          PrivateIpAddress=secondary)
+    (address,) = ec2.describe_addresses(AllocationIds=[allocation['AllocationId']])['Addresses']
+    assert (address['NetworkInterfaceId'], address['PrivateIpAddress']) == (eni['NetworkInterfaceId'], secondary)
+    assert 'InstanceId' not in address
+    for instance_id in (first, second):
+        attachment = ec2.attach_network_interface(NetworkInterfaceId=eni['NetworkInterfaceId'],
+                                                  InstanceId=instance_id, DeviceIndex=1)['AttachmentId']
+        wait_for(lambda: ec2.describe_network_interfaces(NetworkInterfaceIds=[eni['NetworkInterfaceId']])[
+            'NetworkInterfaces'][0].get('Attachment', {}).get('Status') == 'attached')
+        (address,) = ec2.describe_addresses(AllocationIds=[allocation['AllocationId']])['Addresses']
+        assert address['InstanceId'] == instance_id
+        shown = {n['NetworkInterfaceId']: n for n in instance_of(ec2, instance_id)['NetworkInterfaces']}
+        publics = {a['PrivateIpAddress']: a.get('Association', {}).get('PublicIp')
+                   for a in shown[eni['NetworkInterfaceId']]['PrivateIpAddresses']}
+        assert publics[secondary] == allocation['PublicIp']
+        assert 'PublicIpAddress' not in instance_of(ec2, instance_id), 'only eth0 gives the instance its public IP'
+        ec2.detach_network_interface(AttachmentId=attachment)
+        wait_for(lambda: ec2.describe_network_interfaces(NetworkInterfaceIds=[eni['NetworkInterfaceId']])[
+            'NetworkInterfaces'][0]['Status'] == 'available')
+    assert error_code(ec2.release_address, AllocationId=allocation['AllocationId']) == 'InvalidIPAddress.InUse'
+    ec2.delete_network_interface(NetworkInterfaceId=eni['NetworkInterfaceId'])
+    (address,) = ec2.describe_addresses(AllocationIds=[allocation['AllocationId']])['Addresses']
+    assert 'AssociationId' not in address and 'NetworkInterfaceId' not in address
+    ec2.release_address(AllocationId=allocation['AllocationId'])
+    ec2.terminate_instances(InstanceIds=[first, second])
+
+
+def test_paging_walks_every_interface_once(server, network):
+    ec2 = server.client('alice')
+    made = {ec2.create_network_interface(SubnetId=network['subnets'][1])['NetworkInterface']['NetworkInterfaceId']
+            for _ in range(12)}
+    seen = []
+    for page in ec2.get_paginator('describe_network_interfaces').paginate(PaginationConfig={'PageSize': 5}):
+        seen += [interface['NetworkInterfaceId'] for interface in page['NetworkInterfaces']]
+    assert len(seen) == len(set(seen)) and made <= set(seen)
+    for eni in made:
+        ec2.delete_network_interface(NetworkInterfaceId=eni)

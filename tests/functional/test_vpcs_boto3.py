@@ -196,6 +196,11 @@ def test_a_deleted_default_vpc_stays_deleted_until_created_again(server):
     default = ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs'][0]['VpcId']
     for subnet in ec2.describe_subnets(Filters=[{'Name': 'vpc-id', 'Values': [default]}])['Subnets']:
         ec2.delete_subnet(SubnetId=subnet['SubnetId'])
+    (gateway,) = ec2.describe_internet_gateways(Filters=[{'Name': 'attachment.vpc-id', 'Values': [default]}])[
+        'InternetGateways']
+    assert error_code(ec2.delete_vpc, VpcId=default) == 'DependencyViolation', 'its gateway is still attached'
+    ec2.detach_internet_gateway(InternetGatewayId=gateway['InternetGatewayId'], VpcId=default)
+    ec2.delete_internet_gateway(InternetGatewayId=gateway['InternetGatewayId'])
     ec2.delete_vpc(VpcId=default)
     assert not ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs']
     assert error_code(lambda: launch(ec2, server.image_id)) == 'VPCIdNotSpecified'

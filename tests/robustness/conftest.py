@@ -46,6 +46,9 @@ class Deployment:
         # A VPC of its own, so its instance's address is the victim's alone (default VPCs all overlap).
         vpc = cloud.vpcs.create(owner, '10.99.0.0/16')
         subnet = cloud.subnets.create(owner, vpc.vpc_id, '10.99.1.0/24')
+        gateway = cloud.gateways.create(owner)
+        cloud.gateways.attach(owner, gateway.gateway_id, vpc.vpc_id)
+        cloud.gateways.create_route(owner, f'rtb-{vpc.vpc_id[4:]}', '0.0.0.0/0', gateway.gateway_id)
         (instance,) = cloud.instances.run(owner, LaunchRequest(image.image_id, 1, 1, 't1.micro',
                                                                subnet_id=subnet.subnet_id))
         while self.worker.dispatch(wait=True):
@@ -58,7 +61,9 @@ class Deployment:
         return {'instance': instance.instance_id, 'image': image.image_id, 'allocation': address.allocation_id,
                 'public_ip': address.public_ip, 'key_name': 'victim-key', 'key_id': key.key_pair_id,
                 'group': 'victim-group', 'account': owner, 'private_ip': instance.private_ip,
-                'fingerprint': key.fingerprint, 'vpc': vpc.vpc_id, 'subnet': subnet.subnet_id}
+                'fingerprint': key.fingerprint, 'vpc': vpc.vpc_id, 'subnet': subnet.subnet_id,
+                'gateway': gateway.gateway_id,
+                'eni': cloud.interfaces.by_instance([instance.instance_id])[instance.instance_id][0].interface_id}
 
     def _attacker_resources(self, home):
         """The attacker's own image and instance, so requests can get past 'not found' to later checks."""

@@ -48,7 +48,7 @@ plausible_text = st.sampled_from([
 def victim_values(victim):
     return st.sampled_from([victim['instance'], victim['image'], victim['allocation'], victim['public_ip'],
                             victim['key_name'], victim['key_id'], victim['group'], victim['account'],
-                            victim['vpc'], victim['subnet']])
+                            victim['vpc'], victim['subnet'], victim['gateway'], victim['eni']])
 
 
 def flat_params(shape, prefix, victim, depth=0):
@@ -113,7 +113,7 @@ def _some_of(members):
 def test_hostile_parameters_never_break_the_cloud_nor_reach_the_victim(deployment, action):
     victim = deployment.victim_ids
     victim_private = [victim[key] for key in ('instance', 'image', 'allocation', 'key_id', 'public_ip', 'vpc',
-                                              'subnet')]
+                                              'subnet', 'gateway', 'eni')]
     victim_secrets = [SECRET, victim['fingerprint'], victim['private_ip'], 'victim-image']
 
     @SETTINGS
@@ -147,7 +147,9 @@ def victim_untouched(deployment):
             and not images[0].public and images[0].name == 'victim-image'
             and [key.name for key in cloud.keypairs.describe(owner)] == ['victim-key']
             and cloud.vpcs.attribute(owner, victim['vpc'], 'enableDnsHostnames') is False
-            and [s.vpc_id for s in cloud.subnets.describe(owner, [victim['subnet']])] == [victim['vpc']])
+            and [s.vpc_id for s in cloud.subnets.describe(owner, [victim['subnet']])] == [victim['vpc']]
+            and [g.vpc_id for g in cloud.gateways.describe(owner, [victim['gateway']])] == [victim['vpc']]
+            and [i.instance_id for i in cloud.interfaces.describe(owner, [victim['eni']])] == [victim['instance']])
 
 
 # --- signing faults ---------------------------------------------------------------------------------
@@ -281,7 +283,7 @@ def odd_requests(shape, prefix, victim, depth=0):
     if kind == 'map':
         return
     for value in ODD_VALUES + tuple(victim[key] for key in ('instance', 'image', 'allocation', 'key_name', 'group',
-                                                            'vpc', 'subnet')):
+                                                            'vpc', 'subnet', 'gateway', 'eni')):
         yield {prefix: value}
 
 
