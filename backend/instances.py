@@ -31,6 +31,7 @@ DEDICATED_HOST_ID = re.compile(r'h-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 MAX_USER_DATA_BYTES = 16 * 1024
 CAPACITY_RACE_RETRIES = 5
 MAX_ID_SLOTS = 512   # ids bound in one statement: SQLite allows 999 parameters at most
+SHUTDOWN_BEHAVIORS = ('stop', 'terminate')
 EC2_STATE_NAMES = ('pending', 'running', 'shutting-down', 'terminated', 'stopping', 'stopped')
 
 
@@ -53,6 +54,9 @@ class LaunchRequest:
     # More interfaces for each instance: ((device index, subnet id, private ip or None), …)
     extra_interfaces: tuple = ()
     tags: tuple = ()                      # ((key, value), …) for each instance
+    disable_api_termination: bool = False
+    disable_api_stop: bool = False
+    shutdown_behavior: str = 'stop'       # InstanceInitiatedShutdownBehavior: 'stop' or 'terminate'
     client_token: str | None = None
 
     def fingerprint(self):
@@ -92,6 +96,9 @@ class InstanceRecord:
     state_changed_at: datetime.datetime
     terminated_at: datetime.datetime | None
     tags: dict
+    disable_api_termination: bool = False
+    disable_api_stop: bool = False
+    shutdown_behavior: str = 'stop'
 
     @property
     def ec2_state(self):
@@ -169,6 +176,9 @@ class InstanceService:
                 and request.max_count > 1:
             raise InvalidValue('A private IP address can be given for one instance only',
                                code='InvalidParameterCombination')
+        if request.shutdown_behavior not in SHUTDOWN_BEHAVIORS:
+            raise InvalidValue(f"Value ({request.shutdown_behavior}) for parameter instanceInitiatedShutdownBehavior "
+                               'is invalid.')
         if request.dedicated_host_id is not None:
             _refuse_dedicated_host(request.dedicated_host_id)
         kind = self.config.instance_types.get(request.instance_type)
@@ -370,6 +380,7 @@ class InstanceService:
             rows = _owned_rows(session, owner, ids)
             for row in rows.values():   # all or nothing: refuse before changing any
                 next_state(row.state, event)
+                _check_protection(row, event)
             if event is Event.START:
                 self._check_start_quota(session, owner, [row for row in rows.values() if row.state == State.STOPPED])
             changes = []
@@ -396,11 +407,22 @@ class InstanceService:
         with self.db.read() as session:
             return _owned_rows(session, owner, [instance_id])[instance_id].user_data
 
-    def modify(self, owner, instance_id, instance_type=None, user_data=None):
-        """ModifyInstanceAttribute: type and user data change only while stopped, as in EC2."""
+    def modify(self, owner, instance_id, instance_type=None, user_data=None, disable_api_termination=None,
+               disable_api_stop=None, shutdown_behavior=None):
+        """ModifyInstanceAttribute: type and user data change only while stopped, as in EC2; the
+        protections and the shutdown behaviour at any time."""
+        if shutdown_behavior is not None and shutdown_behavior not in SHUTDOWN_BEHAVIORS:
+            raise InvalidValue(f"Value ({shutdown_behavior}) for parameter instanceInitiatedShutdownBehavior is "
+                               'invalid.', code='InvalidParameterValue')
         with self.db.write() as session:
             row = _owned_rows(session, owner, [instance_id])[instance_id]
-            if row.state != State.STOPPED:
+            if ec2_state(row.state)[0] == 'terminated':
+                raise Conflict('IncorrectInstanceState', f"The instance '{instance_id}' is terminated.")
+            for column, value in (('disable_api_termination', disable_api_termination),
+                                  ('disable_api_stop', disable_api_stop), ('shutdown_behavior', shutdown_behavior)):
+                if value is not None:
+                    setattr(row, column, value)
+            if (instance_type is not None or user_data is not None) and row.state != State.STOPPED:
                 raise Conflict('IncorrectInstanceState',
                                f"The instance '{instance_id}' is not in the 'stopped' state.")
             if instance_type is not None:
@@ -422,6 +444,16 @@ class InstanceService:
                 session.execute(Tag.__table__.delete().where(Tag.resource_id.in_(old)))
                 session.execute(InstanceRow.__table__.delete().where(InstanceRow.instance_id.in_(old)))
         return len(old)
+
+
+def _check_protection(row, event):
+    """TerminateInstances and StopInstances refuse an instance protected against them."""
+    for guarded, flag, attribute, verb in ((Event.TERMINATE, row.disable_api_termination, 'disableApiTermination',
+                                            'terminated'),
+                                           (Event.STOP, row.disable_api_stop, 'disableApiStop', 'stopped')):
+        if event is guarded and flag:
+            raise Conflict('OperationNotPermitted', f"The instance '{row.instance_id}' may not be {verb}. Modify its "
+                                                    f"'{attribute}' instance attribute and try again.")
 
 
 # -- transitions: the one place where state, capacity, leases and addresses change together --------
@@ -593,7 +625,8 @@ def _new_instance(owner, request, kind, image, reservation_id, instance_id, inde
         'network_id': network_id, 'private_ip': lease.ip, 'mac': lease.mac,
         'placement_group': group.name if group else None, 'ami_launch_index': index,
         'client_token': request.client_token, 'launch_time': now, 'state_changed_at': now,
-        'attempts': 0,
+        'attempts': 0, 'disable_api_termination': request.disable_api_termination,
+        'disable_api_stop': request.disable_api_stop, 'shutdown_behavior': request.shutdown_behavior,
     }
 
 
@@ -795,4 +828,5 @@ def _record(row, tags):
         row.instance_type, row.vcpus, row.memory_mib, row.key_name, row.state, row.state_reason_code,
         row.state_reason_message, row.transition_reason, row.host_name, row.zone, row.subnet_id, row.vpc_id, row.private_ip,
         row.mac, row.public_ip, row.placement_group, row.ami_launch_index, row.client_token,
-        row.launch_time, row.state_changed_at, row.terminated_at, tags)
+        row.launch_time, row.state_changed_at, row.terminated_at, tags, row.disable_api_termination,
+        row.disable_api_stop, row.shutdown_behavior)

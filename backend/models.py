@@ -362,6 +362,12 @@ class Instance(Base):
     next_attempt_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
     # StopInstances with Force: power off at once instead of asking the guest through ACPI.
     stop_forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # ModifyInstanceAttribute's guards and what a shutdown from inside the guest means ('stop' or 'terminate').
+    disable_api_termination: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                          server_default=false())
+    disable_api_stop: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    shutdown_behavior: Mapped[str] = mapped_column(String(16), nullable=False, default='stop',
+                                                   server_default='stop')
 
 
 class Tag(Base):

@@ -84,3 +84,6 @@ class Monitor:
             code, reason = 'Client.InstanceInitiatedShutdown', \
                 'Client.InstanceInitiatedShutdown: Instance initiated shutdown'
         transition(session, row, Event.POWERED_OFF, reason=reason, reason_code=code)
+        if code == 'Client.InstanceInitiatedShutdown' and row.shutdown_behavior == 'terminate':
+            # InstanceInitiatedShutdownBehavior=terminate: a shutdown from inside ends the instance.
+            transition(session, row, Event.TERMINATE, transition_reason=reason)

@@ -8,6 +8,7 @@ import binascii
 import datetime
 import re
 
+from backend.models import utcnow
 from backend.instances import FILTER_FIELDS, INSTANCE_ID, MATCH_NOTHING, Criterion, LaunchRequest
 from backend.lifecycle import State, ec2_state
 from backend.matching import wildcard
@@ -66,7 +67,9 @@ def run_instances(ctx, args):
         user_data=_checked_user_data(args.get('UserData')), zone=placement.get('AvailabilityZone'),
         dedicated_host_id=placement.get('HostId'), group_name=placement.get('GroupName'),
         kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=_launch_subnet(args),
-        private_ip=_launch_private_ip(args), extra_interfaces=_launch_extra_interfaces(args), tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
+        private_ip=_launch_private_ip(args), extra_interfaces=_launch_extra_interfaces(args),
+        disable_api_termination=bool(args.get('DisableApiTermination')), disable_api_stop=bool(args.get('DisableApiStop')),
+        shutdown_behavior=args.get('InstanceInitiatedShutdownBehavior') or 'stop', tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
         client_token=args.get('ClientToken'))
     _check_security_groups(args)
     records = sorted(ctx.cloud.instances.run(ctx.account_id, request), key=lambda r: r.ami_launch_index)
@@ -294,22 +297,33 @@ def _state_change(change):
 
 # Attributes with one value for every instance here.
 _FIXED_ATTRIBUTES = {
-    'disableApiTermination': ('DisableApiTermination', {'Value': False}),
-    'disableApiStop': ('DisableApiStop', {'Value': False}),
-    'instanceInitiatedShutdownBehavior': ('InstanceInitiatedShutdownBehavior', {'Value': 'stop'}),
     'rootDeviceName': ('RootDeviceName', {'Value': '/dev/sda1'}),
     'blockDeviceMapping': ('BlockDeviceMappings', []),
     'productCodes': ('ProductCodes', []),
     'groupSet': ('Groups', []),
-    'sourceDestCheck': ('SourceDestCheck', {'Value': True}),
     'ebsOptimized': ('EbsOptimized', {'Value': False}),
     'enaSupport': ('EnaSupport', {'Value': False}),
+    'sriovNetSupport': ('SriovNetSupport', {}),
+    'enclaveOptions': ('EnclaveOptions', {'Enabled': False}),
 }
 _RECORD_ATTRIBUTES = {
     'instanceType': ('InstanceType', lambda record: record.instance_type),
     'kernel': ('KernelId', lambda record: record.kernel_id),
     'ramdisk': ('RamdiskId', lambda record: record.ramdisk_id),
+    'disableApiTermination': ('DisableApiTermination', lambda record: record.disable_api_termination),
+    'disableApiStop': ('DisableApiStop', lambda record: record.disable_api_stop),
+    'instanceInitiatedShutdownBehavior': ('InstanceInitiatedShutdownBehavior', lambda record: record.shutdown_behavior),
 }
+# ModifyInstanceAttribute's members, the wire attribute name of each, and the back-end's keyword.
+_MODIFIABLE = {
+    'InstanceType': ('instanceType', 'instance_type'),
+    'UserData': ('userData', 'user_data'),
+    'DisableApiTermination': ('disableApiTermination', 'disable_api_termination'),
+    'DisableApiStop': ('disableApiStop', 'disable_api_stop'),
+    'InstanceInitiatedShutdownBehavior': ('instanceInitiatedShutdownBehavior', 'shutdown_behavior'),
+    'SourceDestCheck': ('sourceDestCheck', 'source_dest_check'),
+}
+_BOOLEAN_ATTRIBUTES = frozenset({'disableApiTermination', 'disableApiStop', 'sourceDestCheck'})
 
 
 @action('DescribeInstanceAttribute')
@@ -319,6 +333,9 @@ def describe_instance_attribute(ctx, args):
     result = {'InstanceId': instance_id}
     if attribute == 'userData':
         result['UserData'] = {'Value': ctx.cloud.instances.user_data(ctx.account_id, instance_id)}
+    elif attribute == 'sourceDestCheck':
+        eth0 = ctx.cloud.interfaces.by_instance([instance_id]).get(instance_id, ())
+        result['SourceDestCheck'] = {'Value': eth0[0].source_dest_check if eth0 else True}
     elif attribute in _RECORD_ATTRIBUTES:
         member, read = _RECORD_ATTRIBUTES[attribute]
         result[member] = {'Value': read(record)}
@@ -334,32 +351,60 @@ def describe_instance_attribute(ctx, args):
 def modify_instance_attribute(ctx, args):
     instance_id = args['InstanceId']
     _check_instance_id(instance_id)
-    instance_type, user_data = _requested_changes(args)
-    ctx.cloud.instances.modify(ctx.account_id, instance_id, instance_type=instance_type, user_data=user_data)
+    changes = _requested_changes(args)
+    source_dest_check = changes.pop('source_dest_check', None)
+    if changes:
+        ctx.cloud.instances.modify(ctx.account_id, instance_id, **changes)
+    if source_dest_check is not None:
+        ctx.cloud.instances.describe(ctx.account_id, ids=[instance_id])      # ownership and existence
+        interfaces = ctx.cloud.interfaces.by_instance([instance_id]).get(instance_id)
+        if not interfaces:
+            raise EC2Error('IncorrectInstanceState', f"The instance '{instance_id}' has no network interface left.")
+        ctx.cloud.interfaces.modify(ctx.account_id, interfaces[0].interface_id, source_dest_check=source_dest_check)
     return {}
 
 
 def _requested_changes(args):
-    """(instance type, base64 user data) from either form: InstanceType.Value / UserData.Value, or
-    Attribute + Value. Anything else cannot be changed here."""
-    instance_type = (args.get('InstanceType') or {}).get('Value')
-    user_data = (args.get('UserData') or {}).get('Value')
-    if user_data is not None:   # the model decoded UserData.Value; it is kept base64-encoded
-        user_data = base64.b64encode(user_data).decode('ascii')
+    """{back-end keyword: value} from either form: Member.Value, or Attribute + Value. What cannot be
+    changed here is refused."""
+    changes = {}
+    for member, (attribute, keyword) in _MODIFIABLE.items():
+        value = (args.get(member) or {}).get('Value')
+        if value is not None:
+            changes[keyword] = value
+    if 'user_data' in changes:   # the model decoded UserData.Value; it is kept base64-encoded
+        changes['user_data'] = base64.b64encode(changes['user_data']).decode('ascii')
     attribute, value = args.get('Attribute'), args.get('Value')
-    if attribute == 'instanceType' and value is not None:
-        instance_type = value
-    elif attribute == 'userData' and value is not None:
-        user_data = _checked_user_data(value)
-    elif attribute is not None:
-        raise EC2Error('UnsupportedOperation', f"The attribute '{attribute}' cannot be modified here.")
-    unsupported = sorted(name for name in args if name not in ('InstanceId', 'InstanceType', 'UserData',
-                                                               'Attribute', 'Value', 'DryRun'))
+    if attribute is not None:
+        by_attribute = {wire: keyword for wire, keyword in _MODIFIABLE.values()}
+        if attribute not in by_attribute or value is None:
+            raise EC2Error('UnsupportedOperation', f"The attribute '{attribute}' cannot be modified here.")
+        if attribute == 'userData':
+            value = _checked_user_data(value)
+        elif attribute in _BOOLEAN_ATTRIBUTES:
+            if value.lower() not in ('true', 'false'):
+                raise EC2Error('InvalidParameterValue', f"Value ({value}) for parameter value is invalid.")
+            value = value.lower() == 'true'
+        changes[by_attribute[attribute]] = value
+    unsupported = sorted(name for name in args if name not in ('InstanceId', 'Attribute', 'Value', 'DryRun',
+                                                               *_MODIFIABLE))
     if unsupported:
         raise EC2Error('UnsupportedOperation', f"The attribute '{unsupported[0]}' cannot be modified here.")
-    if instance_type is None and user_data is None:
+    if not changes:
         raise EC2Error('MissingParameter', 'The request must name an attribute to modify.')
-    return instance_type, user_data
+    if len(changes) > 1:
+        raise EC2Error('InvalidParameterCombination', 'Only one attribute can be modified at a time.')
+    return changes
+
+
+@action('GetPasswordData')
+def get_password_data(ctx, args):
+    """Instances here run Linux images: there is no Windows password, so the data is empty, as AWS
+    answers for a Linux instance."""
+    instance_id = args['InstanceId']
+    _check_instance_id(instance_id)
+    ctx.cloud.instances.describe(ctx.account_id, ids=[instance_id])      # ownership and existence
+    return {'InstanceId': instance_id, 'Timestamp': utcnow(), 'PasswordData': ''}
 
 
 def _check_instance_id(instance_id):

@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, select
 from backend.cloud import Cloud
 from backend.config import load_config
 from backend.instances import LaunchRequest
+from backend.models import KeyPair, PlacementGroup, Tag
 from backend.worker import Worker
 from ec2api.app import create_app
 
@@ -91,6 +92,15 @@ class Deployment:
             headers, data = mutate(headers, data)
         response = self.web.open('/', base_url=ENDPOINT.rstrip('/'), method='POST', headers=headers, data=data)
         return response.status_code, response.get_data()
+
+    def stored_by_attacker(self):
+        """What the attacker itself put in the cloud (tags, names), as text: showing it back is no leak."""
+        owner = self.attacker.account_id
+        with self.cloud.db.read() as session:
+            rows = [*session.execute(select(Tag.key, Tag.value).where(Tag.owner == owner)).all(),
+                    *session.execute(select(KeyPair.name, KeyPair.public_key).where(KeyPair.owner == owner)).all(),
+                    *session.execute(select(PlacementGroup.name).where(PlacementGroup.owner == owner)).all()]
+        return repr(rows)
 
     def state(self):
         """Every row of every table, for 'a refused request changed nothing'."""

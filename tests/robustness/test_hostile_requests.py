@@ -127,7 +127,7 @@ def test_hostile_parameters_never_break_the_cloud_nor_reach_the_victim(deploymen
         else:
             # A victim id the attacker did not send itself (a name it chose is echoed back) must not
             # appear in what it is shown.
-            text, sent = body.decode('utf-8', 'replace'), repr(params)
+            text, sent = body.decode('utf-8', 'replace'), repr(params) + deployment.stored_by_attacker()
             shown = [value for value in victim_private if value in text and value not in sent]
             shown += [value for value in victim_secrets if value in text]
             assert not shown, f'{action} showed the victim\'s resources {shown}'

@@ -355,3 +355,39 @@ def test_a_constant_attribute_filter_that_fails_lists_nothing(world, ec2):
     (launched,) = run(world, ec2)
     assert instances_of(ec2, Filters=[{'Name': 'architecture', 'Values': ['arm64']}]) == {}
     assert set(instances_of(ec2, Filters=[{'Name': 'architecture', 'Values': ['x86_*']}])) == {launched}
+
+
+def test_protections_refuse_terminate_and_stop_until_lifted(world, ec2):
+    (instance_id,) = run(world, ec2, DisableApiTermination=True)
+    world.settle()
+    assert ec2.describe_instance_attribute(InstanceId=instance_id, Attribute='disableApiTermination')[
+        'DisableApiTermination'] == {'Value': True}
+    assert error_code(ec2.terminate_instances, InstanceIds=[instance_id]) == 'OperationNotPermitted'
+    ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiStop={'Value': True})
+    assert error_code(ec2.stop_instances, InstanceIds=[instance_id]) == 'OperationNotPermitted'
+    ec2.modify_instance_attribute(InstanceId=instance_id, Attribute='disableApiStop', Value='false')
+    ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiTermination={'Value': False})
+    assert instances_of(ec2, InstanceIds=[instance_id])[instance_id]['State']['Name'] == 'running'
+    ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+def test_shutdown_behaviour_and_source_dest_check_are_kept(world, ec2):
+    (instance_id,) = run(world, ec2, InstanceInitiatedShutdownBehavior='terminate')
+    assert ec2.describe_instance_attribute(InstanceId=instance_id, Attribute='instanceInitiatedShutdownBehavior')[
+        'InstanceInitiatedShutdownBehavior'] == {'Value': 'terminate'}
+    ec2.modify_instance_attribute(InstanceId=instance_id, SourceDestCheck={'Value': False})
+    assert ec2.describe_instance_attribute(InstanceId=instance_id, Attribute='sourceDestCheck')[
+        'SourceDestCheck'] == {'Value': False}
+    assert error_code(ec2.modify_instance_attribute, InstanceId=instance_id,
+                      InstanceInitiatedShutdownBehavior={'Value': 'hibernate'}) == 'InvalidParameterValue'
+    assert error_code(ec2.modify_instance_attribute, InstanceId=instance_id,
+                      Groups=['sg-0123456789abcdef0']) == 'UnsupportedOperation'
+    assert error_code(run, world, ec2, InstanceInitiatedShutdownBehavior='hibernate') == 'InvalidParameterValue'
+
+
+def test_password_data_is_empty_for_linux_instances(world, ec2):
+    (instance_id,) = run(world, ec2)
+    answer = ec2.get_password_data(InstanceId=instance_id)
+    assert answer['InstanceId'] == instance_id and answer['PasswordData'] == ''
+    assert error_code(ec2.get_password_data, InstanceId='i-0123456789abcdef0') == 'InvalidInstanceID.NotFound'
+    assert error_code(ec2.get_password_data, InstanceId='i-nope') == 'InvalidInstanceID.Malformed'

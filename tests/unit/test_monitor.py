@@ -74,3 +74,17 @@ def test_a_forced_stop_powers_off_without_asking_the_guest(setup):
     found = states(cloud, owner)
     assert found[first][0] == 'stopped' and found[second][0] == 'stopped'
     assert first not in asked
+
+
+def test_a_guest_shutdown_terminates_when_the_instance_says_so(setup):
+    cloud, worker, owner, (first, second) = setup
+    cloud.instances.modify(owner, first, shutdown_behavior='terminate')
+    for instance_id in (first, second):
+        host_of(cloud, worker, owner, instance_id).power_off(instance_id)
+    worker.monitor.run_round()
+    found = states(cloud, owner)
+    assert found[first][0] == 'cleaning-up', 'InstanceInitiatedShutdownBehavior=terminate'
+    assert found[second] == ('stopped', 'Client.InstanceInitiatedShutdown')
+    while worker.dispatch(wait=True):
+        pass
+    assert states(cloud, owner)[first][0] == 'terminated'
