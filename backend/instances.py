@@ -19,6 +19,7 @@ from .errors import CapacityError, Conflict, InvalidValue, NotFound
 from .images import IMAGE_ID, visible_to
 from .tags import check_tags
 from .matching import wildcard
+from .networking.addresses import assign_public_ips, release_public_ips
 from .networking.interfaces import new_interface_row, release_interfaces
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
@@ -54,6 +55,8 @@ class LaunchRequest:
     # More interfaces for each instance: ((device index, subnet id, private ip or None), …)
     extra_interfaces: tuple = ()
     tags: tuple = ()                      # ((key, value), …) for each instance
+    interface_tags: tuple = ()            # ((key, value), …) for each interface the launch makes
+    associate_public_ip: bool | None = None   # eth0's AssociatePublicIpAddress; None: the subnet decides
     disable_api_termination: bool = False
     disable_api_stop: bool = False
     shutdown_behavior: str = 'stop'       # InstanceInitiatedShutdownBehavior: 'stop' or 'terminate'
@@ -188,6 +191,7 @@ class InstanceService:
         if request.user_data is not None and len(request.user_data) > MAX_USER_DATA_BYTES * 4 // 3 + 4:
             raise InvalidValue('User data is limited to 16384 bytes')
         check_tags(request.tags)
+        check_tags(request.interface_tags)
         if request.zone and request.zone not in self.config.zones:
             raise InvalidValue(f"Invalid availability zone: [{request.zone}]", code='InvalidParameterValue')
         with self.db.read() as session:
@@ -253,6 +257,9 @@ class InstanceService:
                 for index, (instance_id, host_id, lease) in enumerate(zip(instance_ids, placement.host_ids, leases))])
             interface_rows = [new_interface_row(owner, network.id, lease, instance_id, 0, now, delete_on_termination=True)
                               for instance_id, lease in zip(instance_ids, leases)]
+            wants_public_ip = network.map_public_ip if request.associate_public_ip is None else request.associate_public_ip
+            for row in interface_rows:
+                row['wants_public_ip'] = bool(wants_public_ip)
             for device_index, subnet_id, private_ip in request.extra_interfaces:
                 extra_network = self._extra_subnet(session, owner, subnet_id, network, zones[placement.host_ids[0]])
                 extra_ids = [new_resource_id('eni') for _ in instance_ids]
@@ -263,6 +270,12 @@ class InstanceService:
                 lease_rows += extra_lease_rows
             session.execute(InterfaceRow.__table__.insert(), interface_rows)
             session.execute(Lease.__table__.insert(), lease_rows)
+            assign_public_ips(session, instance_ids)
+            if request.interface_tags:
+                session.execute(Tag.__table__.insert(), [
+                    {'resource_id': row['interface_id'], 'key': key, 'value': value, 'owner': owner,
+                     'resource_type': 'network-interface'}
+                    for row in interface_rows for key, value in request.interface_tags])
             if request.tags:
                 session.execute(Tag.__table__.insert(), [
                     {'resource_id': instance_id, 'key': key, 'value': value, 'owner': owner,
@@ -473,6 +486,10 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
     elif change < 0:
         session.execute(update(HostRow).where(HostRow.id == row.host_id).values(
             used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
+    if target in (State.STOPPED, *FINAL_STATES) and previous not in (State.STOPPED, *FINAL_STATES):
+        release_public_ips(session, row.instance_id)     # as on AWS: a new one at the next start
+    if previous is State.STOPPED and target is State.PENDING:
+        assign_public_ips(session, [row.instance_id])
     if target in FINAL_STATES and previous not in FINAL_STATES:
         release_interfaces(session, row.instance_id)
         row.public_ip = None

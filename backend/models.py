@@ -301,6 +301,8 @@ class NetworkInterface(Base):
     # 'attaching' or 'detaching' until the host's worker has plugged or unplugged it; then 'attached'.
     attachment_status: Mapped[str | None] = mapped_column(String(16), index=True)
     delete_on_termination: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Gets a public IP from the pool whenever its instance starts (eth0 of a launch that asked for one).
+    wants_public_ip: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     # CreateNetworkInterface's idempotency token: a retry gets the interface the first call made.
     client_token: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime.datetime] = _created_at()
@@ -394,6 +396,9 @@ class Address(Base):
     interface_id: Mapped[str | None] = mapped_column(
         ForeignKey('network_interfaces.interface_id', ondelete='SET NULL'), index=True)
     private_ip: Mapped[str | None] = mapped_column(String(39))
+    # A public IP given at launch (MapPublicIpOnLaunch / AssociatePublicIpAddress): owned by the cloud,
+    # gone when its instance stops or ends, never one of the account's elastic IPs.
+    auto_assigned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     association_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 5), unique=True)
     created_at: Mapped[datetime.datetime] = _created_at()
 

@@ -8,11 +8,11 @@ takes no elastic IP (Gateway.NotAttached).
 """
 import dataclasses
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ..errors import Conflict, InvalidValue, NotFound
 from ..lifecycle import ec2_state
-from ..models import (Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow,
+from ..models import (CLOUD_ACCOUNT, Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow,
                       NetworkInterface as InterfaceRow, new_resource_id)
 from ..quotas import Quotas, check_addresses, lock_account
 from . import addressing
@@ -41,14 +41,8 @@ class AddressService:
         with self.db.write() as session:
             lock_account(session, owner)
             check_addresses(session, self.quotas, owner)
-            pool = session.scalar(select(NetworkRow).where(NetworkRow.name == PUBLIC_POOL).with_for_update())
-            network = addressing.parse_network(pool.cidr)
-            first, last = addressing.usable_range(network)
-            taken = {addressing.to_int(ip) for ip in session.scalars(select(AddressRow.public_ip))}
-            (address,), pool.cursor = addressing.pick(first, last, pool.cursor, taken, 1,
-                                                      label='elastic IP pool')
-            row = AddressRow(allocation_id=new_resource_id('eipalloc'), public_ip=addressing.to_text(address),
-                             owner=owner)
+            (public_ip,) = _pick_public(session, 1)
+            row = AddressRow(allocation_id=new_resource_id('eipalloc'), public_ip=public_ip, owner=owner)
             session.add(row)
             session.flush()
             return _record(row, None)
@@ -70,7 +64,9 @@ class AddressService:
             _detach(session, row)
             previous = session.scalar(select(AddressRow).where(AddressRow.interface_id == interface.interface_id,
                                                                AddressRow.private_ip == private_ip))
-            if previous is not None:
+            if previous is not None and previous.auto_assigned:
+                session.delete(previous)        # an elastic IP replaces the public IP given at launch
+            elif previous is not None:
                 _detach(session, previous)      # one elastic IP per private address: the new one replaces it
             session.flush()
             row.interface_id, row.private_ip = interface.interface_id, private_ip
@@ -120,6 +116,42 @@ class AddressService:
                     raise NotFound(code, f"Address '{missing[0]}' not found.")
                 records = [record for record in records if getattr(record, attribute) in wanted]
         return records
+
+
+def assign_public_ips(session, instance_ids):
+    """Give each instance's eth0, if it wants one and its VPC routes to an internet gateway, a public
+    IP from the pool (at launch and at every start), in the caller's transaction."""
+    wanted = session.execute(
+        select(InterfaceRow.interface_id, InterfaceRow.instance_id, InterfaceRow.network_id, Lease.address)
+        .join(Lease, (Lease.interface_id == InterfaceRow.interface_id) & Lease.is_primary.is_(True))
+        .where(InterfaceRow.instance_id.in_(list(instance_ids)), InterfaceRow.device_index == 0,
+               InterfaceRow.wants_public_ip.is_(True))).all()
+    wanted = [row for row in wanted if public_addresses_allowed(session, row.network_id)
+              and not session.scalar(select(AddressRow.allocation_id).where(AddressRow.interface_id == row.interface_id))]
+    if not wanted:
+        return
+    for row, public_ip in zip(wanted, _pick_public(session, len(wanted))):
+        session.add(AddressRow(allocation_id=new_resource_id('eipalloc'), public_ip=public_ip, owner=CLOUD_ACCOUNT,
+                               interface_id=row.interface_id, private_ip=addressing.to_text(row.address),
+                               auto_assigned=True, association_id=new_resource_id('eipassoc')))
+        session.execute(update(InstanceRow).where(InstanceRow.instance_id == row.instance_id)
+                        .values(public_ip=public_ip))
+
+
+def release_public_ips(session, instance_id):
+    """An instance stopped or ended: the public IPs it was given at launch go back to the pool."""
+    session.execute(delete(AddressRow).where(AddressRow.auto_assigned.is_(True), AddressRow.interface_id.in_(
+        select(InterfaceRow.interface_id).where(InterfaceRow.instance_id == instance_id))))
+    sync_public_ip(session, instance_id)
+
+
+def _pick_public(session, count):
+    pool = session.scalar(select(NetworkRow).where(NetworkRow.name == PUBLIC_POOL).with_for_update())
+    network = addressing.parse_network(pool.cidr)
+    first, last = addressing.usable_range(network)
+    taken = {addressing.to_int(ip) for ip in session.scalars(select(AddressRow.public_ip))}
+    picked, pool.cursor = addressing.pick(first, last, pool.cursor, taken, count, label='public IP pool')
+    return [addressing.to_text(address) for address in picked]
 
 
 def sync_public_ip(session, instance_id):

@@ -62,7 +62,7 @@ def new_interface_row(owner, network_id, lease, instance_id, device_index, now, 
     return {'interface_id': lease.interface_id, 'owner': owner, 'network_id': network_id, 'mac': lease.mac,
             'description': '', 'source_dest_check': True, 'instance_id': instance_id, 'device_index': device_index,
             'attachment_id': new_resource_id('eni-attach'), 'attached_at': now, 'attachment_status': ATTACHED,
-            'delete_on_termination': delete_on_termination, 'created_at': now}
+            'delete_on_termination': delete_on_termination, 'wants_public_ip': False, 'created_at': now}
 
 
 def release_interfaces(session, instance_id):

@@ -16,7 +16,7 @@ from backend.matching import wildcard
 from ..errors import EC2Error
 from ..paging import encode_token, page_bounds
 from . import action
-from .tags import requested_tags, tag_list
+from .tags import requested_tags_by_type, tag_list
 
 DEFAULT_INSTANCE_TYPE = 'm1.small'
 
@@ -61,6 +61,8 @@ def run_instances(ctx, args):
     if not args.get('ImageId'):
         raise EC2Error('MissingParameter', 'The request must contain the parameter ImageId')
     placement = args.get('Placement') or {}
+    # Configuration tools tag the interfaces a launch makes too; there are no EBS volumes here yet.
+    tag_specs = requested_tags_by_type(args.get('TagSpecifications'), ('instance', 'network-interface'))
     request = LaunchRequest(
         image_id=args['ImageId'], min_count=args['MinCount'], max_count=args['MaxCount'],
         instance_type=args.get('InstanceType') or DEFAULT_INSTANCE_TYPE, key_name=args.get('KeyName'),
@@ -68,8 +70,10 @@ def run_instances(ctx, args):
         dedicated_host_id=placement.get('HostId'), group_name=placement.get('GroupName'),
         kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=_launch_subnet(args),
         private_ip=_launch_private_ip(args), extra_interfaces=_launch_extra_interfaces(args),
+        associate_public_ip=_launch_public_ip(args),
         disable_api_termination=bool(args.get('DisableApiTermination')), disable_api_stop=bool(args.get('DisableApiStop')),
-        shutdown_behavior=args.get('InstanceInitiatedShutdownBehavior') or 'stop', tags=tuple(requested_tags(args.get('TagSpecifications'), 'instance')),
+        shutdown_behavior=args.get('InstanceInitiatedShutdownBehavior') or 'stop', tags=tuple(tag_specs.get('instance', ())),
+        interface_tags=tuple(tag_specs.get('network-interface', ())),
         client_token=args.get('ClientToken'))
     _check_security_groups(args)
     records = sorted(ctx.cloud.instances.run(ctx.account_id, request), key=lambda r: r.ami_launch_index)
@@ -104,14 +108,14 @@ def _launch_interfaces(args):
             raise EC2Error('UnsupportedOperation', f"NetworkInterface.{number}.{unsupported[0]} is not supported here.")
         if interface.get('DeleteOnTermination') is False:
             raise EC2Error('UnsupportedOperation', 'Interfaces made at launch are deleted with their instance here.')
-        if interface.get('AssociatePublicIpAddress'):
-            raise EC2Error('UnsupportedOperation', 'Public addresses are not assigned at launch here; '
-                                                   'associate an elastic IP instead.')
         if not interface.get('SubnetId'):
             raise EC2Error('MissingParameter', f'The request must contain the parameter NetworkInterface.{number}.SubnetId')
         by_index[index] = interface
     if 0 not in by_index or sorted(by_index) != list(range(len(by_index))):
         raise EC2Error('InvalidParameterValue', 'Device indexes must start at 0 and leave no gap.')
+    if len(by_index) > 1 and any('AssociatePublicIpAddress' in interface for interface in by_index.values()):
+        raise EC2Error('InvalidParameterCombination', 'The associatePublicIPAddress parameter cannot be specified '
+                                                      'when launching with multiple network interfaces.')
     return by_index
 
 
@@ -123,6 +127,11 @@ def _launch_subnet(args):
 def _launch_private_ip(args):
     interfaces = _launch_interfaces(args)
     return interfaces[0].get('PrivateIpAddress') if interfaces else args.get('PrivateIpAddress')
+
+
+def _launch_public_ip(args):
+    interfaces = _launch_interfaces(args)
+    return interfaces[0].get('AssociatePublicIpAddress') if interfaces else None
 
 
 def _launch_extra_interfaces(args):

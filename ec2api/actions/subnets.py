@@ -58,10 +58,6 @@ def modify_subnet_attribute(ctx, args):
     value = (args.get('MapPublicIpOnLaunch') or {}).get('Value')
     if value is None:
         raise EC2Error('MissingParameter', 'The request must contain the parameter MapPublicIpOnLaunch.Value')
-    if value:
-        # Refused rather than ignored: launches get no public address by themselves yet.
-        raise EC2Error('UnsupportedOperation', 'Public addresses are not assigned at launch here; '
-                                               'associate an elastic IP instead.')
     ctx.cloud.subnets.modify_attribute(ctx.account_id, args['SubnetId'], value)
     return {}
 

@@ -37,15 +37,24 @@ def describe_tags(ctx, args):
 def requested_tags(tag_specifications, resource_type):
     """[(key, value)] for `resource_type` from TagSpecifications, checked before anything is created;
     other resource types are refused."""
-    tags = []
+    return requested_tags_by_type(tag_specifications, (resource_type,)).get(resource_type, [])
+
+
+def requested_tags_by_type(tag_specifications, resource_types):
+    """{resource type: [(key, value)]} from TagSpecifications for the types a call creates, checked
+    before anything is created; other resource types are refused."""
+    by_type = {}
     for spec in tag_specifications or ():
-        if spec.get('ResourceType') != resource_type:
+        if spec.get('ResourceType') not in resource_types:
             raise EC2Error('InvalidParameterValue',
                            f"'{spec.get('ResourceType') or ''}' is not a valid taggable resource type for "
-                           f'this operation; only {resource_type} can be tagged here.')
-        tags += [(tag.get('Key'), tag.get('Value', '')) for tag in spec.get('Tags') or ()]
-    check_tags(tags)
-    return list(dict(tags).items())     # a key given twice keeps its last value
+                           f"this operation; only {', '.join(resource_types)} can be tagged here.")
+        by_type.setdefault(spec['ResourceType'], []).extend(
+            (tag.get('Key'), tag.get('Value', '')) for tag in spec.get('Tags') or ())
+    for resource_type, tags in by_type.items():
+        check_tags(tags)
+        by_type[resource_type] = list(dict(tags).items())     # a key given twice keeps its last value
+    return by_type
 
 
 def tag_list(tags):

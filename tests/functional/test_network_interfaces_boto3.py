@@ -258,3 +258,19 @@ def test_paging_walks_every_interface_once(server, network):
     assert len(seen) == len(set(seen)) and made <= set(seen)
     for eni in made:
         ec2.delete_network_interface(NetworkInterfaceId=eni)
+
+
+def test_a_launch_tags_the_interfaces_it_makes(server, network):
+    ec2 = server.client('alice')
+    specs = [{'ResourceType': 'instance', 'Tags': [{'Key': 'Name', 'Value': 'web'}]},
+             {'ResourceType': 'network-interface', 'Tags': [{'Key': 'Name', 'Value': 'web-nic'}]}]
+    (instance,) = ec2.run_instances(ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                                    SubnetId=network['subnets'][0], TagSpecifications=specs)['Instances']
+    eni = instance['NetworkInterfaces'][0]['NetworkInterfaceId']
+    (described,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])['NetworkInterfaces']
+    assert described['TagSet'] == [{'Key': 'Name', 'Value': 'web-nic'}]
+    assert instance['Tags'] == [{'Key': 'Name', 'Value': 'web'}]
+    assert error_code(ec2.run_instances, ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                      TagSpecifications=[{'ResourceType': 'volume', 'Tags': [{'Key': 'a', 'Value': 'b'}]}]) == \
+        'InvalidParameterValue'
+    ec2.terminate_instances(InstanceIds=[instance['InstanceId']])

@@ -183,9 +183,12 @@ def test_what_cannot_be_honoured_is_refused_not_ignored(server):
                         ({'SubnetId': subnet_id, 'NetworkInterfaces': [{'DeviceIndex': 0, 'SubnetId': subnet_id}]},
                          'InvalidParameterCombination'),
                         ({'NetworkInterfaces': [{'DeviceIndex': 0, 'SubnetId': subnet_id,
-                                                 'AssociatePublicIpAddress': True}]}, 'UnsupportedOperation')):
+                                                 'AssociatePublicIpAddress': True},
+                                                {'DeviceIndex': 1, 'SubnetId': subnet_id}]},
+                         'InvalidParameterCombination'),
+                        ({'TagSpecifications': [{'ResourceType': 'volume', 'Tags': [{'Key': 'a', 'Value': 'b'}]}]},
+                         'InvalidParameterValue')):
         assert error_code(lambda: launch(ec2, server.image_id, **extra)) == code, extra
-    assert error_code(lambda: ec2.modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={'Value': True})) == 'UnsupportedOperation'
     launched = launch(ec2, server.image_id, SecurityGroups=['default'])
     ec2.terminate_instances(InstanceIds=[launched['InstanceId']])
 
@@ -208,3 +211,38 @@ def test_a_deleted_default_vpc_stays_deleted_until_created_again(server):
     assert created['IsDefault'] and created['VpcId'] != default
     assert len(ec2.describe_subnets(Filters=[{'Name': 'vpc-id', 'Values': [created['VpcId']]}])['Subnets']) == zones
     assert error_code(lambda: ec2.create_default_vpc()) == 'DefaultVpcAlreadyExists'
+
+
+def test_public_ips_at_launch_come_from_the_pool_and_go_at_stop(server):
+    ec2 = server.client('carol')
+    vpc_id = ec2.create_vpc(CidrBlock='10.90.0.0/16')['Vpc']['VpcId']
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock='10.90.1.0/24')['Subnet']['SubnetId']
+    ec2.modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={'Value': True})
+    assert ec2.describe_subnets(SubnetIds=[subnet_id])['Subnets'][0]['MapPublicIpOnLaunch'] is True
+    unrouted = launch(ec2, server.image_id, SubnetId=subnet_id)
+    assert 'PublicIpAddress' not in unrouted, 'no internet gateway: no public address'
+    gateway = ec2.create_internet_gateway()['InternetGateway']['InternetGatewayId']
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc_id)
+    ec2.create_route(RouteTableId=f'rtb-{vpc_id[4:]}', DestinationCidrBlock='0.0.0.0/0', GatewayId=gateway)
+    mapped = launch(ec2, server.image_id, SubnetId=subnet_id)
+    asked = launch(ec2, server.image_id, NetworkInterfaces=[{'DeviceIndex': 0, 'SubnetId': subnet_id,
+                                                             'AssociatePublicIpAddress': False}])
+    assert mapped.get('PublicIpAddress') and 'PublicIpAddress' not in asked
+    assert mapped['PublicIpAddress'] not in [a['PublicIp'] for a in ec2.describe_addresses()['Addresses']], \
+        'a public IP given at launch is not one of the account\'s elastic IPs'
+    ids = [unrouted['InstanceId'], mapped['InstanceId'], asked['InstanceId']]
+    wait_for_states(ec2, ids, {'running'})
+    ec2.stop_instances(InstanceIds=[mapped['InstanceId']])
+    wait_for_states(ec2, [mapped['InstanceId']], {'stopped'})
+    stopped = ec2.describe_instances(InstanceIds=[mapped['InstanceId']])['Reservations'][0]['Instances'][0]
+    assert 'PublicIpAddress' not in stopped, 'released at stop, as on AWS'
+    ec2.start_instances(InstanceIds=[mapped['InstanceId']])
+    started = ec2.describe_instances(InstanceIds=[mapped['InstanceId']])['Reservations'][0]['Instances'][0]
+    assert started.get('PublicIpAddress'), 'a new one at start'
+    allocation = ec2.allocate_address(Domain='vpc')
+    ec2.associate_address(AllocationId=allocation['AllocationId'], InstanceId=mapped['InstanceId'])
+    shown = ec2.describe_instances(InstanceIds=[mapped['InstanceId']])['Reservations'][0]['Instances'][0]
+    assert shown['PublicIpAddress'] == allocation['PublicIp'], 'an elastic IP replaces the launch one'
+    ec2.disassociate_address(PublicIp=allocation['PublicIp'])
+    ec2.release_address(AllocationId=allocation['AllocationId'])
+    ec2.terminate_instances(InstanceIds=ids)

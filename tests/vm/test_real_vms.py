@@ -276,6 +276,24 @@ def test_several_interfaces_at_launch_and_one_plugged_into_a_running_instance(ec
     wait_for_console(ec2, near['InstanceId'], f'reservoir-context: ip {plugged_ip}/24 on eth1')
     answered = vm_cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', plugged_ip, check=False)
     assert answered.returncode == 0, 'the plugged interface does not answer'
+
+    # An elastic IP on that interface reaches whichever instance the interface is attached to.
+    address = ec2.allocate_address(Domain='vpc')
+    ec2.associate_address(AllocationId=address['AllocationId'], NetworkInterfaceId=made['NetworkInterfaceId'])
+    wait_until(lambda: vm_cloud.inside('ping', '-c', '1', '-W', '2', address['PublicIp'], check=False).returncode == 0,
+               'the elastic IP of the plugged interface does not answer')
+    attachment = ec2.describe_network_interfaces(NetworkInterfaceIds=[made['NetworkInterfaceId']])[
+        'NetworkInterfaces'][0]['Attachment']['AttachmentId']
+    ec2.detach_network_interface(AttachmentId=attachment)
+    wait_until(lambda: ec2.describe_network_interfaces(NetworkInterfaceIds=[made['NetworkInterfaceId']])[
+        'NetworkInterfaces'][0]['Status'] == 'available', 'the interface stays attached')
+    ec2.attach_network_interface(NetworkInterfaceId=made['NetworkInterfaceId'], InstanceId=far['InstanceId'],
+                                 DeviceIndex=1)
+    wait_for_console(ec2, far['InstanceId'], f'reservoir-context: ip {plugged_ip}/24 on eth1')
+    wait_until(lambda: vm_cloud.inside('ping', '-c', '1', '-W', '2', address['PublicIp'], check=False).returncode == 0,
+               'the elastic IP did not follow its interface')
+    ec2.disassociate_address(PublicIp=address['PublicIp'])
+    ec2.release_address(AllocationId=address['AllocationId'])
     terminate(ec2, near['InstanceId'], far['InstanceId'], both['InstanceId'])
     ec2.delete_network_interface(NetworkInterfaceId=made['NetworkInterfaceId'])
     for subnet_id in (first, second):
