@@ -14,37 +14,13 @@ import http.client
 import json
 import re
 import subprocess
-import sys
 import time
 
-import boto3
-from botocore.config import Config
-
+from bench_instances import client, progress, wait_all_running
 from loadgen import signed_request
 from servers import Reservoir
 
 BATCH = 100
-
-
-def client(server):
-    return boto3.client('ec2', endpoint_url=server.endpoint, region_name=server.region,
-                        aws_access_key_id=server.credentials[0], aws_secret_access_key=server.credentials[1],
-                        config=Config(retries={'max_attempts': 10, 'mode': 'standard'}, read_timeout=300))
-
-
-def progress(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-def wait_all_running(ec2, timeout=900):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = ec2.describe_instances(Filters=[{'Name': 'instance-state-name', 'Values': ['pending']}],
-                                         MaxResults=5)
-        if not pending['Reservations']:
-            return
-        time.sleep(0.2)
-    raise RuntimeError('instances still pending')
 
 
 def launch_all(ec2, image_id, subnet_ids, total):

@@ -1,28 +1,18 @@
 """Network interfaces through boto3: every instance's eth0 is one, launches with several on several
 subnets, interfaces made, attached, detached and deleted, secondary addresses, other accounts kept out."""
-import subprocess
 import time
 
 import pytest
 
 from tests.support.client_errors import error_code
-from tests.support.server import LiveServer
+from tests.support.server import simulated_cloud
 
 pytestmark = pytest.mark.clients
 
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp('eni-home')
-    live = LiveServer(home=home)
-    live.admin('host', 'add', '--simulated', '--count', '2', '--cpus', '16', '--memory', '16384')
-    for name in ('alice', 'bob'):
-        live.create_user(name)
-    disk = home / 'tiny.qcow2'
-    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
-    live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
-                               '--owner', 'alice').strip()
-    live.start()
+    live = simulated_cloud(tmp_path_factory.mktemp('eni-home'), ('alice', 'bob'), hosts=2)
     yield live
     live.stop()
 

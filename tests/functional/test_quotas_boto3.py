@@ -1,28 +1,19 @@
 """Quotas as a tenant meets them through boto3, and as an administrator sets them with `reservoir`."""
 import json
-import subprocess
 
 import pytest
 
 from tests.support.client_errors import error_code
-from tests.support.server import LiveServer
+from tests.support.server import simulated_cloud
 
 pytestmark = pytest.mark.clients
 
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp('quota-home')
-    live = LiveServer(home=home, extra_env={'RESERVOIR_QUOTAS_INSTANCES': '2', 'RESERVOIR_QUOTAS_VCPUS': '8',
-                                            'RESERVOIR_QUOTAS_ELASTIC_IPS': '1'})
-    live.admin('host', 'add', '--simulated', '--count', '2', '--cpus', '16', '--memory', '16384')
-    for name in ('alice', 'bob'):
-        live.create_user(name)
-    disk = home / 'tiny.qcow2'
-    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
-    live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
-                               '--owner', 'alice').strip()
-    live.start()
+    live = simulated_cloud(tmp_path_factory.mktemp('quota-home'), ('alice', 'bob'), hosts=2,
+                           extra_env={'RESERVOIR_QUOTAS_INSTANCES': '2', 'RESERVOIR_QUOTAS_VCPUS': '8',
+                                      'RESERVOIR_QUOTAS_ELASTIC_IPS': '1'})
     yield live
     live.stop()
 

@@ -1,28 +1,18 @@
 """VPCs and subnets through boto3: the default VPC tools expect, an account's own VPCs, launching into
 them, filters, paging, the order deletes must follow, and other accounts kept out."""
-import subprocess
 import time
 
 import pytest
 
 from tests.support.client_errors import error_code
-from tests.support.server import LiveServer
+from tests.support.server import simulated_cloud
 
 pytestmark = pytest.mark.clients
 
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp('vpc-home')
-    live = LiveServer(home=home)
-    live.admin('host', 'add', '--simulated', '--count', '4', '--cpus', '16', '--memory', '16384')
-    for name in ('alice', 'bob', 'carol'):
-        live.create_user(name)
-    disk = home / 'tiny.qcow2'
-    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
-    live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
-                               '--owner', 'alice').strip()
-    live.start()
+    live = simulated_cloud(tmp_path_factory.mktemp('vpc-home'), ('alice', 'bob', 'carol'), hosts=4)
     yield live
     live.stop()
 

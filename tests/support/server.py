@@ -98,3 +98,18 @@ class LiveServer:
                             aws_access_key_id=credentials['access_key_id'],
                             aws_secret_access_key=overrides.pop('secret', credentials['secret_access_key']),
                             config=Config(retries={'max_attempts': 2}), **overrides)
+
+
+def simulated_cloud(home, users, hosts=2, extra_env=None):
+    """A started server with `hosts` simulated hosts, the `users`, and a tiny public image of the
+    first user's (`.image_id`); stop it when done."""
+    live = LiveServer(home=home, extra_env=extra_env)
+    live.admin('host', 'add', '--simulated', '--count', str(hosts), '--cpus', '16', '--memory', '16384')
+    for name in users:
+        live.create_user(name)
+    disk = Path(home) / 'tiny.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
+    live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
+                               '--owner', users[0]).strip()
+    live.start()
+    return live
