@@ -8,9 +8,6 @@ CPU per request); the full paginated listing at 1,000 and at N instances (cost p
 instance); a tag-filtered listing; and Run+Terminate churn.
 """
 import argparse
-import html
-import http.client
-import re
 import random
 import subprocess
 import sys
@@ -19,7 +16,7 @@ import time
 import boto3
 from botocore.config import Config
 
-from loadgen import run_load, signed_request, tree_cpu_seconds
+from loadgen import raw_listing, run_load, signed_request, tree_cpu_seconds
 from servers import Moto, Reservoir
 
 BATCH = 100
@@ -70,23 +67,7 @@ def wait_all_running(ec2, timeout=600):
 
 def raw_full_listing(server):
     """The paginated listing through raw signed requests: what the server costs, not boto3's parsing."""
-    host, port = server.endpoint.split('//')[1].split(':')
-    connection = http.client.HTTPConnection(host, int(port), timeout=300)
-    started, count, token = time.perf_counter(), 0, None
-    while True:
-        params = {'Action': 'DescribeInstances', 'Version': '2016-11-15', 'MaxResults': '1000'}
-        if token:
-            params['NextToken'] = token
-        path, headers, body = signed_request(server.endpoint, server.region, *server.credentials, params)
-        connection.request('POST', path, body=body, headers=headers)
-        reply = connection.getresponse().read().decode()
-        count += reply.count('<instanceId>')
-        match = re.search(r'<nextToken>([^<]+)</nextToken>', reply)
-        if not match:
-            break
-        token = html.unescape(match.group(1))
-    connection.close()
-    return count, time.perf_counter() - started
+    return raw_listing(server, 'DescribeInstances', 'instanceId')
 
 
 def best_listing(server, rounds=5):

@@ -9,15 +9,12 @@ lists the account's subnets and network interfaces with raw signed, paginated re
 at N interfaces, and reports the cost per listed item, which should stay flat as N grows.
 """
 import argparse
-import html
-import http.client
 import json
-import re
 import subprocess
 import time
 
 from bench_instances import client, progress, wait_all_running
-from loadgen import signed_request
+from loadgen import raw_listing
 from servers import Reservoir
 
 BATCH = 100
@@ -45,27 +42,6 @@ def terminate_all(ec2, ids):
         if not left['Reservations']:
             return
         time.sleep(0.5)
-
-
-def raw_listing(server, action, item_tag):
-    """Every item of a paginated Describe*, through raw signed requests: (count, seconds)."""
-    host, port = server.endpoint.split('//')[1].split(':')
-    connection = http.client.HTTPConnection(host, int(port), timeout=300)
-    started, count, token = time.perf_counter(), 0, None
-    while True:
-        params = {'Action': action, 'Version': '2016-11-15', 'MaxResults': '1000'}
-        if token:
-            params['NextToken'] = token
-        path, headers, body = signed_request(server.endpoint, server.region, *server.credentials, params)
-        connection.request('POST', path, body=body, headers=headers)
-        reply = connection.getresponse().read().decode()
-        count += reply.count(f'<{item_tag}>')
-        match = re.search(r'<nextToken>([^<]+)</nextToken>', reply)
-        if not match:
-            break
-        token = html.unescape(match.group(1))
-    connection.close()
-    return count, time.perf_counter() - started
 
 
 def best_listing(server, action, item_tag, rounds=3):

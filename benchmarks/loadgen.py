@@ -4,6 +4,8 @@ boto3 spends about a millisecond of client CPU per call, which would hide the se
 here signing happens before the clock starts and each thread just writes bytes and reads replies.
 Client and server share the machine's cores, so the client's own CPU per request is reported too.
 """
+import html
+import http.client
 import os
 import re
 import socket
@@ -168,3 +170,24 @@ def tree_cpu_seconds(pid):
             total += int(fields[11]) + int(fields[12])
         pending.extend(children.get(current, ()))
     return total / os.sysconf(os.sysconf_names['SC_CLK_TCK'])
+
+
+def raw_listing(server, action, item_tag):
+    """Every item of a paginated Describe*, through raw signed requests: (count, seconds)."""
+    host, port = server.endpoint.split('//')[1].split(':')
+    connection = http.client.HTTPConnection(host, int(port), timeout=300)
+    started, count, token = time.perf_counter(), 0, None
+    while True:
+        params = {'Action': action, 'Version': '2016-11-15', 'MaxResults': '1000'}
+        if token:
+            params['NextToken'] = token
+        path, headers, body = signed_request(server.endpoint, server.region, *server.credentials, params)
+        connection.request('POST', path, body=body, headers=headers)
+        reply = connection.getresponse().read().decode()
+        count += reply.count(f'<{item_tag}>')
+        match = re.search(r'<nextToken>([^<]+)</nextToken>', reply)
+        if not match:
+            break
+        token = html.unescape(match.group(1))
+    connection.close()
+    return count, time.perf_counter() - started
