@@ -14,6 +14,7 @@ from .keypairs import KeyPairService
 from .networking.gateways import GatewayService
 from .networking.interfaces import InterfaceService
 from .networking.networks import NetworkService
+from .networking.security_groups import SecurityGroupService
 from .networking.subnets import SubnetService
 from .networking.vpcs import VpcService
 from .placement_groups import PlacementGroupService
@@ -46,6 +47,7 @@ class Cloud:
         self.subnets = SubnetService(db, self.vpcs, config.zones)
         self.interfaces = InterfaceService(db, self.networks, wake_workers=self._wake_worker)
         self.gateways = GatewayService(db, wake_workers=self._wake_worker)
+        self.security_groups = SecurityGroupService(db, self.vpcs, wake_workers=self._wake_worker)
         self.instances = InstanceService(
             db, config, self.networks, self.vpcs, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),

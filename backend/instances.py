@@ -21,6 +21,7 @@ from .tags import check_tags
 from .matching import wildcard
 from .networking.addresses import assign_public_ips, release_public_ips
 from .networking.interfaces import new_interface_row, release_interfaces
+from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
@@ -52,11 +53,13 @@ class LaunchRequest:
     ramdisk_id: str | None = None
     subnet_id: str | None = None
     private_ip: str | None = None         # PrivateIpAddress: this address in the subnet, for one instance
-    # More interfaces for each instance: ((device index, subnet id, private ip or None), …)
+    # More interfaces for each instance: ((device index, subnet id, private ip or None, (group id, …)), …)
     extra_interfaces: tuple = ()
     tags: tuple = ()                      # ((key, value), …) for each instance
     interface_tags: tuple = ()            # ((key, value), …) for each interface the launch makes
     associate_public_ip: bool | None = None   # eth0's AssociatePublicIpAddress; None: the subnet decides
+    security_group_ids: tuple = ()        # eth0's groups (SecurityGroupId.N or its Groups), by id …
+    security_group_names: tuple = ()      # … or by name (SecurityGroup.N); none: the VPC's default group
     disable_api_termination: bool = False
     disable_api_stop: bool = False
     shutdown_behavior: str = 'stop'       # InstanceInitiatedShutdownBehavior: 'stop' or 'terminate'
@@ -175,7 +178,7 @@ class InstanceService:
             raise InvalidValue('MinCount must be at least 1 and no more than MaxCount')
         if request.max_count > self.max_launch:
             raise InvalidValue(f'MaxCount may be at most {self.max_launch}', code='InstanceLimitExceeded')
-        if (request.private_ip is not None or any(ip for _, _, ip in request.extra_interfaces)) \
+        if (request.private_ip is not None or any(ip for _, _, ip, _ in request.extra_interfaces)) \
                 and request.max_count > 1:
             raise InvalidValue('A private IP address can be given for one instance only',
                                code='InvalidParameterCombination')
@@ -260,16 +263,25 @@ class InstanceService:
             wants_public_ip = network.map_public_ip if request.associate_public_ip is None else request.associate_public_ip
             for row in interface_rows:
                 row['wants_public_ip'] = bool(wants_public_ip)
-            for device_index, subnet_id, private_ip in request.extra_interfaces:
+            eth0_groups = groups_for(session, owner, network.vpc_pk, request.security_group_ids,
+                                     request.security_group_names)
+            memberships = [{'interface_id': row['interface_id'], 'group_id': group_id} for row in interface_rows
+                           for group_id in eth0_groups]
+            for device_index, subnet_id, private_ip, group_ids in request.extra_interfaces:
                 extra_network = self._extra_subnet(session, owner, subnet_id, network, zones[placement.host_ids[0]])
                 extra_ids = [new_resource_id('eni') for _ in instance_ids]
                 extra_leases, extra_lease_rows = self.networks.lease(session, extra_network, extra_ids, private_ip)
-                interface_rows += [new_interface_row(owner, extra_network.id, lease, instance_id, device_index, now,
-                                                     delete_on_termination=True)
-                                   for instance_id, lease in zip(instance_ids, extra_leases)]
+                extra_rows = [new_interface_row(owner, extra_network.id, lease, instance_id, device_index, now,
+                                                delete_on_termination=True)
+                              for instance_id, lease in zip(instance_ids, extra_leases)]
+                interface_rows += extra_rows
+                extra_groups = groups_for(session, owner, extra_network.vpc_pk, group_ids)
+                memberships += [{'interface_id': row['interface_id'], 'group_id': group_id} for row in extra_rows
+                                for group_id in extra_groups]
                 lease_rows += extra_lease_rows
             session.execute(InterfaceRow.__table__.insert(), interface_rows)
             session.execute(Lease.__table__.insert(), lease_rows)
+            join_groups(session, memberships)
             assign_public_ips(session, instance_ids)
             if request.interface_tags:
                 session.execute(Tag.__table__.insert(), [

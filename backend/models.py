@@ -251,6 +251,46 @@ class InternetGateway(Base):
     created_at: Mapped[datetime.datetime] = _created_at()
 
 
+class SecurityGroup(Base):
+    """A security group (sg-) of one account in one VPC; `default` is made for each (VPC, account)."""
+    __tablename__ = 'security_groups'
+    __table_args__ = (UniqueConstraint('vpc_pk', 'owner', 'name'),)
+
+    group_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    vpc_pk: Mapped[int] = mapped_column(ForeignKey('vpcs.id'), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    description: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class SecurityGroupRule(Base):
+    """One rule (sgr-) of a group: a protocol, a port range (ICMP type and code) and one peer, a CIDR
+    block or a group, for traffic in (ingress) or out (egress)."""
+    __tablename__ = 'security_group_rules'
+
+    rule_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 1), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey('security_groups.group_id', ondelete='CASCADE'),
+                                          nullable=False, index=True)
+    egress: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    protocol: Mapped[str] = mapped_column(String(8), nullable=False)      # 'tcp', 'udp', 'icmp', '-1' or a number
+    from_port: Mapped[int | None] = mapped_column()
+    to_port: Mapped[int | None] = mapped_column()
+    cidr: Mapped[str | None] = mapped_column(String(43))
+    peer_group_id: Mapped[str | None] = mapped_column(ForeignKey('security_groups.group_id'), index=True)
+    description: Mapped[str] = mapped_column(String(255), nullable=False, default='')
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class InterfaceGroup(Base):
+    """A network interface's membership of a security group."""
+    __tablename__ = 'interface_groups'
+
+    interface_id: Mapped[str] = mapped_column(ForeignKey('network_interfaces.interface_id', ondelete='CASCADE'),
+                                              primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey('security_groups.group_id'), primary_key=True, index=True)
+
+
 class Network(Base):
     """A virtual network (an EC2 subnet): an isolated L2 segment with its own address range."""
     __tablename__ = 'networks'

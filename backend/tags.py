@@ -7,7 +7,7 @@ from sqlalchemy import delete, select
 from .errors import InvalidValue, NotFound
 from .matching import wildcard
 from .models import (Address, Image as ImageRow, InternetGateway as GatewayRow, Instance as InstanceRow, KeyPair as KeyPairRow,
-                     Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, Tag,
+                     Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, SecurityGroup, Tag,
                      Vpc as VpcRow)
 
 MAX_TAGS_PER_RESOURCE = 50
@@ -28,6 +28,7 @@ _RESOURCES = {
     'subnet': ('subnet', NetworkRow, NetworkRow.subnet_id, NetworkRow.owner),
     'eni': ('network-interface', InterfaceRow, InterfaceRow.interface_id, InterfaceRow.owner),
     'igw': ('internet-gateway', GatewayRow, GatewayRow.gateway_id, GatewayRow.owner),
+    'sg': ('security-group', SecurityGroup, SecurityGroup.group_id, SecurityGroup.owner),
 }
 
 
@@ -165,4 +166,5 @@ def _not_found_code(resource_type):
             'placement-group': 'InvalidPlacementGroup.Unknown', 'vpc': 'InvalidVpcID.NotFound',
             'subnet': 'InvalidSubnetID.NotFound',
             'network-interface': 'InvalidNetworkInterfaceID.NotFound',
-            'internet-gateway': 'InvalidInternetGatewayID.NotFound'}[resource_type]
+            'internet-gateway': 'InvalidInternetGatewayID.NotFound',
+            'security-group': 'InvalidGroup.NotFound'}[resource_type]

@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
 from ..lifecycle import ec2_state
-from ..models import (Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow,
+from ..models import (Address as AddressRow, Instance as InstanceRow, InterfaceGroup, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow,
                       Tag, Vpc as VpcRow, new_resource_id, utcnow)
 from . import addressing
+from .security_groups import groups_for, groups_of_interfaces, join_groups
 from .subnets import check_subnet_id
 
 INTERFACE_ID = re.compile(r'eni-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -47,6 +48,7 @@ class Interface:
     addresses: tuple            # ((ip, is_primary), …), the primary first
     created_at: datetime.datetime
     public_ips: tuple = ()      # ((private ip, elastic IP, association id), …)
+    groups: tuple = ()          # ((group id, group name), …)
 
     @property
     def private_ip(self):
@@ -72,6 +74,7 @@ def release_interfaces(session, instance_id):
     session.execute(update(AddressRow).where(AddressRow.interface_id.in_(doomed))
                     .values(interface_id=None, private_ip=None, association_id=None))
     session.execute(delete(Lease).where(Lease.interface_id.in_(doomed)))
+    session.execute(delete(InterfaceGroup).where(InterfaceGroup.interface_id.in_(doomed)))
     session.execute(delete(Tag).where(Tag.resource_id.in_(doomed)))
     session.execute(delete(InterfaceRow).where(InterfaceRow.instance_id == instance_id,
                                                InterfaceRow.delete_on_termination.is_(True)))
@@ -85,7 +88,7 @@ class InterfaceService:
         self.networks = networks
         self.wake_workers = wake_workers or (lambda: None)
 
-    def create(self, owner, subnet_id, private_ip=None, description='', client_token=None):
+    def create(self, owner, subnet_id, private_ip=None, description='', client_token=None, group_ids=()):
         """CreateNetworkInterface; returns (Interface, made now?) — a repeated `client_token` gets the
         interface its first call made."""
         check_subnet_id(subnet_id)
@@ -94,7 +97,7 @@ class InterfaceService:
         if earlier is not None:
             return earlier, False
         try:
-            return self._create(owner, subnet_id, private_ip, description, client_token), True
+            return self._create(owner, subnet_id, private_ip, description, client_token, group_ids), True
         except IntegrityError:
             earlier = self._earlier(owner, client_token, subnet_id)   # a concurrent retry came first
             if earlier is None:
@@ -115,7 +118,7 @@ class InterfaceService:
                                                           'parameters.')
         return self.describe(owner, [found.interface_id])[0]
 
-    def _create(self, owner, subnet_id, private_ip, description, client_token):
+    def _create(self, owner, subnet_id, private_ip, description, client_token, group_ids):
         with self.db.write() as session:
             network = self.networks.for_launch(session, owner, subnet_id)
             interface_id = new_resource_id('eni')
@@ -125,6 +128,8 @@ class InterfaceService:
                                      delete_on_termination=False, client_token=client_token))
             session.flush()
             session.execute(Lease.__table__.insert(), rows)
+            join_groups(session, [{'interface_id': interface_id, 'group_id': group_id}
+                                  for group_id in groups_for(session, owner, network.vpc_pk, group_ids)])
         return self.describe(owner, [interface_id])[0]
 
     def delete(self, owner, interface_id):
@@ -137,6 +142,7 @@ class InterfaceService:
             session.execute(update(AddressRow).where(AddressRow.interface_id == interface_id)
                             .values(interface_id=None, private_ip=None, association_id=None))
             session.execute(delete(Lease).where(Lease.interface_id == interface_id))
+            session.execute(delete(InterfaceGroup).where(InterfaceGroup.interface_id == interface_id))
             session.delete(row)
 
     def describe(self, owner, ids=None, after=None, limit=None):
@@ -157,8 +163,10 @@ class InterfaceService:
             rows = session.execute(query).all()
             addresses = _addresses_of(session, [row.interface_id for row, *_ in rows])
             public = _public_ips_of(session, [row.interface_id for row, *_ in rows])
+            groups = groups_of_interfaces(session, [row.interface_id for row, *_ in rows])
         records = [_record(row, subnet_id, zone, vpc_id, addresses.get(row.interface_id, ()),
-                           public.get(row.interface_id, ())) for row, subnet_id, zone, vpc_id in rows]
+                           public.get(row.interface_id, ()), groups.get(row.interface_id, ()))
+                   for row, subnet_id, zone, vpc_id in rows]
         if ids:
             missing = sorted(set(ids) - {record.interface_id for record in records})
             if missing:
@@ -281,11 +289,12 @@ class InterfaceService:
                                .order_by(InterfaceRow.instance_id, InterfaceRow.device_index)).all()
         addresses = _addresses_of(session, [row.interface_id for row, *_ in rows])
         public = _public_ips_of(session, [row.interface_id for row, *_ in rows])
+        groups = groups_of_interfaces(session, [row.interface_id for row, *_ in rows])
         result = {}
         for row, subnet_id, zone, vpc_id in rows:
             result.setdefault(row.instance_id, []).append(
                 _record(row, subnet_id, zone, vpc_id, addresses.get(row.interface_id, ()),
-                        public.get(row.interface_id, ())))
+                        public.get(row.interface_id, ()), groups.get(row.interface_id, ())))
         return result
 
 
@@ -342,8 +351,8 @@ def _public_ips_of(session, interface_ids):
     return {key: tuple(value) for key, value in result.items()}
 
 
-def _record(row, subnet_id, zone, vpc_id, addresses, public_ips=()):
+def _record(row, subnet_id, zone, vpc_id, addresses, public_ips=(), groups=()):
     return Interface(row.interface_id, row.owner, subnet_id, vpc_id, zone, row.mac, row.description,
                      row.source_dest_check, row.instance_id, row.device_index, row.attachment_id,
                      row.attachment_status, row.attached_at, row.delete_on_termination, tuple(addresses),
-                     row.created_at, tuple(public_ips))
+                     row.created_at, tuple(public_ips), tuple(groups))

@@ -14,7 +14,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
-from ..models import InternetGateway as GatewayRow, Lease, Network as NetworkRow, Tag, Vpc as VpcRow, new_resource_id
+from ..models import (InternetGateway as GatewayRow, Lease, Network as NetworkRow, SecurityGroup, SecurityGroupRule,
+                      Tag, Vpc as VpcRow, new_resource_id)
 from . import addressing
 
 VPC_ID = re.compile(r'vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -59,7 +60,15 @@ class VpcService:
             if session.scalar(select(func.count()).select_from(NetworkRow).where(NetworkRow.vpc_pk == row.id)) or \
                     session.scalar(select(GatewayRow.gateway_id).where(GatewayRow.vpc_pk == row.id)):
                 raise Conflict('DependencyViolation', f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
-            session.execute(delete(Tag).where(Tag.resource_id == vpc_id))
+            groups = session.execute(select(SecurityGroup.group_id, SecurityGroup.name)
+                                     .where(SecurityGroup.vpc_pk == row.id)).all()
+            if any(name != 'default' for _, name in groups):
+                raise Conflict('DependencyViolation', f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
+            # Its default groups go with it, as on AWS.
+            defaults = [group_id for group_id, _ in groups]
+            session.execute(delete(SecurityGroupRule).where(SecurityGroupRule.group_id.in_(defaults)))
+            session.execute(delete(SecurityGroup).where(SecurityGroup.group_id.in_(defaults)))
+            session.execute(delete(Tag).where(Tag.resource_id.in_([vpc_id, *defaults])))
             if row.is_default:
                 row.state = DELETED
             else:

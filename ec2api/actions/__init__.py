@@ -11,7 +11,8 @@ _loading = threading.Lock()
 
 # Modules whose import registers their actions.
 _ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images', 'instances', 'addresses', 'tags',
-                   'placement_groups', 'create_image', 'account_attributes', 'vpcs', 'subnets', 'network_interfaces', 'gateways')
+                   'placement_groups', 'create_image', 'account_attributes', 'vpcs', 'subnets', 'network_interfaces', 'gateways',
+                   'security_groups')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -70,12 +70,12 @@ def run_instances(ctx, args):
         dedicated_host_id=placement.get('HostId'), group_name=placement.get('GroupName'),
         kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'), subnet_id=_launch_subnet(args),
         private_ip=_launch_private_ip(args), extra_interfaces=_launch_extra_interfaces(args),
-        associate_public_ip=_launch_public_ip(args),
+        associate_public_ip=_launch_public_ip(args), security_group_ids=_launch_groups(args)[0],
+        security_group_names=_launch_groups(args)[1],
         disable_api_termination=bool(args.get('DisableApiTermination')), disable_api_stop=bool(args.get('DisableApiStop')),
         shutdown_behavior=args.get('InstanceInitiatedShutdownBehavior') or 'stop', tags=tuple(tag_specs.get('instance', ())),
         interface_tags=tuple(tag_specs.get('network-interface', ())),
         client_token=args.get('ClientToken'))
-    _check_security_groups(args)
     records = sorted(ctx.cloud.instances.run(ctx.account_id, request), key=lambda r: r.ami_launch_index)
     return _reservation(ctx, records, ctx.cloud.interfaces.by_instance([r.instance_id for r in records]))
 
@@ -135,18 +135,15 @@ def _launch_public_ip(args):
 
 
 def _launch_extra_interfaces(args):
-    return tuple((index, interface['SubnetId'], interface.get('PrivateIpAddress'))
+    return tuple((index, interface['SubnetId'], interface.get('PrivateIpAddress'), tuple(interface.get('Groups') or ()))
                  for index, interface in sorted(_launch_interfaces(args).items()) if index > 0)
 
 
-def _check_security_groups(args):
-    """Every instance is in its VPC's default group; any other group does not exist (yet)."""
-    groups = [group for interface in _launch_interfaces(args).values() for group in interface.get('Groups') or ()]
-    for group_id in [*(args.get('SecurityGroupIds') or ()), *groups]:
-        raise EC2Error('InvalidGroup.NotFound', f"The security group '{group_id}' does not exist")
-    for name in args.get('SecurityGroups') or ():
-        if name != 'default':
-            raise EC2Error('InvalidGroup.NotFound', f"The security group '{name}' does not exist")
+def _launch_groups(args):
+    """eth0's groups: (ids, names) from SecurityGroupId.N / SecurityGroup.N or NetworkInterface.1.Groups."""
+    interfaces = _launch_interfaces(args)
+    ids = [*(args.get('SecurityGroupIds') or ()), *((interfaces.get(0) or {}).get('Groups') or ())]
+    return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(args.get('SecurityGroups') or ()))
 
 
 def _checked_user_data(user_data):
@@ -309,7 +306,6 @@ _FIXED_ATTRIBUTES = {
     'rootDeviceName': ('RootDeviceName', {'Value': '/dev/sda1'}),
     'blockDeviceMapping': ('BlockDeviceMappings', []),
     'productCodes': ('ProductCodes', []),
-    'groupSet': ('Groups', []),
     'ebsOptimized': ('EbsOptimized', {'Value': False}),
     'enaSupport': ('EnaSupport', {'Value': False}),
     'sriovNetSupport': ('SriovNetSupport', {}),
@@ -331,6 +327,7 @@ _MODIFIABLE = {
     'DisableApiStop': ('disableApiStop', 'disable_api_stop'),
     'InstanceInitiatedShutdownBehavior': ('instanceInitiatedShutdownBehavior', 'shutdown_behavior'),
     'SourceDestCheck': ('sourceDestCheck', 'source_dest_check'),
+    'Groups': ('groupSet', 'groups'),
 }
 _BOOLEAN_ATTRIBUTES = frozenset({'disableApiTermination', 'disableApiStop', 'sourceDestCheck'})
 
@@ -342,6 +339,9 @@ def describe_instance_attribute(ctx, args):
     result = {'InstanceId': instance_id}
     if attribute == 'userData':
         result['UserData'] = {'Value': ctx.cloud.instances.user_data(ctx.account_id, instance_id)}
+    elif attribute == 'groupSet':
+        eth0 = ctx.cloud.interfaces.by_instance([instance_id]).get(instance_id, ())
+        result['Groups'] = _group_list(eth0[0].groups) if eth0 else []
     elif attribute == 'sourceDestCheck':
         eth0 = ctx.cloud.interfaces.by_instance([instance_id]).get(instance_id, ())
         result['SourceDestCheck'] = {'Value': eth0[0].source_dest_check if eth0 else True}
@@ -362,6 +362,13 @@ def modify_instance_attribute(ctx, args):
     _check_instance_id(instance_id)
     changes = _requested_changes(args)
     source_dest_check = changes.pop('source_dest_check', None)
+    groups = changes.pop('groups', None)
+    if groups is not None:
+        ctx.cloud.instances.describe(ctx.account_id, ids=[instance_id])      # ownership and existence
+        interfaces = ctx.cloud.interfaces.by_instance([instance_id]).get(instance_id)
+        if not interfaces:
+            raise EC2Error('IncorrectInstanceState', f"The instance '{instance_id}' has no network interface left.")
+        ctx.cloud.security_groups.set_interface_groups(ctx.account_id, interfaces[0].interface_id, groups)
     if changes:
         ctx.cloud.instances.modify(ctx.account_id, instance_id, **changes)
     if source_dest_check is not None:
@@ -378,7 +385,7 @@ def _requested_changes(args):
     changed here is refused."""
     changes = {}
     for member, (attribute, keyword) in _MODIFIABLE.items():
-        value = (args.get(member) or {}).get('Value')
+        value = args.get(member) if member == 'Groups' else (args.get(member) or {}).get('Value')
         if value is not None:
             changes[keyword] = value
     if 'user_data' in changes:   # the model decoded UserData.Value; it is kept base64-encoded
@@ -390,6 +397,8 @@ def _requested_changes(args):
             raise EC2Error('UnsupportedOperation', f"The attribute '{attribute}' cannot be modified here.")
         if attribute == 'userData':
             value = _checked_user_data(value)
+        elif attribute == 'groupSet':
+            value = [value]
         elif attribute in _BOOLEAN_ATTRIBUTES:
             if value.lower() not in ('true', 'false'):
                 raise EC2Error('InvalidParameterValue', f"Value ({value}) for parameter value is invalid.")
@@ -461,7 +470,7 @@ def _instance_shape(record, region, interfaces):
         'Hypervisor': 'xen',
         'ClientToken': record.client_token or '',
         'Tags': tag_list(record.tags),
-        'SecurityGroups': [],
+        'SecurityGroups': _group_list(interfaces[0].groups) if interfaces else [],
         'NetworkInterfaces': [_network_interface(record, interface, region) for interface in interfaces],
         'EbsOptimized': False,
         'EnaSupport': False,
@@ -490,7 +499,7 @@ def _network_interface(record, interface, region):
         'Status': interface.status,
         'SourceDestCheck': interface.source_dest_check,
         'InterfaceType': 'interface',
-        'Groups': [],
+        'Groups': _group_list(interface.groups),
         'Association': _association(interface, interface.private_ip),
         'Attachment': {'AttachmentId': interface.attachment_id, 'DeviceIndex': interface.device_index,
                        'Status': interface.attachment_status, 'AttachTime': interface.attached_at,
@@ -500,6 +509,10 @@ def _network_interface(record, interface, region):
                                 'Association': _association(interface, ip)}
                                for ip, primary in interface.addresses],
     }
+
+
+def _group_list(groups):
+    return [{'GroupId': group_id, 'GroupName': name} for group_id, name in groups]
 
 
 def _association(interface, private_ip):

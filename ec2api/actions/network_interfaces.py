@@ -21,6 +21,8 @@ _FIELDS = {
     'private-ip-address': lambda n: [a['PrivateIpAddress'] for a in n['PrivateIpAddresses']],
     'addresses.private-ip-address': lambda n: [a['PrivateIpAddress'] for a in n['PrivateIpAddresses']],
     'addresses.primary': lambda n: [a['Primary'] for a in n['PrivateIpAddresses']],
+    'group-id': lambda n: [g['GroupId'] for g in n['Groups']],
+    'group-name': lambda n: [g['GroupName'] for g in n['Groups']],
     'attachment.instance-id': lambda n: (n.get('Attachment') or {}).get('InstanceId'),
     'attachment.instance-owner-id': lambda n: (n.get('Attachment') or {}).get('InstanceOwnerId'),
     'attachment.attachment-id': lambda n: (n.get('Attachment') or {}).get('AttachmentId'),
@@ -33,7 +35,7 @@ _FIELDS = {
 @action('CreateNetworkInterface')
 def create_network_interface(ctx, args):
     refuse_unsupported(args, ('SubnetId', 'Description', 'PrivateIpAddress', 'TagSpecifications',
-                              'SecondaryPrivateIpAddressCount', 'PrivateIpAddresses', 'ClientToken'),
+                              'SecondaryPrivateIpAddressCount', 'PrivateIpAddresses', 'ClientToken', 'Groups'),
                        'CreateNetworkInterface')
     if not args.get('SubnetId'):
         raise EC2Error('MissingParameter', 'The request must contain the parameter SubnetId')
@@ -41,7 +43,7 @@ def create_network_interface(ctx, args):
     tags = requested_tags(args.get('TagSpecifications'), 'network-interface')
     interfaces = ctx.cloud.interfaces
     interface, made = interfaces.create(ctx.account_id, args['SubnetId'], primary, args.get('Description') or '',
-                                        args.get('ClientToken'))
+                                        args.get('ClientToken'), tuple(args.get('Groups') or ()))
     if not made:
         tags = ctx.cloud.tags.tags_of([interface.interface_id]).get(interface.interface_id) or {}
         return {'NetworkInterface': interface_shape(ctx, interface, tags), 'ClientToken': args.get('ClientToken')}
@@ -124,8 +126,13 @@ def detach_network_interface(ctx, args):
 
 @action('ModifyNetworkInterfaceAttribute')
 def modify_network_interface_attribute(ctx, args):
-    refuse_unsupported(args, ('NetworkInterfaceId', 'Description', 'SourceDestCheck'),
+    refuse_unsupported(args, ('NetworkInterfaceId', 'Description', 'SourceDestCheck', 'Groups'),
                        'ModifyNetworkInterfaceAttribute')
+    if 'Groups' in args:
+        if len(args) > 2 + ('DryRun' in args):
+            raise EC2Error('InvalidParameterCombination', 'Exactly one attribute can be modified at a time.')
+        ctx.cloud.security_groups.set_interface_groups(ctx.account_id, args['NetworkInterfaceId'], args['Groups'])
+        return {}
     given = [name for name in ('Description', 'SourceDestCheck') if name in args]
     if len(given) != 1:
         raise EC2Error('InvalidParameterCombination', 'Exactly one attribute can be modified at a time.')
@@ -144,7 +151,7 @@ def describe_network_interface_attribute(ctx, args):
     attribute = args.get('Attribute')
     answers = {'description': {'Description': {'Value': interface.description}},
                'sourceDestCheck': {'SourceDestCheck': {'Value': interface.source_dest_check}},
-               'groupSet': {'Groups': []},
+               'groupSet': {'Groups': shape['Groups']},
                'attachment': {'Attachment': shape.get('Attachment')}}
     if attribute not in answers:
         raise EC2Error('InvalidParameterValue', f"Value ({attribute}) for parameter attribute is invalid.")
@@ -187,7 +194,7 @@ def interface_shape(ctx, interface, tags):
         'PrivateDnsName': _private_dns(interface.private_ip, region),
         'SourceDestCheck': interface.source_dest_check,
         'InterfaceType': 'interface',
-        'Groups': [],
+        'Groups': [{'GroupId': group_id, 'GroupName': name} for group_id, name in interface.groups],
         'PrivateIpAddresses': [{'PrivateIpAddress': ip, 'Primary': primary, 'PrivateDnsName': _private_dns(ip, region),
                                 'Association': association_shape(interface, ip)}
                                for ip, primary in interface.addresses],

@@ -381,7 +381,7 @@ def test_shutdown_behaviour_and_source_dest_check_are_kept(world, ec2):
     assert error_code(ec2.modify_instance_attribute, InstanceId=instance_id,
                       InstanceInitiatedShutdownBehavior={'Value': 'hibernate'}) == 'InvalidParameterValue'
     assert error_code(ec2.modify_instance_attribute, InstanceId=instance_id,
-                      Groups=['sg-0123456789abcdef0']) == 'UnsupportedOperation'
+                      Groups=['sg-0123456789abcdef0']) == 'InvalidGroup.NotFound'
     assert error_code(run, world, ec2, InstanceInitiatedShutdownBehavior='hibernate') == 'InvalidParameterValue'
 
 
