@@ -8,6 +8,7 @@ are OR-ed, filters are AND-ed, `*` and `?` are wildcards (`\\` escapes them), an
 from backend.matching import wildcard
 
 from .errors import EC2Error
+from .paging import paginate
 
 
 def compile_filters(filters, fields, tags_of=None):
@@ -28,6 +29,12 @@ def filter_items(items, filters, fields, tags_of=None):
         return list(items)
     predicate = compile_filters(filters, fields, tags_of)
     return [item for item in items if predicate(item)]
+
+
+def filtered_page(args, shapes, fields, id_key, ids_param):
+    """The request's filters applied to item shapes, then one page of them: (page, next token)."""
+    return paginate(filter_items(shapes, args.get('Filters'), fields, shape_tags), args, lambda shape: shape[id_key],
+                    ids_param)
 
 
 def shape_tags(shape):

@@ -1,7 +1,6 @@
 """Internet gateways and the main route table of each VPC."""
 from ..errors import EC2Error
-from ..filters import filter_items, shape_tags
-from ..paging import paginate
+from ..filters import filtered_page
 from . import action, refuse_unsupported
 from .tags import requested_tags, tag_list
 
@@ -58,9 +57,8 @@ def describe_internet_gateways(ctx, args):
     ctx.cloud.vpcs.default_vpc(ctx.account_id)      # its gateway is there from the first look
     gateways = ctx.cloud.gateways.describe(ctx.account_id, args.get('InternetGatewayIds'))
     tags = ctx.cloud.tags.tags_of([gateway.gateway_id for gateway in gateways])
-    shapes = filter_items([_gateway_shape(gateway, tags.get(gateway.gateway_id)) for gateway in gateways],
-                          args.get('Filters'), _GATEWAY_FIELDS, shape_tags)
-    page, token = paginate(shapes, args, lambda shape: shape['InternetGatewayId'], 'InternetGatewayIds')
+    page, token = filtered_page(args, [_gateway_shape(gateway, tags.get(gateway.gateway_id)) for gateway in gateways],
+                                _GATEWAY_FIELDS, 'InternetGatewayId', 'InternetGatewayIds')
     return {'InternetGateways': page, 'NextToken': token}
 
 
@@ -68,8 +66,8 @@ def describe_internet_gateways(ctx, args):
 def describe_route_tables(ctx, args):
     ctx.cloud.vpcs.default_vpc(ctx.account_id)
     tables = ctx.cloud.gateways.route_tables(ctx.account_id, args.get('RouteTableIds'))
-    shapes = filter_items([_table_shape(table) for table in tables], args.get('Filters'), _TABLE_FIELDS, shape_tags)
-    page, token = paginate(shapes, args, lambda shape: shape['RouteTableId'], 'RouteTableIds')
+    page, token = filtered_page(args, [_table_shape(table) for table in tables], _TABLE_FIELDS, 'RouteTableId',
+                                'RouteTableIds')
     return {'RouteTables': page, 'NextToken': token}
 
 

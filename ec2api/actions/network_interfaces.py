@@ -1,8 +1,8 @@
 """Network interfaces: create, describe, attach, detach, modify and delete them, and their
 secondary private addresses."""
 from ..errors import EC2Error
-from ..filters import filter_items, shape_tags
-from ..paging import encode_token, page_bounds, paginate
+from ..filters import filtered_page
+from ..paging import encode_token, page_bounds
 from . import action, refuse_unsupported
 from .tags import requested_tags, tag_list
 
@@ -91,8 +91,8 @@ def describe_network_interfaces(ctx, args):
     ids = args.get('NetworkInterfaceIds')
     if args.get('Filters'):
         interfaces = ctx.cloud.interfaces.describe(ctx.account_id, ids)
-        shapes = filter_items(_shapes(ctx, interfaces), args['Filters'], _FIELDS, shape_tags)
-        page, token = paginate(shapes, args, lambda shape: shape['NetworkInterfaceId'], 'NetworkInterfaceIds')
+        page, token = filtered_page(args, _shapes(ctx, interfaces), _FIELDS, 'NetworkInterfaceId',
+                                    'NetworkInterfaceIds')
         return {'NetworkInterfaces': page, 'NextToken': token}
     # Unfiltered: the page is cut by the database, so a long listing costs the same per item.
     limit, after = page_bounds(args, 'NetworkInterfaceIds')

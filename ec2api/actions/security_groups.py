@@ -3,8 +3,7 @@ IpPermissions as boto3 sends them or the flat parameters of boto 2 and euca2ools
 from backend.networking.security_groups import permission
 
 from ..errors import EC2Error
-from ..filters import filter_items, shape_tags
-from ..paging import paginate
+from ..filters import filtered_page
 from . import action
 from .tags import requested_tags, tag_list
 
@@ -58,17 +57,16 @@ def delete_security_group(ctx, args):
 def describe_security_groups(ctx, args):
     groups = ctx.cloud.security_groups.describe(ctx.account_id, args.get('GroupIds'), args.get('GroupNames'))
     tags = ctx.cloud.tags.tags_of([group.group_id for group in groups])
-    shapes = filter_items([_group_shape(ctx, group, tags.get(group.group_id)) for group in groups],
-                          args.get('Filters'), _GROUP_FIELDS, shape_tags)
-    page, token = paginate(shapes, args, lambda shape: shape['GroupId'], 'GroupIds')
+    page, token = filtered_page(args, [_group_shape(ctx, group, tags.get(group.group_id)) for group in groups],
+                                _GROUP_FIELDS, 'GroupId', 'GroupIds')
     return {'SecurityGroups': page, 'NextToken': token}
 
 
 @action('DescribeSecurityGroupRules')
 def describe_security_group_rules(ctx, args):
     rules = ctx.cloud.security_groups.rules(ctx.account_id, rule_ids=args.get('SecurityGroupRuleIds'))
-    shapes = filter_items([_rule_shape(rule) for rule in rules], args.get('Filters'), _RULE_FIELDS, shape_tags)
-    page, token = paginate(shapes, args, lambda shape: shape['SecurityGroupRuleId'], 'SecurityGroupRuleIds')
+    page, token = filtered_page(args, [_rule_shape(rule) for rule in rules], _RULE_FIELDS, 'SecurityGroupRuleId',
+                                'SecurityGroupRuleIds')
     return {'SecurityGroupRules': page, 'NextToken': token}
 
 

@@ -1,7 +1,6 @@
 """Subnets: CreateSubnet, DeleteSubnet, DescribeSubnets, ModifySubnetAttribute."""
 from ..errors import EC2Error
-from ..filters import filter_items, shape_tags
-from ..paging import paginate
+from ..filters import filtered_page
 from . import action, refuse_unsupported
 from .tags import requested_tags, tag_list
 
@@ -46,9 +45,8 @@ def delete_subnet(ctx, args):
 def describe_subnets(ctx, args):
     subnets = ctx.cloud.subnets.describe(ctx.account_id, args.get('SubnetIds'))
     tags = ctx.cloud.tags.tags_of([subnet.subnet_id for subnet in subnets])
-    shapes = filter_items([_subnet_shape(ctx, subnet, tags.get(subnet.subnet_id)) for subnet in subnets],
-                          args.get('Filters'), _FIELDS, shape_tags)
-    page, token = paginate(shapes, args, lambda shape: shape['SubnetId'], 'SubnetIds')
+    page, token = filtered_page(args, [_subnet_shape(ctx, subnet, tags.get(subnet.subnet_id)) for subnet in subnets],
+                                _FIELDS, 'SubnetId', 'SubnetIds')
     return {'Subnets': page, 'NextToken': token}
 
 

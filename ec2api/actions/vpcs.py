@@ -1,7 +1,6 @@
 """VPCs: CreateVpc, DeleteVpc, DescribeVpcs, their DNS attributes, and CreateDefaultVpc."""
 from ..errors import EC2Error
-from ..filters import filter_items, shape_tags
-from ..paging import paginate
+from ..filters import filtered_page
 from . import action, refuse_unsupported
 from .tags import requested_tags, tag_list
 
@@ -50,9 +49,8 @@ def delete_vpc(ctx, args):
 def describe_vpcs(ctx, args):
     vpcs = ctx.cloud.vpcs.describe(ctx.account_id, args.get('VpcIds'))
     tags = ctx.cloud.tags.tags_of([vpc.vpc_id for vpc in vpcs])
-    shapes = filter_items([vpc_shape(vpc, tags.get(vpc.vpc_id)) for vpc in vpcs], args.get('Filters'), _FIELDS,
-                          shape_tags)
-    page, token = paginate(shapes, args, lambda shape: shape['VpcId'], 'VpcIds')
+    page, token = filtered_page(args, [vpc_shape(vpc, tags.get(vpc.vpc_id)) for vpc in vpcs], _FIELDS, 'VpcId',
+                                'VpcIds')
     return {'Vpcs': page, 'NextToken': token}
 
 
