@@ -45,9 +45,11 @@ class Cloud:
         self.networks.ensure_defaults(compute.public_pool)
         self.vpcs = VpcService(db, config.zones)
         self.subnets = SubnetService(db, self.vpcs, config.zones)
-        self.interfaces = InterfaceService(db, self.networks, wake_workers=self._wake_worker)
+        self.interfaces = InterfaceService(db, self.networks, wake_workers=self._wake_worker,
+                                           groups_per_interface=config.security_groups.groups_per_interface)
         self.gateways = GatewayService(db, wake_workers=self._wake_worker)
-        self.security_groups = SecurityGroupService(db, self.vpcs, wake_workers=self._wake_worker)
+        self.security_groups = SecurityGroupService(db, self.vpcs, config.security_groups,
+                                                    wake_workers=self._wake_worker)
         self.instances = InstanceService(
             db, config, self.networks, self.vpcs, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),

@@ -73,6 +73,14 @@ class QuotaSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class SecurityGroupLimits:
+    """Limits of security groups ([security_groups] in reservoir.ini), AWS's defaults."""
+    groups_per_vpc: int = 2500
+    rules_per_group: int = 60            # each way: ingress and egress apart
+    groups_per_interface: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     home: Path
     conf_dir: Path
@@ -85,6 +93,7 @@ class Config:
     compute: ComputeSettings = ComputeSettings()
     quotas: QuotaSettings = QuotaSettings()
     server: ServerSettings = ServerSettings()
+    security_groups: SecurityGroupLimits = SecurityGroupLimits()
 
     @property
     def images_dir(self):
@@ -125,6 +134,7 @@ def load_config(environ=None):
         compute=_compute(main, environ),
         quotas=_quotas(main, environ),
         server=_server(main, environ),
+        security_groups=_security_groups(main, environ),
     )
 
 
@@ -178,6 +188,13 @@ def _section(parser, environ, section, settings_type):
             continue
         values[field.name] = _typed(section, field, text.strip())
     return settings_type(**values)
+
+
+def _security_groups(parser, environ):
+    limits = _section(parser, environ, 'security_groups', SecurityGroupLimits)
+    if min(limits.groups_per_vpc, limits.rules_per_group, limits.groups_per_interface) < 1:
+        raise ConfigError('[security_groups] limits must be at least 1')
+    return limits
 
 
 def _server(parser, environ):

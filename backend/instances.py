@@ -264,7 +264,7 @@ class InstanceService:
             for row in interface_rows:
                 row['wants_public_ip'] = bool(wants_public_ip)
             eth0_groups = groups_for(session, owner, network.vpc_pk, request.security_group_ids,
-                                     request.security_group_names)
+                                     request.security_group_names, self.config.security_groups.groups_per_interface)
             memberships = [{'interface_id': row['interface_id'], 'group_id': group_id} for row in interface_rows
                            for group_id in eth0_groups]
             for device_index, subnet_id, private_ip, group_ids in request.extra_interfaces:
@@ -275,7 +275,8 @@ class InstanceService:
                                                 delete_on_termination=True)
                               for instance_id, lease in zip(instance_ids, extra_leases)]
                 interface_rows += extra_rows
-                extra_groups = groups_for(session, owner, extra_network.vpc_pk, group_ids)
+                extra_groups = groups_for(session, owner, extra_network.vpc_pk, group_ids,
+                                          limit=self.config.security_groups.groups_per_interface)
                 memberships += [{'interface_id': row['interface_id'], 'group_id': group_id} for row in extra_rows
                                 for group_id in extra_groups]
                 lease_rows += extra_lease_rows

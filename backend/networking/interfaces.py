@@ -83,9 +83,10 @@ def release_interfaces(session, instance_id):
 
 
 class InterfaceService:
-    def __init__(self, db, networks, wake_workers=None):
+    def __init__(self, db, networks, wake_workers=None, groups_per_interface=None):
         self.db = db
         self.networks = networks
+        self.groups_per_interface = groups_per_interface
         self.wake_workers = wake_workers or (lambda: None)
 
     def create(self, owner, subnet_id, private_ip=None, description='', client_token=None, group_ids=()):
@@ -129,7 +130,8 @@ class InterfaceService:
             session.flush()
             session.execute(Lease.__table__.insert(), rows)
             join_groups(session, [{'interface_id': interface_id, 'group_id': group_id}
-                                  for group_id in groups_for(session, owner, network.vpc_pk, group_ids)])
+                                  for group_id in groups_for(session, owner, network.vpc_pk, group_ids,
+                                                             limit=self.groups_per_interface)])
         return self.describe(owner, [interface_id])[0]
 
     def delete(self, owner, interface_id):

@@ -21,8 +21,6 @@ from .vpcs import DELETED, check_vpc_id
 GROUP_ID = re.compile(r'sg-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 RULE_ID = re.compile(r'sgr-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 DEFAULT_GROUP = 'default'
-MAX_RULES_PER_DIRECTION = 60
-MAX_GROUPS_PER_INTERFACE = 5
 # Protocol names and numbers clients send, as the name kept.
 PROTOCOLS = {'tcp': 'tcp', '6': 'tcp', 'udp': 'udp', '17': 'udp', 'icmp': 'icmp', '1': 'icmp', '-1': '-1', 'all': '-1'}
 ANYWHERE = '0.0.0.0/0'
@@ -96,9 +94,10 @@ def permission(protocol, from_port=None, to_port=None, cidr=None, peer_group_id=
 
 
 class SecurityGroupService:
-    def __init__(self, db, vpcs, wake_workers=None):
+    def __init__(self, db, vpcs, limits, wake_workers=None):
         self.db = db
         self.vpcs = vpcs
+        self.limits = limits
         self.wake_workers = wake_workers or (lambda: None)
 
     def create(self, owner, name, description, vpc_id=None):
@@ -116,6 +115,11 @@ class SecurityGroupService:
                                                               GroupRow.name == name)):
                 raise Conflict('InvalidGroup.Duplicate', f"The security group '{name}' already exists for VPC "
                                                          f"'{vpc_id}'")
+            count = session.scalar(select(func.count()).select_from(GroupRow).where(GroupRow.vpc_pk == vpc_pk,
+                                                                                    GroupRow.owner == owner))
+            if count >= self.limits.groups_per_vpc:
+                raise InvalidValue(f'The maximum number of security groups in {vpc_id} '
+                                   f'({self.limits.groups_per_vpc}) has been reached.', code='SecurityGroupLimitExceeded')
             row = _new_group(session, owner, vpc_pk, name, description)
             return row.group_id
 
@@ -178,9 +182,9 @@ class SecurityGroupService:
                     raise Conflict('InvalidPermission.Duplicate', f'the specified rule "{_describe(asked)}" already '
                                                                   'exists')
                 existing.add(asked.key)
-            if len(existing) > MAX_RULES_PER_DIRECTION:
-                raise InvalidValue(f'The maximum number of rules per security group ({MAX_RULES_PER_DIRECTION} each '
-                                   'way) has been reached.', code='RulesPerSecurityGroupLimitExceeded')
+            if len(existing) > self.limits.rules_per_group:
+                raise InvalidValue(f'The maximum number of rules per security group ({self.limits.rules_per_group} '
+                                   'each way) has been reached.', code='RulesPerSecurityGroupLimitExceeded')
             made = [_add_rule(session, row.group_id, egress, asked) for asked in permissions]
             result = [Rule(rule.rule_id, row.group_id, owner, egress, asked) for rule, asked in zip(made, permissions)]
         self.wake_workers()
@@ -232,7 +236,7 @@ class SecurityGroupService:
                 raise NotFound('InvalidNetworkInterfaceID.NotFound',
                                f"The networkInterface ID '{interface_id}' does not exist")
             vpc_pk = session.scalar(select(NetworkRow.vpc_pk).where(NetworkRow.id == interface.network_id))
-            chosen = groups_for(session, owner, vpc_pk, group_ids=group_ids)
+            chosen = groups_for(session, owner, vpc_pk, group_ids=group_ids, limit=self.limits.groups_per_interface)
             session.execute(delete(InterfaceGroup).where(InterfaceGroup.interface_id == interface_id))
             session.execute(InterfaceGroup.__table__.insert(), [{'interface_id': interface_id, 'group_id': group_id}
                                                                 for group_id in chosen])
@@ -293,10 +297,11 @@ class SecurityGroupService:
         return dataclasses.replace(asked, peer_group_id=row.group_id)
 
 
-def groups_for(session, owner, vpc_pk, group_ids=(), names=()):
-    """The group ids an interface of `owner` in this VPC joins: those named, else the default."""
-    if len(set(group_ids) | set(names)) > MAX_GROUPS_PER_INTERFACE:
-        raise InvalidValue(f'An interface is in at most {MAX_GROUPS_PER_INTERFACE} security groups.',
+def groups_for(session, owner, vpc_pk, group_ids=(), names=(), limit=None):
+    """The group ids an interface of `owner` in this VPC joins: those named, else the default; at most
+    `limit` of them."""
+    if limit is not None and len(set(group_ids) | set(names)) > limit:
+        raise InvalidValue(f'An interface is in at most {limit} security groups.',
                            code='SecurityGroupsPerInterfaceLimitExceeded')
     found = []
     for group_id in group_ids:

@@ -4,9 +4,6 @@ are, with a default VPC made on first need (or 'none' once the account deleted i
 from ..errors import EC2Error
 from . import action
 
-# AWS's own default; security groups are not enforced per interface yet.
-SECURITY_GROUPS_PER_INTERFACE = 5
-
 
 @action('DescribeAccountAttributes')
 def describe_account_attributes(ctx, args):
@@ -16,7 +13,7 @@ def describe_account_attributes(ctx, args):
         'supported-platforms': ['VPC'],
         'default-vpc': [default_vpc.vpc_id if default_vpc else 'none'],
         'max-instances': [str(quotas.instances)],
-        'vpc-max-security-groups-per-interface': [str(SECURITY_GROUPS_PER_INTERFACE)],
+        'vpc-max-security-groups-per-interface': [str(ctx.cloud.config.security_groups.groups_per_interface)],
         'max-elastic-ips': [str(quotas.elastic_ips)],
         'vpc-max-elastic-ips': [str(quotas.elastic_ips)],
     }

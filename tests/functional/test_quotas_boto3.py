@@ -13,7 +13,10 @@ pytestmark = pytest.mark.clients
 def server(tmp_path_factory):
     live = simulated_cloud(tmp_path_factory.mktemp('quota-home'), ('alice', 'bob'), hosts=2,
                            extra_env={'RESERVOIR_QUOTAS_INSTANCES': '2', 'RESERVOIR_QUOTAS_VCPUS': '8',
-                                      'RESERVOIR_QUOTAS_ELASTIC_IPS': '1'})
+                                      'RESERVOIR_QUOTAS_ELASTIC_IPS': '1',
+                                      'RESERVOIR_SECURITY_GROUPS_GROUPS_PER_VPC': '3',
+                                      'RESERVOIR_SECURITY_GROUPS_RULES_PER_GROUP': '2',
+                                      'RESERVOIR_SECURITY_GROUPS_GROUPS_PER_INTERFACE': '1'})
     yield live
     live.stop()
 
@@ -28,7 +31,7 @@ def test_account_attributes_report_the_quotas(server):
     ec2 = server.client('alice')
     default_vpc = ec2.describe_vpcs(Filters=[{'Name': 'is-default', 'Values': ['true']}])['Vpcs'][0]['VpcId']
     assert attributes(ec2) == {'supported-platforms': ['VPC'], 'default-vpc': [default_vpc], 'max-instances': ['2'],
-                               'vpc-max-security-groups-per-interface': ['5'], 'max-elastic-ips': ['1'],
+                               'vpc-max-security-groups-per-interface': ['1'], 'max-elastic-ips': ['1'],
                                'vpc-max-elastic-ips': ['1']}
     assert attributes(ec2, 'default-vpc') == {'default-vpc': [default_vpc]}
     assert error_code(ec2.describe_account_attributes, AttributeNames=['max-everything']) == 'InvalidParameterValue'
@@ -52,3 +55,20 @@ def test_a_tenant_meets_its_quotas_and_an_administrator_raises_them(server):
     assert attributes(server.client('alice'), 'max-instances') == {'max-instances': ['2']}
     server.admin('user', 'set-quota', 'bob', '--instances', 'default')
     assert attributes(ec2, 'max-instances') == {'max-instances': ['2']}
+
+
+def test_security_group_limits_come_from_configuration(server):
+    ec2 = server.client('bob')
+    first = ec2.create_security_group(GroupName='one', Description='x')['GroupId']
+    second = ec2.create_security_group(GroupName='two', Description='x')['GroupId']
+    # With the default group, three groups fill the VPC.
+    assert error_code(ec2.create_security_group, GroupName='three', Description='x') == 'SecurityGroupLimitExceeded'
+    ec2.authorize_security_group_ingress(GroupId=first, IpPermissions=[
+        {'IpProtocol': 'tcp', 'FromPort': 22, 'ToPort': 22, 'IpRanges': [{'CidrIp': '10.0.0.0/8'}]},
+        {'IpProtocol': 'tcp', 'FromPort': 80, 'ToPort': 80, 'IpRanges': [{'CidrIp': '10.0.0.0/8'}]}])
+    assert error_code(ec2.authorize_security_group_ingress, GroupId=first, IpPermissions=[
+        {'IpProtocol': 'tcp', 'FromPort': 443, 'ToPort': 443, 'IpRanges': [{'CidrIp': '10.0.0.0/8'}]}]) == \
+        'RulesPerSecurityGroupLimitExceeded'
+    subnet_id = ec2.describe_subnets(Filters=[{'Name': 'default-for-az', 'Values': ['true']}])['Subnets'][0]['SubnetId']
+    assert error_code(ec2.create_network_interface, SubnetId=subnet_id, Groups=[first, second]) == \
+        'SecurityGroupsPerInterfaceLimitExceeded'
