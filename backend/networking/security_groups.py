@@ -145,14 +145,17 @@ class SecurityGroupService:
         for group_id in ids or ():
             check_group_id(group_id)
         default_vpc = self.vpcs.default_vpc(owner)
-        with self.db.write() as session:
-            # Every VPC of the owner shows its default group, as on AWS, where CreateVpc makes it.
-            lacking = session.scalars(select(VpcRow.id).where(
-                VpcRow.owner == owner, VpcRow.state != DELETED,
-                ~VpcRow.id.in_(select(GroupRow.vpc_pk).where(GroupRow.owner == owner,
-                                                             GroupRow.name == DEFAULT_GROUP)))).all()
-            for vpc_pk in lacking:
-                default_group(session, vpc_pk, owner)
+        # Every VPC of the owner shows its default group, as on AWS, where CreateVpc makes it; a write
+        # transaction only when one is missing, since describing is frequent.
+        lacking = select(VpcRow.id).where(
+            VpcRow.owner == owner, VpcRow.state != DELETED,
+            ~VpcRow.id.in_(select(GroupRow.vpc_pk).where(GroupRow.owner == owner, GroupRow.name == DEFAULT_GROUP)))
+        with self.db.read() as session:
+            missing = session.scalars(lacking).all()
+        if missing:
+            with self.db.write() as session:
+                for vpc_pk in session.scalars(lacking).all():
+                    default_group(session, vpc_pk, owner)
         with self.db.read() as session:
             query = (select(GroupRow, VpcRow.vpc_id).join(VpcRow, VpcRow.id == GroupRow.vpc_pk)
                      .where(GroupRow.owner == owner).order_by(GroupRow.group_id))
