@@ -2,22 +2,15 @@
 --endpoint-url and JSON output, its own waiters, pagination and base64 handling, against a server
 whose worker boots instances on simulated hosts."""
 import base64
-import time
 
 import pytest
 
 from tests.support.awscli import Cli
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.clients
 
 USER_DATA = '#!/bin/sh\necho "hello from the aws cli"\n'
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.3)
 
 
 def test_the_instance_flow_with_the_aws_cli(compute_server, tmp_path):

@@ -2,12 +2,13 @@
 default SigV4 signing and once with SigV2 forced. boto 2 has no waiters and no TagSpecifications:
 such scripts poll `instance.update()` and tag right after launching."""
 import base64
-import time
 
 import boto.auth
 import boto.ec2.connection
 import pytest
 from boto.ec2.regioninfo import RegionInfo
+
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.clients
 
@@ -33,13 +34,6 @@ def ec2(request, compute_server):
     else:
         assert isinstance(connection._auth_handler, boto.auth.QuerySignatureV2AuthHandler)
     return connection
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.3)
 
 
 def wait_state(instances, state):

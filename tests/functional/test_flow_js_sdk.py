@@ -5,10 +5,11 @@ import base64
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.clients
 
@@ -71,13 +72,6 @@ def js(compute_server, tmp_path):
     client = JsClient(compute_server, compute_server.new_user('js-sdk'), tmp_path / 'node.log')
     yield client
     client.close()
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.3)
 
 
 def test_the_instance_flow_with_the_js_sdk(js, compute_server):

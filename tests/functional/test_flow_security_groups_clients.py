@@ -1,22 +1,14 @@
 """The security-group flow with the AWS CLI and apache-libcloud, as their users write it: create a
 group, authorize by CIDR and by group, find it with filters, launch into it, revoke, and delete it
 after a refusal while it is still in use. (boto3 and boto 2 are in test_security_groups_boto3.py.)"""
-import time
-
 import pytest
 from libcloud.compute.base import NodeImage, NodeSize
 from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
 from tests.support.awscli import Cli
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.clients
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.3)
 
 
 def test_the_group_flow_with_the_aws_cli(compute_server):

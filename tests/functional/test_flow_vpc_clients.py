@@ -1,8 +1,6 @@
 """The VPC flow with the AWS CLI, boto 2 and apache-libcloud, as each one's users write it: create a
 VPC and a subnet, launch into it, find them with filters, be refused while the VPC still has
 something in it, and delete in order. (boto3's flow is in test_vpcs_boto3.py.)"""
-import time
-
 import boto.ec2.connection
 import boto.exception
 import boto.vpc
@@ -12,15 +10,9 @@ from libcloud.compute.base import NodeImage, NodeSize
 from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
 from tests.support.awscli import Cli
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.clients
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.3)
 
 
 def test_the_vpc_flow_with_the_aws_cli(compute_server):

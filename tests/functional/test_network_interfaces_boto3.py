@@ -1,13 +1,17 @@
 """Network interfaces through boto3: every instance's eth0 is one, launches with several on several
 subnets, interfaces made, attached, detached and deleted, secondary addresses, other accounts kept out."""
-import time
+import functools
 
 import pytest
 
 from tests.support.client_errors import error_code
 from tests.support.server import simulated_cloud
+from tests.support import waiting
 
 pytestmark = pytest.mark.clients
+
+# Attachments are carried out by the worker within a poll or two.
+wait_for = functools.partial(waiting.wait_for, timeout=30)
 
 
 @pytest.fixture(scope='module')
@@ -26,15 +30,6 @@ def network(server):
     subnets = [ec2.create_subnet(VpcId=vpc_id, CidrBlock=f'10.70.{n}.0/24', AvailabilityZone=zone)['Subnet']['SubnetId']
                for n in (1, 2)]
     return {'vpc': vpc_id, 'zone': zone, 'subnets': subnets}
-
-
-def wait_for(check, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError('condition not met in time')
 
 
 def instance_of(ec2, instance_id):

@@ -98,7 +98,7 @@ def test_boto2_flat_parameters(server):
         credentials['access_key_id'], credentials['secret_access_key'], is_secure=False, port=server.port, path='/',
         region=RegionInfo(name='reservoir-1', endpoint='127.0.0.1'))
     connection.auth_region_name, connection.auth_service_name = 'reservoir-1', 'ec2'
-    group = connection.create_security_group('legacy', 'boto 2 group')
+    connection.create_security_group('legacy', 'boto 2 group')
     assert connection.authorize_security_group(group_name='legacy', ip_protocol='tcp', from_port=80, to_port=80,
                                                cidr_ip='0.0.0.0/0')
     assert connection.authorize_security_group(group_name='legacy', src_security_group_name='default')
