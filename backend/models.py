@@ -4,6 +4,7 @@ Resources are keyed by their EC2 ids (`ami-…`, `key-…`), so the ids clients 
 database joins on. Every schema change comes with a migration in `migrations/versions/`.
 """
 import datetime
+import re
 import secrets
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, MetaData, String, Text,
@@ -28,6 +29,15 @@ RESOURCE_ID_LENGTH = 21  # prefix, dash, 17 hex digits
 def new_resource_id(prefix):
     """An EC2-style id: `prefix-` and 17 random lowercase hex digits."""
     return f'{prefix}-{secrets.token_hex(9)[:17]}'
+
+
+_ID_DIGITS = re.compile(r'[0-9a-f]{8}(?:[0-9a-f]{9})?')
+
+
+def is_resource_id(value, prefix):
+    """Whether `value` has the shape of an EC2 id with this prefix: 8 (older) or 17 hex digits."""
+    return isinstance(value, str) and value.startswith(f'{prefix}-') and \
+        _ID_DIGITS.fullmatch(value[len(prefix) + 1:]) is not None
 
 
 def utcnow():

@@ -1,18 +1,15 @@
 """Tags on every resource an account owns: instances, images, key pairs, addresses, groups."""
 import dataclasses
-import re
 
 from sqlalchemy import delete, select
 
 from .errors import InvalidValue, NotFound
 from .matching import wildcard
-from .models import (Address, Image as ImageRow, InternetGateway as GatewayRow, Instance as InstanceRow, KeyPair as KeyPairRow,
-                     Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, SecurityGroup, Tag,
-                     Vpc as VpcRow)
+from .models import (Address, Image as ImageRow, InternetGateway as GatewayRow, Instance as InstanceRow,
+                     KeyPair as KeyPairRow, Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup,
+                     SecurityGroup, Tag, Vpc as VpcRow, is_resource_id)
 
 MAX_TAGS_PER_RESOURCE = 50
-# What follows a resource id's prefix: 8 or 17 lowercase hex digits.
-_ID_SHAPE = re.compile(r'[0-9a-f]{8}(?:[0-9a-f]{9})?')
 MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 128, 256
 
 # Resource id prefix -> (EC2 resource type, table, id column, owner column).
@@ -151,7 +148,7 @@ def _owned_types(session, owner, resource_ids):
     for resource_id in resource_ids:
         prefix = (resource_id or '').split('-', 1)[0]
         entry = _RESOURCES.get(prefix)
-        if entry is None or not _ID_SHAPE.fullmatch(resource_id.split('-', 1)[-1]):
+        if entry is None or not is_resource_id(resource_id, prefix):
             raise InvalidValue(f"Invalid id: \"{resource_id}\"", code='InvalidID')
         resource_type, table, id_column, owner_column = entry
         if session.scalar(select(id_column).where(id_column == resource_id, owner_column == owner)) is None:

@@ -8,17 +8,14 @@ Default VPCs and the cloud's shared VPCs come with a gateway attached and routed
 """
 import dataclasses
 import datetime
-import re
 
 from sqlalchemy import func, select
 
 from ..errors import Conflict, InvalidValue, NotFound
-from ..models import (Address, InternetGateway as GatewayRow, Network as NetworkRow,
-                      NetworkInterface as InterfaceRow, Vpc as VpcRow, new_resource_id)
+from ..models import (Address, InternetGateway as GatewayRow, Network as NetworkRow, NetworkInterface as InterfaceRow,
+                      Vpc as VpcRow, is_resource_id, new_resource_id)
 from .vpcs import DELETED, check_vpc_id, owned_vpc, visible
 
-GATEWAY_ID = re.compile(r'igw-[0-9a-f]{8}(?:[0-9a-f]{9})?')
-ROUTE_TABLE_ID = re.compile(r'rtb-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 DEFAULT_ROUTE = '0.0.0.0/0'
 
 
@@ -190,12 +187,12 @@ def _vpc_id(session, vpc_pk):
 
 
 def _check_gateway_id(gateway_id):
-    if not GATEWAY_ID.fullmatch(gateway_id or ''):
+    if not is_resource_id(gateway_id, 'igw'):
         raise InvalidValue(f"Invalid id: '{gateway_id}'", code='InvalidInternetGatewayID.Malformed')
 
 
 def _check_route_table_id(table_id):
-    if not ROUTE_TABLE_ID.fullmatch(table_id or ''):
+    if not is_resource_id(table_id, 'rtb'):
         raise InvalidValue(f"Invalid id: '{table_id}'", code='InvalidRouteTableID.Malformed')
 
 

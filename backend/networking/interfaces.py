@@ -9,21 +9,18 @@ An interface's first lease is its primary address; AssignPrivateIpAddresses adds
 """
 import dataclasses
 import datetime
-import re
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
 from ..lifecycle import ec2_state
-from ..models import (Address as AddressRow, Instance as InstanceRow, InterfaceGroup, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow,
-                      Tag, Vpc as VpcRow, new_resource_id, utcnow)
+from ..models import (Address as AddressRow, Instance as InstanceRow, InterfaceGroup, Lease, Network as NetworkRow,
+                      NetworkInterface as InterfaceRow, Tag, Vpc as VpcRow, is_resource_id, new_resource_id, utcnow)
 from . import addressing
 from .security_groups import groups_for, groups_of_interfaces, join_groups
 from .subnets import check_subnet_id
 
-INTERFACE_ID = re.compile(r'eni-[0-9a-f]{8}(?:[0-9a-f]{9})?')
-ATTACHMENT_ID = re.compile(r'eni-attach-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 MAX_INTERFACES = 8              # device indexes 0 to 7: what the stock image's agent configures
 MAX_ADDRESSES_PER_INTERFACE = 10
 ATTACHING, ATTACHED, DETACHING = 'attaching', 'attached', 'detaching'
@@ -205,7 +202,7 @@ class InterfaceService:
         return attachment_id
 
     def detach(self, owner, attachment_id):
-        if not ATTACHMENT_ID.fullmatch(attachment_id or ''):
+        if not is_resource_id(attachment_id, 'eni-attach'):
             raise InvalidValue(f"Invalid id: '{attachment_id}'", code='InvalidAttachmentID.Malformed')
         with self.db.write() as session:
             row = session.scalar(select(InterfaceRow).where(InterfaceRow.attachment_id == attachment_id,
@@ -301,7 +298,7 @@ class InterfaceService:
 
 
 def check_interface_id(interface_id):
-    if not INTERFACE_ID.fullmatch(interface_id or ''):
+    if not is_resource_id(interface_id, 'eni'):
         raise InvalidValue(f"Invalid id: '{interface_id}'", code='InvalidNetworkInterfaceID.Malformed')
 
 

@@ -9,17 +9,14 @@ interface that names none is in its VPC's default group.
 import dataclasses
 import datetime
 import ipaddress
-import re
 
 from sqlalchemy import delete, func, select
 
 from ..errors import Conflict, InvalidValue, NotFound
-from ..models import (InterfaceGroup, Network as NetworkRow, NetworkInterface as InterfaceRow, SecurityGroup as GroupRow,
-                      SecurityGroupRule as RuleRow, Vpc as VpcRow, new_resource_id)
+from ..models import (InterfaceGroup, Network as NetworkRow, NetworkInterface as InterfaceRow, SecurityGroup as
+                      GroupRow, SecurityGroupRule as RuleRow, Vpc as VpcRow, is_resource_id, new_resource_id)
 from .vpcs import DELETED, check_vpc_id
 
-GROUP_ID = re.compile(r'sg-[0-9a-f]{8}(?:[0-9a-f]{9})?')
-RULE_ID = re.compile(r'sgr-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 DEFAULT_GROUP = 'default'
 # Protocol names and numbers clients send, as the name kept.
 PROTOCOLS = {'tcp': 'tcp', '6': 'tcp', 'udp': 'udp', '17': 'udp', 'icmp': 'icmp', '1': 'icmp', '-1': '-1', 'all': '-1'}
@@ -288,7 +285,7 @@ class SecurityGroupService:
         if asked.peer_group_id is None:
             return asked
         peer = asked.peer_group_id
-        if GROUP_ID.fullmatch(peer):
+        if is_resource_id(peer, 'sg'):
             row = session.scalar(select(GroupRow).where(GroupRow.group_id == peer, GroupRow.owner == owner))
         elif peer == DEFAULT_GROUP:
             row = default_group(session, group.vpc_pk, owner)
@@ -358,7 +355,7 @@ def groups_of_interfaces(session, interface_ids):
 
 
 def check_group_id(group_id):
-    if not GROUP_ID.fullmatch(group_id or ''):
+    if not is_resource_id(group_id, 'sg'):
         raise InvalidValue(f"Invalid id: '{group_id}'", code='InvalidGroupId.Malformed')
 
 

@@ -6,17 +6,15 @@ router (.1), DNS (.2), one reserved for later (.3) and the broadcast address.
 """
 import dataclasses
 import ipaddress
-import re
 
 from sqlalchemy import delete, func, select, update
 
 from ..errors import Conflict, InvalidValue, NotFound
-from ..models import Instance as InstanceRow, Lease, Network as NetworkRow, Tag, Vpc as VpcRow
+from ..models import Instance as InstanceRow, Lease, Network as NetworkRow, Tag, Vpc as VpcRow, is_resource_id
 from . import addressing
 from .networks import reserved_addresses
 from .vpcs import check_vpc_id, new_subnet_row, owned_vpc, parse_block, visible
 
-SUBNET_ID = re.compile(r'subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 ATTRIBUTES = ('MapPublicIpOnLaunch',)
 
 
@@ -107,7 +105,7 @@ class SubnetService:
 
 
 def check_subnet_id(subnet_id):
-    if not SUBNET_ID.fullmatch(subnet_id or ''):
+    if not is_resource_id(subnet_id, 'subnet'):
         raise InvalidValue(f"Invalid id: '{subnet_id}'", code='InvalidSubnetID.Malformed')
 
 

@@ -8,17 +8,15 @@ the same addresses. The default VPC is made lazily, on the first call that needs
 import dataclasses
 import datetime
 import ipaddress
-import re
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
 from ..models import (InternetGateway as GatewayRow, Lease, Network as NetworkRow, SecurityGroup, SecurityGroupRule,
-                      Tag, Vpc as VpcRow, new_resource_id)
+                      Tag, Vpc as VpcRow, is_resource_id, new_resource_id)
 from . import addressing
 
-VPC_ID = re.compile(r'vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 DEFAULT_VPC_CIDR = '172.31.0.0/16'
 DEFAULT_SUBNET_PREFIX = 20
 MIN_PREFIX, MAX_PREFIX = 16, 28       # what CreateVpc and CreateSubnet accept
@@ -163,7 +161,7 @@ def attach_new_gateway(session, vpc_row):
 
 
 def check_vpc_id(vpc_id):
-    if not VPC_ID.fullmatch(vpc_id or ''):
+    if not is_resource_id(vpc_id, 'vpc'):
         raise InvalidValue(f"Invalid id: '{vpc_id}'", code='InvalidVpcID.Malformed')
 
 

@@ -1,6 +1,6 @@
 """Elastic IPs, in both styles clients use: by AllocationId/AssociationId (VPC) or by PublicIp (classic)."""
 from backend.instances import INSTANCE_ID
-from backend.networking.interfaces import INTERFACE_ID
+from backend.models import is_resource_id
 
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
@@ -48,7 +48,7 @@ def associate_address(ctx, args):
         raise EC2Error('MissingParameter', 'The request must contain the parameter InstanceId or NetworkInterfaceId')
     if instance_id and not INSTANCE_ID.fullmatch(instance_id):
         raise EC2Error('InvalidInstanceID.Malformed', f'Invalid id: "{instance_id}"')
-    if interface_id and not INTERFACE_ID.fullmatch(interface_id):
+    if interface_id and not is_resource_id(interface_id, 'eni'):
         raise EC2Error('InvalidNetworkInterfaceID.Malformed', f'Invalid id: "{interface_id}"')
     allocation_id = args.get('AllocationId')
     # VPC style refuses to move an address that is in use unless told to; classic style moves it.
