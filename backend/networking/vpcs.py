@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
-from ..models import (InternetGateway as GatewayRow, Lease, Network as NetworkRow, SecurityGroup, SecurityGroupRule,
+from ..models import (InternetGateway as GatewayRow, Network as NetworkRow, SecurityGroup, SecurityGroupRule,
                       Tag, Vpc as VpcRow, is_resource_id, new_resource_id)
 from . import addressing
 
@@ -198,12 +198,6 @@ def new_subnet_row(vpc_row, owner, cidr, zone, is_default=False, map_public_ip=F
     return NetworkRow(name=subnet_id, subnet_id=subnet_id, kind='private', cidr=str(network),
                       gateway=addressing.to_text(int(network.network_address) + 1), vpc_pk=vpc_row.id,
                       owner=owner, zone=zone, is_default=is_default, map_public_ip=map_public_ip, cursor=0)
-
-
-def leases_in(session, network_ids):
-    if not network_ids:
-        return 0
-    return session.scalar(select(func.count()).select_from(Lease).where(Lease.network_id.in_(list(network_ids))))
 
 
 def _attribute_column(name):
