@@ -36,6 +36,8 @@ CHUNK = 50                       # instances handled per task, committed in one 
 BATCH = 1000                     # work items fetched per dispatch round
 CLAIM_SECONDS = 30.0
 CLAIM_REFRESH_SECONDS = 2.0
+# Longer than a graceful stop or an image copy should take: the log names such work once.
+SLOW_WORK_SECONDS = 180
 RETRY_BACKOFF_SECONDS = (2.0, 5.0, 15.0)
 # States whose domain a host restores when it comes back empty (libvirt's autostart, for simulated
 # hosts, whose in-memory state dies with the process that opened them).
@@ -97,7 +99,8 @@ class Worker:
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self.attachments = Attachments(self)  # network interfaces plugged into and out of instances
         self._owned = {}                     # host_id -> uri, for the hosts this worker drives
-        self._in_flight = set()
+        self._in_flight = {}                 # instance_id -> when work on it began (monotonic)
+        self._reported_slow = set()
         self._in_flight_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -150,6 +153,7 @@ class Worker:
             try:
                 self.claim_hosts()
                 self.monitor.run_round()
+                self.report_slow_work()
                 self.cloud.instances.purge_terminated()
                 self.cloud.images.reclaim_storage()   # files of deregistered images nothing uses now
             except Exception:
@@ -228,7 +232,7 @@ class Worker:
         with self._in_flight_lock:
             for instance_id, state, host_id in rows:
                 if instance_id not in self._in_flight:
-                    self._in_flight.add(instance_id)
+                    self._in_flight[instance_id] = time.monotonic()
                     groups[state].append((host_id, instance_id))
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(self.settings.worker_threads,
@@ -249,17 +253,29 @@ class Worker:
         with self._in_flight_lock:
             if instance_id in self._in_flight:
                 return False
-            self._in_flight.add(instance_id)
+            self._in_flight[instance_id] = time.monotonic()
             return True
 
     def release_instance(self, instance_id):
         with self._in_flight_lock:
-            self._in_flight.discard(instance_id)
+            self._in_flight.pop(instance_id, None)
         self._wake.set()
 
     def in_flight(self, instance_id):
         with self._in_flight_lock:
             return instance_id in self._in_flight
+
+    def report_slow_work(self):
+        """Say once which instances a host call has held longer than it should (a hung host or
+        lock would otherwise leave them pending in silence)."""
+        now = time.monotonic()
+        with self._in_flight_lock:
+            slow = sorted(i for i, began in self._in_flight.items() if now - began > SLOW_WORK_SECONDS)
+            self._reported_slow &= set(self._in_flight)
+            new = [instance_id for instance_id in slow if instance_id not in self._reported_slow]
+            self._reported_slow.update(new)
+        if new:
+            log.warning('work on %s has run for more than %d s', ', '.join(new), SLOW_WORK_SECONDS)
 
     def _work_guarded(self, state, items):
         ids = [instance_id for _, instance_id in items]
@@ -269,7 +285,8 @@ class Worker:
             log.exception('work on %s (%s) failed', ids, state.value)
         finally:
             with self._in_flight_lock:
-                self._in_flight.difference_update(ids)
+                for instance_id in ids:
+                    self._in_flight.pop(instance_id, None)
             self._wake.set()
 
     def _work(self, state, items):

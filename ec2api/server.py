@@ -9,6 +9,7 @@ back-end's own threads; scale-out runs several worker processes against PostgreS
 their database connections after the fork, so no connection is ever shared between processes.
 """
 import ctypes
+import faulthandler
 import logging
 import os
 import signal
@@ -51,10 +52,16 @@ def serve(cloud, host, port, *, workers, threads, run_worker, access_log=False):
 def _worker_app(cloud, run_worker, serving_pid, threads):
     """Runs in each worker process after the fork: its own connections, its own back-end threads."""
     _exit_with_parent(serving_pid)
+    _stacks_on_request()
     cloud.after_fork()
     if run_worker:
         cloud.start_worker()
     return Front(create_app(cloud), threads, cloud.config.server)
+
+
+def _stacks_on_request():
+    """SIGUSR1 prints every thread's stack to stderr (the server log): what a stuck server is doing."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 def _exit_with_parent(serving_pid):

@@ -49,6 +49,9 @@ class CloudServer:
     def log(self):
         return self._live.log()
 
+    def stacks(self):
+        return self._live.stacks()
+
 
 @pytest.fixture(scope='session')
 def cloud_server(tmp_path_factory):

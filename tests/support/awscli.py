@@ -25,8 +25,7 @@ class Cli:
 
     def run(self, *arguments):
         """`aws ec2 ARGUMENTS` must succeed; its JSON output, parsed ({} when it prints nothing)."""
-        result = subprocess.run([str(AWS), 'ec2', *arguments, '--endpoint-url', self.server.endpoint,
-                                 '--output', 'json'], env=self.env, capture_output=True, text=True, timeout=300)
+        result = self._run(arguments)
         assert result.returncode == 0, f'aws ec2 {" ".join(arguments)}: {result.stderr}'
         return json.loads(result.stdout) if result.stdout.strip() else {}
 
@@ -37,7 +36,15 @@ class Cli:
 
     def fail(self, *arguments):
         """`aws ec2 ARGUMENTS` must fail; what it printed on stderr (the error code is in it)."""
-        result = subprocess.run([str(AWS), 'ec2', *arguments, '--endpoint-url', self.server.endpoint,
-                                 '--output', 'json'], env=self.env, capture_output=True, text=True, timeout=300)
+        result = self._run(arguments)
         assert result.returncode != 0, f'aws ec2 {" ".join(arguments)} succeeded'
         return result.stderr
+
+    def _run(self, arguments):
+        try:
+            return subprocess.run([str(AWS), 'ec2', *arguments, '--endpoint-url', self.server.endpoint,
+                                   '--output', 'json'], env=self.env, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            # A stuck server is the likely cause: show what each of its threads was doing.
+            raise AssertionError(f'aws ec2 {" ".join(arguments)} ran for 300 s; the server:\n'
+                                 f'{self.server.stacks()}') from None

@@ -86,6 +86,20 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def stacks(self):
+        """The server's log after its worker processes printed every thread's stack (SIGUSR1), one
+        after the other: for a failure report."""
+        if self.process and self.process.poll() is None:
+            pid = self.process.pid
+            children = Path(f'/proc/{pid}/task/{pid}/children').read_text().split()
+            for child in children:
+                os.kill(int(child), signal.SIGUSR1)
+                time.sleep(1)
+        try:
+            return self.log_path.read_text(errors='replace')[-30000:]
+        except OSError:
+            return ''
+
     def log(self):
         try:
             return self.log_path.read_text(errors='replace')[-5000:]

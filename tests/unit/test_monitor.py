@@ -1,11 +1,13 @@
 """The monitor against simulated hosts: vanished domains, guest shutdowns, unreachable hosts."""
 import subprocess
+import time
 
 import pytest
 
 from backend.cloud import Cloud
 from backend.config import load_config
 from backend.instances import LaunchRequest
+import backend.worker
 from backend.worker import Worker
 
 
@@ -88,3 +90,16 @@ def test_a_guest_shutdown_terminates_when_the_instance_says_so(setup):
     while worker.dispatch(wait=True):
         pass
     assert states(cloud, owner)[first][0] == 'terminated'
+
+
+def test_work_a_host_holds_too_long_is_named_once_in_the_log(setup, caplog, monkeypatch):
+    _cloud, worker, _owner, (first, _second) = setup
+    monkeypatch.setattr(backend.worker, 'SLOW_WORK_SECONDS', 0.05)
+    assert worker.claim_instance(first)
+    worker.report_slow_work()
+    assert not [r for r in caplog.records if first in r.getMessage()]
+    time.sleep(0.1)
+    worker.report_slow_work()
+    worker.report_slow_work()
+    assert len([r for r in caplog.records if first in r.getMessage()]) == 1
+    worker.release_instance(first)
