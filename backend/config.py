@@ -6,6 +6,7 @@ default) holds the defaults; a file of the same name in the state directory over
 """
 import configparser
 import dataclasses
+import re
 import os
 from pathlib import Path
 
@@ -78,6 +79,8 @@ class SecurityGroupLimits:
     groups_per_vpc: int = 2500
     rules_per_group: int = 60            # each way: ingress and egress apart
     groups_per_interface: int = 5
+    # The installation's nftables tables are named <table_prefix>_<digest of the state directory>.
+    table_prefix: str = 'reservoir'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +197,8 @@ def _security_groups(parser, environ):
     limits = _section(parser, environ, 'security_groups', SecurityGroupLimits)
     if min(limits.groups_per_vpc, limits.rules_per_group, limits.groups_per_interface) < 1:
         raise ConfigError('[security_groups] limits must be at least 1')
+    if not re.fullmatch(r'[A-Za-z][A-Za-z0-9_]{0,31}', limits.table_prefix):
+        raise ConfigError('[security_groups] table_prefix must be a letter, then letters, digits and _ (at most 32)')
     return limits
 
 

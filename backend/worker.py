@@ -21,7 +21,8 @@ from .drivers import open_driver
 from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSpec
 from .drivers.instance_files import InstanceFiles
 from .networking import addressing
-from .networking.host_network import HostNetwork, HostNetworkError, bridge_name, namespace_prefix
+from .networking.host_firewall import HostFirewall
+from .networking.host_network import HostNetwork, HostNetworkError, bridge_name, namespace_prefix, tap_name
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
@@ -94,6 +95,9 @@ class Worker:
         self.files = InstanceFiles(cloud.config.home / 'instances')   # overlays, context CDs, consoles
         self.host_network = HostNetwork(uplink=self.settings.vlan_uplink,     # bridges, routers, NAT
                                         namespaces=namespace_prefix(cloud.config.home))
+        self.installation = str(cloud.config.home)
+        self.firewall = HostFirewall(cloud.config.security_groups.table_prefix, self.installation,   # security groups
+                                     cloud.config.home / 'firewall')
         self.hosts = HostPool(self._restore_host, self.files, self.host_network)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
@@ -103,6 +107,7 @@ class Worker:
         self._reported_slow = set()
         self._in_flight_lock = threading.Lock()
         self._wake = threading.Event()
+        self._wakes = 0                      # counts wake-ups: the firewall rereads its policy after one
         self._stopping = threading.Event()
         self._executor = None
         self._threads = []
@@ -128,6 +133,7 @@ class Worker:
         self.hosts.close()
 
     def wake(self):
+        self._wakes += 1
         self._wake.set()
 
     def _dispatch_loop(self):
@@ -137,7 +143,8 @@ class Worker:
                 if time.monotonic() - last_claim > CLAIM_REFRESH_SECONDS:
                     self.claim_hosts()   # hosts added meanwhile are driven within a second or two
                     last_claim = time.monotonic()
-                self.host_network.reconcile(self.db, list(self._owned.values()))   # firewall follows the database
+                self.host_network.reconcile(self.db, list(self._owned.values()))   # routers follow the database
+                self.firewall.reconcile(self.db, dict(self._owned), self._wakes)     # and security groups
                 busy = self.dispatch()
                 self.snapshots.dispatch()
                 self.attachments.dispatch()
@@ -443,7 +450,7 @@ class Worker:
                                                 .where(HostRow.id.in_(list(work)))).all())
             rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
             images = _images_for(session, rows)
-            nics = _nics_of(session, ids)
+            nics = _nics_of(session, ids, self.installation)
             keys = _public_keys(session, rows)
         specs = {}
         for row in rows:
@@ -514,25 +521,27 @@ def _public_keys(session, rows):
         select(KeyPairRow).where(KeyPairRow.owner.in_(owners)))}
 
 
-def _nics_of(session, instance_ids):
+def _nics_of(session, instance_ids, installation):
     """{instance_id: (NicSpec, …)} of every attached (or attaching) interface, by device index."""
     result = {}
     for start in range(0, len(instance_ids), 900):
         rows = session.execute(
-            select(InterfaceRow.instance_id, Lease.address, Lease.mac, NetworkRow, VpcRow.vpc_id)
+            select(InterfaceRow.instance_id, InterfaceRow.attachment_id, Lease.address, Lease.mac, NetworkRow,
+                   VpcRow.vpc_id)
             .join(Lease, (Lease.interface_id == InterfaceRow.interface_id) & Lease.is_primary.is_(True))
             .join(NetworkRow, NetworkRow.id == InterfaceRow.network_id)
             .outerjoin(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
             .where(InterfaceRow.instance_id.in_(instance_ids[start:start + 900]),
                    InterfaceRow.attachment_status.in_(('attaching', 'attached')))
             .order_by(InterfaceRow.instance_id, InterfaceRow.device_index)).all()
-        for instance_id, address, mac, network, vpc_id in rows:
-            result.setdefault(instance_id, []).append(nic_spec(network, vpc_id, addressing.to_text(address), mac))
+        for instance_id, attachment_id, address, mac, network, vpc_id in rows:
+            result.setdefault(instance_id, []).append(nic_spec(network, vpc_id, addressing.to_text(address), mac,
+                                                               tap_name(installation, attachment_id)))
     return result
 
 
-def nic_spec(network, vpc_id, ip, mac):
+def nic_spec(network, vpc_id, ip, mac, tap=None):
     """A NIC with address `ip` on `network`'s bridge, its gateway in the VPC's router."""
     return NicSpec(mac=mac, ip=ip, cidr=network.cidr, gateway=network.gateway, dns=network.dns,
                    bridge=bridge_name(network), vlan=network.vlan, network_key=network.id, vpc_id=vpc_id,
-                   vpc_key=network.vpc_pk)
+                   vpc_key=network.vpc_pk, tap=tap)

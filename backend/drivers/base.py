@@ -53,6 +53,7 @@ class NicSpec:
     network_key: int | None = None      # the subnet, and the VPC whose router holds its gateway
     vpc_id: str | None = None
     vpc_key: int | None = None
+    tap: str | None = None              # the host's name for the NIC's tap device (firewall rules use it)
 
 
 @dataclasses.dataclass(frozen=True)

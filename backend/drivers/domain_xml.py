@@ -13,6 +13,7 @@ from lxml import etree
 class Nic:
     mac: str
     bridge: str | None = None      # None: a NIC with no link on the host (simulated hosts)
+    tap: str | None = None         # the tap device's name on the host; libvirt picks one when None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +184,8 @@ def _interface(devices, nic, model):
     else:
         interface = _sub(devices, 'interface', type='ethernet')
     _sub(interface, 'mac', address=nic.mac)
+    if nic.bridge and nic.tap:
+        _sub(interface, 'target', dev=nic.tap)
     if model:
         _sub(interface, 'model', type=model)
 

@@ -115,7 +115,7 @@ class LibvirtDriver(HostDriver):
         self._host(self.host.change_device, spec.instance_id, domain_xml.context_cdrom(str(iso), spec.domain_type),
                    'update')
         self._host(self.host.change_device, spec.instance_id,
-                   domain_xml.interface(domain_xml.Nic(nic.mac, nic.bridge), spec.domain_type), 'attach')
+                   domain_xml.interface(domain_xml.Nic(nic.mac, nic.bridge, nic.tap), spec.domain_type), 'attach')
 
     def unplug_nic(self, instance_id, mac):
         if self.simulated:
@@ -147,7 +147,7 @@ class LibvirtDriver(HostDriver):
             kernel=spec.kernel.path if spec.kernel else None,
             initrd=spec.ramdisk.path if spec.ramdisk else None,
             cmdline=DEFAULT_CMDLINE if spec.kernel else None, context_iso=str(iso),
-            nics=tuple(domain_xml.Nic(nic.mac, nic.bridge) for nic in spec.nics),
+            nics=tuple(domain_xml.Nic(nic.mac, nic.bridge, nic.tap) for nic in spec.nics),
             console_log=str(self.files.console_path(spec.instance_id)))
 
     def _wait_down(self, instance_id, timeout):

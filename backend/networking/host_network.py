@@ -58,6 +58,22 @@ def namespace_prefix(home):
     return f'{BRIDGE_PREFIX}{hashlib.sha256(str(home).encode()).hexdigest()[:6]}-'
 
 
+def installation_digest(installation):
+    return hashlib.sha256(str(installation).encode()).hexdigest()
+
+
+def tap_prefix(installation):
+    """What the tap of every port of an installation starts with: 'r' and 3 hex digits."""
+    return 'r' + installation_digest(installation)[:3]
+
+
+def tap_name(installation, attachment_id):
+    """The tap device of an attached interface: stable, unique per installation and attachment, 15
+    characters (the kernel's limit), so the firewall knows a port by name before it exists."""
+    digest = hashlib.sha256(f'{installation}/{attachment_id}'.encode()).hexdigest()
+    return f'{tap_prefix(installation)}{digest[:11]}'
+
+
 def is_on_this_machine(uri):
     return uri.startswith('qemu:///')
 

@@ -3,6 +3,7 @@ import pytest
 
 from backend.cloud import Cloud
 from tests.support.harness import CloudUnderTest
+from tests.support.netns_lab import Lab
 
 
 @pytest.fixture
@@ -26,3 +27,11 @@ def world(tmp_path):
 @pytest.fixture
 def ec2(world):
     return world.client('alice')
+
+
+@pytest.fixture
+def lab():
+    """A machine of network namespaces (tests/support/netns_lab), removed afterwards."""
+    made = Lab()
+    yield made
+    made.close()

@@ -4,11 +4,6 @@ The "host" is a namespace; each "guest" is a namespace with a veth into one of t
 and its subnet's gateway as its default route. Forwarding is on in the host namespace, so what keeps
 VPCs apart is that nothing joins their routers, not a missing sysctl. Nothing leaves the namespaces.
 """
-import os
-import secrets
-import shutil
-import subprocess
-
 import pytest
 
 from backend.drivers import open_driver
@@ -17,6 +12,7 @@ from backend.drivers.instance_files import InstanceFiles
 from backend.networking.host_network import (FORWARD_CHAIN, Desired, HostNetwork, Router, Segment, bridge_name,
                                              filter_rules, namespace_prefix, router_rules)
 from backend.models import Network as NetworkRow
+from tests.support.netns_lab import needs_root, reaches, sh
 
 # VPC 1 has two subnets, blue and teal; VPC 2's green subnet uses the very addresses of blue.
 BLUE = NetworkRow(id=1, name='blue', cidr='10.0.0.0/20', gateway='10.0.0.1', bridge=None, vlan=None, vpc_pk=1)
@@ -57,57 +53,6 @@ def test_router_rules_one_nat_pair_per_association_and_nothing_else_leaves():
 
 
 # -- applied in namespaces ---------------------------------------------------------------------------
-
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(tool) for tool in ('ip', 'iptables-restore', 'ping')),
-    reason='needs root, iproute2, iptables and ping to make network namespaces')
-
-
-def sh(*command, check=True):
-    return subprocess.run(command, capture_output=True, text=True, check=check, timeout=30)
-
-
-class Lab:
-    def __init__(self):
-        self.tag = secrets.token_hex(3)
-        self.host = f'rsvt-h-{self.tag}'
-        self.namespaces = [self.host]
-        sh('ip', 'netns', 'add', self.host)
-        self.inside = ('ip', 'netns', 'exec', self.host)
-        sh(*self.inside, 'ip', 'link', 'set', 'lo', 'up')
-        sh(*self.inside, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
-
-    def guest(self, name, bridge, address, gateway):
-        namespace = f'rsvt-{name}-{self.tag}'
-        sh('ip', 'netns', 'add', namespace)
-        self.namespaces.append(namespace)
-        port = f'p{name}{self.tag}'[:15]
-        sh('ip', 'link', 'add', port, 'type', 'veth', 'peer', 'name', f'g{name}{self.tag}'[:15])
-        sh('ip', 'link', 'set', port, 'netns', self.host)
-        sh('ip', 'link', 'set', f'g{name}{self.tag}'[:15], 'netns', namespace)
-        sh(*self.inside, 'ip', 'link', 'set', port, 'master', bridge, 'up')
-        guest = ('ip', 'netns', 'exec', namespace)
-        sh(*guest, 'ip', 'link', 'set', f'g{name}{self.tag}'[:15], 'name', 'eth0')
-        sh(*guest, 'ip', 'addr', 'add', address, 'dev', 'eth0')
-        sh(*guest, 'ip', 'link', 'set', 'eth0', 'up')
-        sh(*guest, 'ip', 'route', 'add', 'default', 'via', gateway)
-        return guest
-
-    def close(self):
-        for namespace in self.namespaces:
-            sh('ip', 'netns', 'delete', namespace, check=False)
-
-
-def reaches(namespace_prefix, address):
-    return sh(*namespace_prefix, 'ping', '-c', '1', '-W', '2', address, check=False).returncode == 0
-
-
-@pytest.fixture
-def lab():
-    lab = Lab()
-    yield lab
-    lab.close()
-
 
 def nic_of(network, ip='10.0.0.5'):
     """An instance's NIC on `network`, as the worker hands it to a host driver."""

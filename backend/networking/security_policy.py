@@ -1,0 +1,167 @@
+"""What security groups ask of one machine's firewall, read from the database as plain values.
+
+The firewall of a machine guards the ports (network interfaces attached to instances) of the hosts it
+carries. For each port it needs the segment it sits on, its MAC and leased addresses (anti-spoofing)
+and its groups; for each of those groups, its rules; for each group a rule names as its peer, the
+addresses of that group's members, wherever they run. `nft_ruleset` turns a `Policy` into nftables
+objects; nothing here knows about nftables.
+"""
+import dataclasses
+import ipaddress
+
+from sqlalchemy import select
+
+from ..lifecycle import State
+from ..models import (Instance as InstanceRow, InterfaceGroup, Lease, Network as NetworkRow,
+                      NetworkInterface as InterfaceRow, SecurityGroupRule as RuleRow)
+from . import addressing
+from .host_network import Segment as HostSegment, tap_name
+
+ANYWHERE = ipaddress.IPv4Network('0.0.0.0/0')
+# Attached or on their way in or out: the domain has (or is about to have) the NIC.
+PLUGGED = ('attaching', 'attached', 'detaching')
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """A subnet's bridge on this machine, the router port on it, and its own addresses."""
+    bridge: str
+    router_link: str
+    cidr: str
+    gateway: str | None
+    zone: int                   # conntrack zone: connections on two bridges never mix
+
+    @classmethod
+    def of(cls, network):
+        host = HostSegment.of(network)
+        return cls(host.bridge, host.host_link, network.cidr, network.gateway, 1 + (network.id - 1) % 65535)
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """One attached interface: where it is, what it may send from, which groups guard it."""
+    interface_id: str
+    tap: str
+    bridge: str
+    mac: str
+    addresses: tuple            # leased IPv4 addresses, primary first
+    source_dest_check: bool     # False: it may forward others' traffic (a NAT instance)
+    groups: tuple               # group ids, sorted
+
+
+@dataclasses.dataclass(frozen=True)
+class Permission:
+    """Rules of one group, direction, protocol and port range, merged: every CIDR peer and every
+    group peer they name."""
+    protocol: str               # 'tcp', 'udp', 'icmp', '-1' or a protocol number
+    from_port: int | None       # ports, or ICMP type; None or -1 for all
+    to_port: int | None         # ports, or ICMP code
+    cidrs: tuple                # collapsed CIDR blocks (('0.0.0.0/0',) for anywhere)
+    peer_groups: tuple          # group ids
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupPolicy:
+    group_id: str
+    ingress: tuple              # (Permission, …)
+    egress: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    segments: tuple             # (Segment, …) by bridge
+    ports: tuple                # (Port, …) by tap
+    groups: tuple               # (GroupPolicy, …) of the ports' groups, by id
+    members: tuple              # ((group id, (address, …)), …) of every group a rule names as peer
+
+
+EMPTY = Policy((), (), (), ())
+
+
+def desired_policy(session, host_ids, installation):
+    """The Policy of the ports of instances on `host_ids`."""
+    if not host_ids:
+        return EMPTY
+    rows = session.execute(
+        select(InterfaceRow.interface_id, InterfaceRow.attachment_id, InterfaceRow.mac,
+               InterfaceRow.source_dest_check, NetworkRow)
+        .join(InstanceRow, InstanceRow.instance_id == InterfaceRow.instance_id)
+        .join(NetworkRow, NetworkRow.id == InterfaceRow.network_id)
+        .where(InstanceRow.host_id.in_(list(host_ids)), InstanceRow.state != State.TERMINATED.value,
+               InterfaceRow.attachment_status.in_(PLUGGED))).all()
+    interface_ids = [row.interface_id for row in rows]
+    addresses = _addresses_of(session, interface_ids)
+    groups = _groups_of(session, interface_ids)
+    ports, segments = [], {}
+    for interface_id, attachment_id, mac, source_dest_check, network in rows:
+        segment = segments.setdefault(network.id, Segment.of(network))
+        ports.append(Port(interface_id, tap_name(installation, attachment_id), segment.bridge, mac.lower(),
+                          tuple(addresses.get(interface_id, ())), source_dest_check,
+                          tuple(sorted(groups.get(interface_id, ())))))
+    group_ids = sorted({group_id for port in ports for group_id in port.groups})
+    group_policies = _group_policies(session, group_ids)
+    peers = sorted({peer for group in group_policies for permission in group.ingress + group.egress
+                    for peer in permission.peer_groups})
+    return Policy(tuple(sorted(segments.values(), key=lambda s: s.bridge)),
+                  tuple(sorted(ports, key=lambda p: p.tap)), tuple(group_policies), _members(session, peers))
+
+
+def _addresses_of(session, interface_ids):
+    """{interface_id: [address, …]}, the primary address first."""
+    result = {}
+    for chunk in _chunks(interface_ids):
+        for interface_id, address, _primary in session.execute(
+                select(Lease.interface_id, Lease.address, Lease.is_primary).where(Lease.interface_id.in_(chunk))
+                .order_by(Lease.interface_id, Lease.is_primary.desc(), Lease.address)):
+            result.setdefault(interface_id, []).append(addressing.to_text(address))
+    return result
+
+
+def _groups_of(session, interface_ids):
+    result = {}
+    for chunk in _chunks(interface_ids):
+        for interface_id, group_id in session.execute(
+                select(InterfaceGroup.interface_id, InterfaceGroup.group_id)
+                .where(InterfaceGroup.interface_id.in_(chunk))):
+            result.setdefault(interface_id, []).append(group_id)
+    return result
+
+
+def _group_policies(session, group_ids):
+    merged = {}     # (group, egress, protocol, from, to) -> (cidrs, peer groups)
+    for chunk in _chunks(group_ids):
+        for rule in session.execute(
+                select(RuleRow.group_id, RuleRow.egress, RuleRow.protocol, RuleRow.from_port, RuleRow.to_port,
+                       RuleRow.cidr, RuleRow.peer_group_id).where(RuleRow.group_id.in_(chunk))):
+            cidrs, peers = merged.setdefault(
+                (rule.group_id, rule.egress, rule.protocol, rule.from_port, rule.to_port), (set(), set()))
+            if rule.cidr is not None:
+                cidrs.add(ipaddress.IPv4Network(rule.cidr, strict=False))
+            if rule.peer_group_id is not None:
+                peers.add(rule.peer_group_id)
+    policies = {group_id: ([], []) for group_id in group_ids}
+    for (group_id, egress, protocol, from_port, to_port), (cidrs, peers) in sorted(
+            merged.items(), key=lambda item: tuple('' if part is None else str(part) for part in item[0])):
+        collapsed = (ANYWHERE,) if ANYWHERE in cidrs else tuple(ipaddress.collapse_addresses(cidrs))
+        policies[group_id][1 if egress else 0].append(Permission(
+            protocol, from_port, to_port, tuple(str(cidr) for cidr in collapsed), tuple(sorted(peers))))
+    return [GroupPolicy(group_id, tuple(ingress), tuple(egress)) for group_id, (ingress, egress) in policies.items()]
+
+
+def _members(session, group_ids):
+    """((group id, (address, …)), …): every address leased to an interface in each group."""
+    found = {group_id: set() for group_id in group_ids}
+    for chunk in _chunks(group_ids):
+        for group_id, address in session.execute(
+                select(InterfaceGroup.group_id, Lease.address)
+                .join(Lease, Lease.interface_id == InterfaceGroup.interface_id)
+                .where(InterfaceGroup.group_id.in_(chunk))):
+            found[group_id].add(address)
+    return tuple((group_id, tuple(addressing.to_text(address) for address in sorted(addresses)))
+                 for group_id, addresses in sorted(found.items()))
+
+
+def _chunks(values, size=900):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
