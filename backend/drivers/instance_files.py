@@ -21,7 +21,9 @@ QEMU_IMG_TIMEOUT_SECONDS = 120
 
 def context_variables(spec):
     """OpenNebula's context variables for a launch spec: ETH<n>_* for its n-th NIC. Only eth0 gets
-    the default route, as on EC2, where further interfaces reach their own subnets."""
+    the default route, as on EC2. Further interfaces get their subnet's router as ETH<n>_SUBNET_GATEWAY:
+    what they send from their own addresses leaves through them (source routing, as AWS's
+    ec2-net-utils sets up), since the firewall drops a NIC's packets that carry another NIC's address."""
     values = {'HOSTNAME': spec.instance_id, 'SET_HOSTNAME': spec.instance_id,
               'SSH_PUBLIC_KEY': spec.ssh_public_key, 'INSTANCE_ID': spec.instance_id,
               'AMI_ID': spec.image_id, 'INSTANCE_TYPE': spec.instance_type, 'AVAILABILITY_ZONE': spec.zone,
@@ -30,7 +32,8 @@ def context_variables(spec):
         network = ipaddress.IPv4Network(nic.cidr)
         values.update({f'ETH{index}_IP': nic.ip, f'ETH{index}_MAC': nic.mac, f'ETH{index}_MASK': str(network.netmask),
                        f'ETH{index}_NETWORK': str(network.network_address),
-                       f'ETH{index}_GATEWAY': nic.gateway if index == 0 else None, f'ETH{index}_DNS': nic.dns})
+                       f'ETH{index}_GATEWAY': nic.gateway if index == 0 else None,
+                       f'ETH{index}_SUBNET_GATEWAY': nic.gateway if index > 0 else None, f'ETH{index}_DNS': nic.dns})
     if spec.user_data:
         values['USER_DATA'] = spec.user_data
         values['USERDATA_ENCODING'] = 'base64'

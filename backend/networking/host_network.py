@@ -228,6 +228,9 @@ class HostNetwork:
             self._attach_vlan(segment)
 
     def _set_up_router(self, namespace, vpc_key):
+        if namespace in self._namespaces() and not self._usable(namespace):
+            # A name left by a process that died with the mount behind it: the router is gone.
+            self._run_here('ip', 'netns', 'del', namespace)
         if namespace not in self._namespaces():
             self._run_here('ip', 'netns', 'add', namespace)
         inside = ('ip', 'netns', 'exec', namespace)
@@ -263,6 +266,10 @@ class HostNetwork:
 
     def _exists(self, interface):
         return subprocess.run([*self.prefix, 'ip', 'link', 'show', 'dev', interface], capture_output=True,
+                              timeout=COMMAND_TIMEOUT_SECONDS).returncode == 0
+
+    def _usable(self, namespace):
+        return subprocess.run(['ip', 'netns', 'exec', namespace, 'true'], capture_output=True,
                               timeout=COMMAND_TIMEOUT_SECONDS).returncode == 0
 
     def _namespaces(self):

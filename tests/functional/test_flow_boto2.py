@@ -3,11 +3,9 @@ default SigV4 signing and once with SigV2 forced. boto 2 has no waiters and no T
 such scripts poll `instance.update()` and tag right after launching."""
 import base64
 
-import boto.auth
-import boto.ec2.connection
 import pytest
-from boto.ec2.regioninfo import RegionInfo
 
+from tests.support.boto2 import connect
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.clients
@@ -15,25 +13,10 @@ pytestmark = pytest.mark.clients
 USER_DATA = '#!/bin/sh\necho "hello from boto 2"\n'
 
 
-class SigV2Connection(boto.ec2.connection.EC2Connection):
-    def _required_auth_capability(self):
-        return ['ec2']
-
-
 @pytest.fixture(params=['sigv4', 'sigv2'])
 def ec2(request, compute_server):
-    credentials = compute_server.users[compute_server.new_user(f'boto2-{request.param}')]
-    cls = SigV2Connection if request.param == 'sigv2' else boto.ec2.connection.EC2Connection
-    connection = cls(credentials['access_key_id'], credentials['secret_access_key'], is_secure=False,
-                     port=compute_server.port, path='/',
-                     region=RegionInfo(name=compute_server.region, endpoint=compute_server.host))
-    if request.param == 'sigv4':
-        connection.auth_region_name = compute_server.region
-        connection.auth_service_name = 'ec2'
-        assert isinstance(connection._auth_handler, boto.auth.HmacAuthV4Handler)
-    else:
-        assert isinstance(connection._auth_handler, boto.auth.QuerySignatureV2AuthHandler)
-    return connection
+    return connect(compute_server, compute_server.users[compute_server.new_user(f'boto2-{request.param}')],
+                   request.param)
 
 
 def wait_state(instances, state):

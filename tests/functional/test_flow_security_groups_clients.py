@@ -1,11 +1,14 @@
-"""The security-group flow with the AWS CLI and apache-libcloud, as their users write it: create a
-group, authorize by CIDR and by group, find it with filters, launch into it, revoke, and delete it
-after a refusal while it is still in use. (boto3 and boto 2 are in test_security_groups_boto3.py.)"""
+"""The security-group flow with the AWS CLI, boto 2 (SigV4 and SigV2) and apache-libcloud, as their
+users write it: create a group, authorize by CIDR and by group, find it with filters, launch into it,
+revoke, and delete it after a refusal while it is still in use. (boto3 is in
+test_security_groups_boto3.py, with boto 2's legacy flat parameters.)"""
+import boto.exception
 import pytest
 from libcloud.compute.base import NodeImage, NodeSize
 from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
 from tests.support.awscli import Cli
+from tests.support.boto2 import connect
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.clients
@@ -66,3 +69,38 @@ def test_the_group_flow_with_libcloud(compute_server):
     driver.destroy_node(node)
     wait_for(lambda: {n.extra['status'] for n in driver.list_nodes(ex_node_ids=[node.id])} == {'terminated'})
     assert driver.ex_delete_security_group_by_id(group_id)
+
+
+@pytest.mark.parametrize('signature', ['sigv4', 'sigv2'])
+def test_the_group_flow_with_boto2(compute_server, signature):
+    ec2 = connect(compute_server, compute_server.users[compute_server.new_user(f'boto2-sg-{signature}')], signature)
+    web = ec2.create_security_group('web', 'web servers')
+    admin = ec2.create_security_group('admin', 'administrators')
+    listed = {group.id: group for group in ec2.get_all_security_groups(group_ids=[web.id, admin.id])}
+    assert listed[web.id].vpc_id and listed[web.id].vpc_id == listed[admin.id].vpc_id, 'both in the default VPC'
+    assert ec2.authorize_security_group(group_id=web.id, ip_protocol='tcp', from_port=80, to_port=80,
+                                        cidr_ip='0.0.0.0/0')
+    assert ec2.authorize_security_group(group_id=web.id, ip_protocol='tcp', from_port=22, to_port=22,
+                                        src_security_group_group_id=admin.id)
+    (found,) = ec2.get_all_security_groups(filters={'ip-permission.group-id': admin.id})
+    assert found.id == web.id
+    assert sorted((rule.ip_protocol, rule.from_port, rule.to_port) for rule in found.rules) == \
+        [('tcp', '22', '22'), ('tcp', '80', '80')]
+    (ssh,) = [rule for rule in found.rules if rule.from_port == '22']
+    assert [grant.group_id for grant in ssh.grants] == [admin.id]
+    assert ec2.get_all_security_groups(filters={'ip-permission.cidr': '192.0.2.0/24'}) == []
+
+    reservation = ec2.run_instances(compute_server.image_id, instance_type='t1.micro', security_group_ids=[web.id])
+    (instance,) = reservation.instances
+    wait_for(lambda: instance.update() == 'running')
+    assert [group.id for group in instance.groups] == [web.id]
+    assert ec2.revoke_security_group(group_id=web.id, ip_protocol='tcp', from_port=80, to_port=80,
+                                     cidr_ip='0.0.0.0/0')
+    for group_id in (web.id, admin.id):   # in use; named by a rule
+        with pytest.raises(boto.exception.EC2ResponseError) as refused:
+            ec2.delete_security_group(group_id=group_id)
+        assert refused.value.error_code == 'DependencyViolation'
+    ec2.terminate_instances([instance.id])
+    wait_for(lambda: instance.update() == 'terminated')
+    assert ec2.delete_security_group(group_id=web.id) and ec2.delete_security_group(group_id=admin.id)
+    assert [g.name for g in ec2.get_all_security_groups()] == ['default']

@@ -81,6 +81,13 @@ def test_context_script_carries_openebula_variables_quoted():
     assert 'PUBLIC_IP' not in script
 
 
+def test_only_eth0_gets_the_default_route_and_other_nics_their_subnet_router_for_replies():
+    second = NicSpec(mac='02:00:0a:02:00:05', ip='10.2.0.5', cidr='10.2.0.0/24', gateway='10.2.0.1', bridge='rsv-3')
+    script = context_script(spec(nics=(NIC, second)))
+    assert "ETH0_GATEWAY='10.0.0.1'" in script and 'ETH0_SUBNET_GATEWAY' not in script
+    assert 'ETH1_GATEWAY' not in script and "ETH1_SUBNET_GATEWAY='10.2.0.1'" in script
+
+
 @pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
 def test_files_are_an_overlay_of_the_image_and_a_context_cd(tmp_path):
     image = tmp_path / 'image.qcow2'

@@ -81,6 +81,19 @@ def test_a_segment_is_made_once_with_its_gateway_in_the_vpc_router(lab):
 
 
 @needs_root
+def test_a_router_name_left_without_its_namespace_is_made_again(lab):
+    # What a server killed inside a mount namespace of its own leaves: the name, and no namespace behind it.
+    network = host_network(lab)
+    name = network.router_namespace(VPC_IDS[1])
+    lab.namespaces.append(name)
+    with open(f'/run/netns/{name}', 'w'):
+        pass
+    network.ensure_segment(nic_of(BLUE))
+    router_side = sh('ip', 'netns', 'exec', name, 'ip', '-o', 'addr', 'show').stdout
+    assert '10.0.0.1/20' in router_side
+
+
+@needs_root
 def test_simulated_hosts_get_no_bridge(lab, tmp_path):
     node = tmp_path / 'node.xml'
     node.write_text('<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>'

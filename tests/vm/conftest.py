@@ -103,7 +103,7 @@ class NetnsCloud:
 
     def _serve(self):
         self.log_path = self.home / 'server.log'
-        with open(self.log_path, 'wb') as log:
+        with open(self.log_path, 'ab') as log:
             self.server = subprocess.Popen(
                 ['ip', 'netns', 'exec', self.namespace, sys.executable, '-m', 'backend.cli', 'serve',
                  '--listen', f'{self.inside_ip}:{PORT}'],
@@ -126,12 +126,19 @@ class NetnsCloud:
             return ''
 
     def in_vpc(self, vpc_id, *command, check=True, timeout=120):
-        """Run `command` in a VPC's router, where its private addresses are reachable. The server made
-        the router's name in its own mount namespace, so the name is found through the server's root."""
+        """Run `command` in a VPC's router, where its private addresses are reachable."""
+        return run(*self.vpc_command(vpc_id, *command), check=check, timeout=timeout)
+
+    def vpc_command(self, vpc_id, *command):
+        """`command` prefixed to run in a VPC's router. The server made the router's name in its own
+        mount namespace, so the name is found through the server's root."""
         from backend.networking.host_network import namespace_prefix
         name = f"{namespace_prefix(Path(self.env['RESERVOIR_HOME']).absolute())}{vpc_id}"
-        return run('nsenter', f'--net=/proc/{self.server.pid}/root/run/netns/{name}', *command, check=check,
-                   timeout=timeout)
+        return ['nsenter', f'--net=/proc/{self.server.pid}/root/run/netns/{name}', *command]
+
+    def guest_shell(self, vpc_id, key, address, command, timeout=90):
+        """Run `command` in a guest over SSH from its VPC's router (the host key is test_ssh's concern)."""
+        return run(*self.vpc_command(vpc_id, *ssh_arguments(key, address), command), check=False, timeout=timeout)
 
     def client(self, user=None):
         import boto3
@@ -163,6 +170,14 @@ class NetnsCloud:
             ec2.terminate_instances(InstanceIds=ids)
             wait_for_states(ec2, ids, {'terminated'})
 
+    def kill_server(self):
+        """SIGKILL the server, as a crash would; its guests keep running."""
+        os.killpg(self.server.pid, signal.SIGKILL)
+        self.server.wait(30)
+
+    def restart_server(self):
+        self._serve()
+
     def _stop_server(self):
         if self.server is None or self.server.poll() is not None:
             return
@@ -180,6 +195,28 @@ class NetnsCloud:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def ssh_arguments(key, address):
+    return ['ssh', '-i', str(key), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o',
+            'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=20', '-o',
+            'IdentitiesOnly=yes', f'root@{address}']
+
+
+def security_group(ec2, name, *ingress):
+    """A new group of the default VPC (named `name` and a random suffix) that lets `ingress` in."""
+    group_id = ec2.create_security_group(GroupName=f'{name}-{secrets.token_hex(3)}', Description=name)['GroupId']
+    if ingress:
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=list(ingress))
+    return group_id
+
+
+def tcp_in(port, cidr='0.0.0.0/0'):
+    return {'IpProtocol': 'tcp', 'FromPort': port, 'ToPort': port, 'IpRanges': [{'CidrIp': cidr}]}
+
+
+def icmp_in(cidr='0.0.0.0/0', icmp_type=-1):
+    return {'IpProtocol': 'icmp', 'FromPort': icmp_type, 'ToPort': -1, 'IpRanges': [{'CidrIp': cidr}]}
 
 
 def qemu_pids(fragment):

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from .conftest import CONTEXTUALIZED, console, qemu_pids, wait_for_console, wait_for_states
+from .conftest import (CONTEXTUALIZED, console, icmp_in, qemu_pids, security_group, tcp_in, wait_for_console,
+                       wait_for_states)
 
 pytestmark = pytest.mark.vm
 
@@ -225,7 +226,8 @@ def wait_until(condition, message, timeout=ADDRESS_TIMEOUT):
 def test_elastic_ip_is_translated_by_the_vpc_router(ec2, vm_cloud):
     # The instance serves its own name over HTTP: an answer at the elastic IP comes from it.
     web = '#!/bin/sh\nmkdir -p /www\nhostname > /www/index.html\nhttpd -p 80 -h /www\n'
-    (instance,) = launch(ec2, vm_cloud.image_id, script=web)
+    http_in = security_group(ec2, 'http', tcp_in(80))
+    (instance,) = launch(ec2, vm_cloud.image_id, script=web, SecurityGroupIds=[http_in])
     instance_id = instance['InstanceId']
     wait_for_console(ec2, instance_id, CONTEXTUALIZED)
     address = ec2.allocate_address(Domain='vpc')
@@ -244,6 +246,7 @@ def test_elastic_ip_is_translated_by_the_vpc_router(ec2, vm_cloud):
     assert page_from_host(vm_cloud, public_ip) is None
     ec2.release_address(AllocationId=address['AllocationId'])
     terminate(ec2, instance_id)
+    ec2.delete_security_group(GroupId=http_in)
 
 
 def test_several_interfaces_at_launch_and_one_plugged_into_a_running_instance(ec2, vm_cloud):
@@ -269,11 +272,17 @@ def test_several_interfaces_at_launch_and_one_plugged_into_a_running_instance(ec
     assert 'ping-eth0-neighbour exit 0' in text and 'ping-eth1-neighbour exit 0' in text, text[-2000:]
 
     # An interface attached to the running `near` instance comes up as its eth1.
-    made = ec2.create_network_interface(SubnetId=second)['NetworkInterface']
+    # Pings from the router and from outside need a rule: the default group lets in its members only.
+    default_group = ec2.describe_security_groups(Filters=[{'Name': 'vpc-id', 'Values': [vpc_id]},
+                                                          {'Name': 'group-name', 'Values': ['default']}])
+    ping_in = security_group(ec2, 'ping', icmp_in())
+    made = ec2.create_network_interface(SubnetId=second, Groups=[
+        default_group['SecurityGroups'][0]['GroupId'], ping_in])['NetworkInterface']
     plugged_ip = made['PrivateIpAddress']
     ec2.attach_network_interface(NetworkInterfaceId=made['NetworkInterfaceId'], InstanceId=near['InstanceId'],
                                  DeviceIndex=1)
-    wait_for_console(ec2, near['InstanceId'], f'reservoir-context: ip {plugged_ip}/24 on eth1')
+    wait_for_console(ec2, near['InstanceId'], f'reservoir-context: ip {plugged_ip}/24 on eth1',
+                     f'reservoir-context: replies from {plugged_ip} leave by eth1')
     answered = vm_cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', plugged_ip, check=False)
     assert answered.returncode == 0, 'the plugged interface does not answer'
 
@@ -296,5 +305,6 @@ def test_several_interfaces_at_launch_and_one_plugged_into_a_running_instance(ec
     ec2.release_address(AllocationId=address['AllocationId'])
     terminate(ec2, near['InstanceId'], far['InstanceId'], both['InstanceId'])
     ec2.delete_network_interface(NetworkInterfaceId=made['NetworkInterfaceId'])
+    ec2.delete_security_group(GroupId=ping_in)
     for subnet_id in (first, second):
         ec2.delete_subnet(SubnetId=subnet_id)

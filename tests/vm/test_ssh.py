@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from .conftest import CONTEXTUALIZED, wait_for_console, wait_for_states
+from .conftest import CONTEXTUALIZED, security_group, tcp_in, wait_for_console, wait_for_states
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.xdist_group('vm-ssh')]   # its two guests boot once
 
 SSH_STARTED = 'reservoir-context: ssh server started'
 HOST_KEYS = re.compile(r'-----BEGIN SSH HOST KEY KEYS-----\n(.*?)-----END SSH HOST KEY KEYS-----', re.S)
@@ -52,11 +52,13 @@ def guests(ec2, vm_cloud, tmp_path_factory):
     """{key type: Guest}, both booted at once and each logged in with a key pair of that type."""
     directory = tmp_path_factory.mktemp('ssh')
     launched = {}
+    ssh_in = security_group(ec2, 'ssh', tcp_in(22))
     try:
         for key_type in KEY_TYPES:
             pair = ec2.create_key_pair(KeyName=f'laptop-{key_type}', KeyType=key_type)
             (instance,) = ec2.run_instances(ImageId=vm_cloud.image_id, MinCount=1, MaxCount=1,
-                                            InstanceType='t1.micro', KeyName=pair['KeyName'])['Instances']
+                                            InstanceType='t1.micro', KeyName=pair['KeyName'],
+                                            SecurityGroupIds=[ssh_in])['Instances']
             launched[key_type] = (instance, write_private_key(directory, pair['KeyName'], pair['KeyMaterial']))
         ids = [instance['InstanceId'] for instance, _ in launched.values()]
         wait_for_states(ec2, ids, {'running'})
@@ -70,6 +72,7 @@ def guests(ec2, vm_cloud, tmp_path_factory):
             wait_for_states(ec2, ids, {'terminated'})
         for key_type in KEY_TYPES:
             ec2.delete_key_pair(KeyName=f'laptop-{key_type}')
+        ec2.delete_security_group(GroupId=ssh_in)
 
 
 def ssh(vm_cloud, key, known_hosts, guest, command):
