@@ -121,6 +121,7 @@ def reconcile_at_scale(instances, group_count, rules):
     from backend.config import load_config
     from backend.instances import LaunchRequest
     from backend.networking import nft_ruleset
+    from backend.networking.host_firewall import KernelTables
     from backend.networking.security_groups import permission
     from backend.networking.security_policy import desired_policy
     from backend.worker import Worker
@@ -167,6 +168,11 @@ def reconcile_at_scale(instances, group_count, rules):
         started = time.perf_counter()
         worker.firewall.reconcile(cloud.db, worker.owned_hosts(), generation='full')
         reconcile_full = time.perf_counter() - started
+        kernel = KernelTables(('ip', 'netns', 'exec', namespace))
+        started = time.perf_counter()
+        intact = all(kernel.counts(table.family, table.name) == table.counts() for table in tables)
+        verify = time.perf_counter() - started
+        assert intact, 'the kernel holds other tables than were applied'
 
         changes = {}
         cloud.security_groups.authorize(owner, [permission('udp', 53, 53, cidr='0.0.0.0/0')], False, group_id=groups[0])
@@ -183,6 +189,7 @@ def reconcile_at_scale(instances, group_count, rules):
         print(f'  render both tables:                {render * 1000:.0f} ms')
         print(f'  apply them whole to the kernel:    {kernel_full * 1000:.0f} ms ({len(script) // 1024} KiB script)')
         print(f'  whole reconcile of the simulated host (read, render, write): {reconcile_full * 1000:.0f} ms')
+        print(f'  compare the kernel tables with them (every 10 s): {verify * 1000:.0f} ms')
         for name, (seconds, kernel, _tables, lines) in changes.items():
             print(f'  {name}: read and diff {seconds * 1000:.0f} ms, kernel {kernel * 1000:.0f} ms ({lines} statements)')
     finally:

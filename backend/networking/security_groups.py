@@ -209,6 +209,51 @@ class SecurityGroupService:
             session.execute(delete(RuleRow).where(RuleRow.rule_id.in_(doomed)))
         self.wake_workers()
 
+    def modify_rules(self, owner, group_id, changes):
+        """ModifySecurityGroupRules: replace rules of one group in place, keeping their ids; `changes` is
+        [(rule id, Permission), …]. All or none."""
+        with self.db.write() as session:
+            row = self._find(session, owner, group_id, None)
+            rules = {rule.rule_id: rule for rule in _rules_of(session, [row.group_id]).get(row.group_id, ())}
+            for rule_id, asked in changes:
+                if not is_resource_id(rule_id, 'sgr'):
+                    raise InvalidValue(f"Invalid id: '{rule_id}'", code='InvalidSecurityGroupRuleId.Malformed')
+                if rule_id not in rules:
+                    raise NotFound('InvalidSecurityGroupRuleId.NotFound',
+                                   f"The security group rule ID '{rule_id}' does not exist")
+                asked = self._resolved_peer(session, owner, row, asked)
+                egress = rules[rule_id].egress
+                if any(other.rule_id != rule_id and other.egress == egress and other.permission.key == asked.key
+                       for other in rules.values()):
+                    raise Conflict('InvalidPermission.Duplicate', f'the specified rule "{_describe(asked)}" already '
+                                                                  'exists')
+                rules[rule_id] = dataclasses.replace(rules[rule_id], permission=asked)
+                rule = session.get(RuleRow, rule_id)
+                rule.protocol, rule.from_port, rule.to_port = asked.protocol, asked.from_port, asked.to_port
+                rule.cidr, rule.peer_group_id, rule.description = asked.cidr, asked.peer_group_id, asked.description
+        self.wake_workers()
+
+    def describe_rules(self, owner, egress, group_id=None, name=None, permissions=(), by_rule_id=None):
+        """UpdateSecurityGroupRuleDescriptions{Ingress,Egress}: set the descriptions of the rules that
+        match `permissions` (protocol, ports and peer) or of the rules given as {rule id: description}."""
+        with self.db.write() as session:
+            row = self._find(session, owner, group_id, name)
+            rules = [rule for rule in _rules_of(session, [row.group_id]).get(row.group_id, ()) if rule.egress == egress]
+            updates = dict(by_rule_id or {})
+            for asked in [self._resolved_peer(session, owner, row, p) for p in permissions]:
+                match = [rule.rule_id for rule in rules if rule.permission.key == asked.key]
+                if not match:
+                    raise NotFound('InvalidPermission.NotFound', f'The specified rule "{_describe(asked)}" does not '
+                                                                 'exist in this security group.')
+                updates.update({rule_id: asked.description for rule_id in match})
+            for rule_id, description in updates.items():
+                if rule_id not in {rule.rule_id for rule in rules}:
+                    raise NotFound('InvalidSecurityGroupRuleId.NotFound',
+                                   f"The security group rule ID '{rule_id}' does not exist")
+                if len(description or '') > 255:
+                    raise InvalidValue('A rule description is at most 255 characters long.')
+                session.get(RuleRow, rule_id).description = description or ''
+
     def rules(self, owner, rule_ids=None, group_ids=None):
         """DescribeSecurityGroupRules: the owner's rules, by rule id or group."""
         with self.db.read() as session:

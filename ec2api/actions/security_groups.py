@@ -90,6 +90,48 @@ def revoke_security_group_egress(ctx, args):
     return _revoke(ctx, args, egress=True)
 
 
+@action('ModifySecurityGroupRules')
+def modify_security_group_rules(ctx, args):
+    if not args.get('GroupId'):
+        raise EC2Error('MissingParameter', 'The request must contain the parameter GroupId')
+    changes = []
+    for entry in args.get('SecurityGroupRules') or ():
+        rule_id, wanted = entry.get('SecurityGroupRuleId'), entry.get('SecurityGroupRule') or {}
+        if not rule_id or not wanted:
+            raise EC2Error('MissingParameter', 'Each rule needs SecurityGroupRuleId and SecurityGroupRule')
+        if wanted.get('CidrIpv6') or wanted.get('PrefixListId'):
+            raise EC2Error('UnsupportedOperation', 'IPv6 ranges and prefix lists are not offered here.')
+        changes.append((rule_id, permission(wanted.get('IpProtocol'), wanted.get('FromPort'), wanted.get('ToPort'),
+                                            cidr=wanted.get('CidrIpv4'), peer_group_id=wanted.get('ReferencedGroupId'),
+                                            description=wanted.get('Description'))))
+    if not changes:
+        raise EC2Error('MissingParameter', 'The request must contain the parameter SecurityGroupRule')
+    ctx.cloud.security_groups.modify_rules(ctx.account_id, args['GroupId'], changes)
+    return {'Return': True}
+
+
+@action('UpdateSecurityGroupRuleDescriptionsIngress')
+def update_security_group_rule_descriptions_ingress(ctx, args):
+    return _describe_rules(ctx, args, egress=False)
+
+
+@action('UpdateSecurityGroupRuleDescriptionsEgress')
+def update_security_group_rule_descriptions_egress(ctx, args):
+    return _describe_rules(ctx, args, egress=True)
+
+
+def _describe_rules(ctx, args, egress):
+    by_rule_id = {}
+    for entry in args.get('SecurityGroupRuleDescriptions') or ():
+        if not entry.get('SecurityGroupRuleId'):
+            raise EC2Error('MissingParameter', 'Each description needs SecurityGroupRuleId')
+        by_rule_id[entry['SecurityGroupRuleId']] = entry.get('Description') or ''
+    permissions = _permissions(args) if args.get('IpPermissions') or not by_rule_id else []
+    ctx.cloud.security_groups.describe_rules(ctx.account_id, egress, args.get('GroupId'), args.get('GroupName'),
+                                             permissions, by_rule_id)
+    return {'Return': True}
+
+
 def _authorize(ctx, args, egress):
     if args.get('TagSpecifications'):
         raise EC2Error('UnsupportedOperation', 'Rules cannot be tagged here.')

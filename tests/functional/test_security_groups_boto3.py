@@ -75,6 +75,47 @@ def test_rules_are_authorized_described_and_revoked(server):
         [('tcp', [default['GroupId']])]
 
 
+def test_rules_are_modified_in_place_and_their_descriptions_updated(server):
+    ec2 = server.client('alice')
+    group_id = ec2.create_security_group(GroupName='modified', Description='rules to change')['GroupId']
+    (rule, other) = ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {'IpProtocol': 'tcp', 'FromPort': 22, 'ToPort': 22, 'IpRanges': [{'CidrIp': '10.0.0.0/8'}]},
+        {'IpProtocol': 'tcp', 'FromPort': 80, 'ToPort': 80, 'IpRanges': [{'CidrIp': '0.0.0.0/0'}]}])['SecurityGroupRules']
+    rule_id = rule['SecurityGroupRuleId']
+    ec2.modify_security_group_rules(GroupId=group_id, SecurityGroupRules=[{'SecurityGroupRuleId': rule_id, 'SecurityGroupRule': {
+        'IpProtocol': 'tcp', 'FromPort': 2222, 'ToPort': 2223, 'CidrIpv4': '192.168.0.0/16', 'Description': 'moved'}}])
+    (changed,) = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])['SecurityGroupRules']
+    assert (changed['FromPort'], changed['ToPort'], changed['CidrIpv4'], changed['Description']) == \
+        (2222, 2223, '192.168.0.0/16', 'moved')
+    # Into a copy of another rule of the group; a rule of none; a malformed id; a bad port range.
+    duplicate = {'IpProtocol': 'tcp', 'FromPort': 80, 'ToPort': 80, 'CidrIpv4': '0.0.0.0/0'}
+    assert error_code(ec2.modify_security_group_rules, GroupId=group_id, SecurityGroupRules=[
+        {'SecurityGroupRuleId': rule_id, 'SecurityGroupRule': duplicate}]) == 'InvalidPermission.Duplicate'
+    assert error_code(ec2.modify_security_group_rules, GroupId=group_id, SecurityGroupRules=[
+        {'SecurityGroupRuleId': 'sgr-00000000000000000', 'SecurityGroupRule': duplicate}]) == \
+        'InvalidSecurityGroupRuleId.NotFound'
+    assert error_code(ec2.modify_security_group_rules, GroupId=group_id, SecurityGroupRules=[
+        {'SecurityGroupRuleId': 'rule-1', 'SecurityGroupRule': duplicate}]) == 'InvalidSecurityGroupRuleId.Malformed'
+    assert error_code(ec2.modify_security_group_rules, GroupId=group_id, SecurityGroupRules=[
+        {'SecurityGroupRuleId': rule_id, 'SecurityGroupRule': {**duplicate, 'ToPort': 70000}}]) == \
+        'InvalidParameterValue'
+    # Another account cannot change them.
+    assert error_code(server.client('bob').modify_security_group_rules, GroupId=group_id, SecurityGroupRules=[
+        {'SecurityGroupRuleId': rule_id, 'SecurityGroupRule': duplicate}]) == 'InvalidGroup.NotFound'
+
+    ec2.update_security_group_rule_descriptions_ingress(GroupId=group_id, IpPermissions=[
+        {'IpProtocol': 'tcp', 'FromPort': 80, 'ToPort': 80, 'IpRanges': [{'CidrIp': '0.0.0.0/0', 'Description': 'web'}]}])
+    ec2.update_security_group_rule_descriptions_ingress(GroupId=group_id, SecurityGroupRuleDescriptions=[
+        {'SecurityGroupRuleId': rule_id, 'Description': 'admin ssh'}])
+    described = {r['SecurityGroupRuleId']: r.get('Description') for r in ec2.describe_security_group_rules(
+        Filters=[{'Name': 'group-id', 'Values': [group_id]}])['SecurityGroupRules'] if not r['IsEgress']}
+    assert described == {rule_id: 'admin ssh', other['SecurityGroupRuleId']: 'web'}
+    assert error_code(ec2.update_security_group_rule_descriptions_ingress, GroupId=group_id, IpPermissions=[
+        {'IpProtocol': 'udp', 'FromPort': 53, 'ToPort': 53, 'IpRanges': [{'CidrIp': '0.0.0.0/0'}]}]) == \
+        'InvalidPermission.NotFound'
+    ec2.delete_security_group(GroupId=group_id)
+
+
 def test_membership_at_launch_and_after_and_deletes_in_order(server):
     ec2 = server.client('alice')
     group_id = ec2.create_security_group(GroupName='app', Description='app')['GroupId']
