@@ -99,7 +99,7 @@ def guest_observed(cloud, ec2, guests, key, web, rule, ssh_arguments, vpc_id):
     seen = []
     for _ in range(3):
         watcher = subprocess.Popen(cloud.vpc_command(vpc_id, *ssh_arguments(key, guests['a']['PrivateIpAddress']),
-                                                     probe), stdout=subprocess.PIPE, text=True)
+                                                     probe), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(3)
         started = time.monotonic()
         ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[rule])

@@ -94,7 +94,7 @@ def desired_policy(session, host_ids, installation):
     groups = _groups_of(session, interface_ids)
     ports, segments = [], {}
     for interface_id, attachment_id, mac, source_dest_check, network in rows:
-        segment = segments.setdefault(network.id, Segment.of(network))
+        segment = segments.get(network.id) or segments.setdefault(network.id, Segment.of(network))
         ports.append(Port(interface_id, tap_name(installation, attachment_id), segment.bridge, mac.lower(),
                           tuple(addresses.get(interface_id, ())), source_dest_check,
                           tuple(sorted(groups.get(interface_id, ())))))
@@ -136,16 +136,24 @@ def _group_policies(session, group_ids):
             cidrs, peers = merged.setdefault(
                 (rule.group_id, rule.egress, rule.protocol, rule.from_port, rule.to_port), (set(), set()))
             if rule.cidr is not None:
-                cidrs.add(ipaddress.IPv4Network(rule.cidr, strict=False))
+                cidrs.add(rule.cidr)      # kept normalized (a.b.c.d/n) by the API
             if rule.peer_group_id is not None:
                 peers.add(rule.peer_group_id)
     policies = {group_id: ([], []) for group_id in group_ids}
     for (group_id, egress, protocol, from_port, to_port), (cidrs, peers) in sorted(
             merged.items(), key=lambda item: tuple('' if part is None else str(part) for part in item[0])):
-        collapsed = (ANYWHERE,) if ANYWHERE in cidrs else tuple(ipaddress.collapse_addresses(cidrs))
         policies[group_id][1 if egress else 0].append(Permission(
-            protocol, from_port, to_port, tuple(str(cidr) for cidr in collapsed), tuple(sorted(peers))))
+            protocol, from_port, to_port, _collapsed(cidrs), tuple(sorted(peers))))
     return [GroupPolicy(group_id, tuple(ingress), tuple(egress)) for group_id, (ingress, egress) in policies.items()]
+
+
+def _collapsed(cidrs):
+    """CIDR blocks merged where they overlap or touch (nft refuses overlapping set elements)."""
+    if str(ANYWHERE) in cidrs:
+        return (str(ANYWHERE),)
+    if len(cidrs) <= 1:
+        return tuple(cidrs)
+    return tuple(str(block) for block in ipaddress.collapse_addresses(ipaddress.IPv4Network(c) for c in cidrs))
 
 
 def _members(session, group_ids):

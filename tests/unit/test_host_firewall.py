@@ -5,6 +5,7 @@ bridges and VPC router that `HostNetwork` makes. Policies are written by hand he
 the database is `security_policy`'s (tests/unit/test_security_policy.py).
 """
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from backend.networking import nft_ruleset
 from backend.networking.host_firewall import KernelTables, Target
@@ -188,3 +189,69 @@ def test_tables_flushed_behind_its_back_are_applied_again(machine, firewall):
     assert firewall.converge(wanted, verify=True)
     assert not pings(machine, 'a', 'c'), 'the checked round did not restore the rules'
     assert not firewall.converge(wanted, verify=True), 'intact tables were applied again'
+
+
+# -- the difference between two tables, applied, is the second table ----------------------------------
+
+GROUP_IDS = ('sg-1', 'sg-2', 'sg-3')
+
+
+@st.composite
+def policies(draw):
+    """Small random policies over fixed guests and groups: the shapes the diff has to get right."""
+    permission = st.builds(
+        Permission, st.sampled_from(['tcp', 'udp', 'icmp', '-1', '47']),
+        st.sampled_from([None, 22, 1000]), st.sampled_from([None, 22, 2000]),
+        st.sampled_from([(), ('0.0.0.0/0',), ('10.0.0.0/8',), ('10.0.0.0/8', '192.168.1.0/24')]),
+        st.lists(st.sampled_from(GROUP_IDS), max_size=2, unique=True).map(tuple))
+    permission = permission.filter(lambda p: p.cidrs or p.peer_groups).map(_ordered_ports)
+    ports = []
+    for name in draw(st.lists(st.sampled_from(sorted(GUESTS)), unique=True)):
+        groups = draw(st.lists(st.sampled_from(GROUP_IDS), min_size=1, max_size=3, unique=True))
+        ports.append(port(name, *groups, source_dest_check=draw(st.booleans())))
+    used = sorted({group for p in ports for group in p.groups})
+    groups = [GroupPolicy(group, tuple(draw(st.lists(permission, max_size=3))), tuple(draw(st.lists(permission,
+                                                                                                   max_size=2))))
+              for group in used]
+    return policy(ports, groups)
+
+
+def _ordered_ports(permission):
+    if permission.protocol not in ('tcp', 'udp') or permission.from_port is None or permission.to_port is None:
+        return Permission(permission.protocol, None, None, permission.cidrs, permission.peer_groups)
+    low, high = sorted((permission.from_port, permission.to_port))
+    return Permission(permission.protocol, low, high, permission.cidrs, permission.peer_groups)
+
+
+def kernel_view(inside, family, name):
+    """A table as the kernel holds it: each chain's rules and each set's elements, handles left out."""
+    import json
+    listing = json.loads(sh(*inside, 'nft', '-j', 'list', 'table', family, name).stdout)['nftables']
+    chains, sets = {}, {}
+    for entry in listing:
+        if 'chain' in entry:
+            chains.setdefault(entry['chain']['name'], [])
+        elif 'rule' in entry:
+            chains[entry['rule']['chain']].append(json.dumps(entry['rule']['expr'], sort_keys=True))
+        elif 'set' in entry or 'map' in entry:
+            found = entry.get('set') or entry.get('map')
+            sets[found['name']] = sorted(json.dumps(element, sort_keys=True) for element in found.get('elem', ()))
+    return chains, sets
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=policies(), after=policies())
+def test_a_change_script_turns_the_kernel_tables_into_the_wanted_ones(machine, before, after):
+    incremental = Target(KernelTables(machine.inside), f'rsvdiff_{machine.tag}', TAPS)
+    whole = Target(KernelTables(machine.inside), f'rsvwhole_{machine.tag}', TAPS)
+    try:
+        incremental.converge(before, verify=False)
+        incremental.converge(after, verify=False)
+        whole.converge(after, verify=False)
+        for family in ('inet', 'bridge'):
+            assert kernel_view(machine.inside, family, incremental.name) == \
+                kernel_view(machine.inside, family, whole.name)
+    finally:   # their drop rules would hold up the other tests' guests
+        for family in ('inet', 'bridge'):
+            for name in (incremental.name, whole.name):
+                sh(*machine.inside, 'nft', 'delete', 'table', family, name, check=False)
