@@ -22,7 +22,8 @@ from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSp
 from .drivers.instance_files import InstanceFiles
 from .networking import addressing
 from .networking.host_firewall import HostFirewall
-from .networking.host_network import HostNetwork, HostNetworkError, bridge_name, namespace_prefix, tap_name
+from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name, is_on_this_machine, namespace_prefix,
+                                      tap_name)
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
@@ -334,6 +335,11 @@ class Worker:
                 continue   # the instance is gone; nothing to deploy
             if isinstance(spec, Exception):
                 outcomes[instance_id] = (None, 'Server.InternalError', str(spec))
+                continue
+            if is_on_this_machine(self._owned.get(host_id, '')) and not host.simulated and self.firewall.kernel_error:
+                # No guest starts unguarded: retried once the security groups are in the kernel.
+                outcomes[instance_id] = (None, 'Server.InternalError',
+                                         f'security groups cannot be enforced here: {self.firewall.kernel_error}')
                 continue
             try:
                 host.deploy(spec)

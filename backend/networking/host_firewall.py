@@ -145,6 +145,7 @@ class HostFirewall:
         self._read_at = 0.0
         self._generation = None
         self._last_error = None
+        self.kernel_error = None      # why the kernel's tables could not be applied, until they are
         self._lock = threading.Lock()
 
     def reconcile(self, db, hosts, generation=None):
@@ -167,6 +168,7 @@ class HostFirewall:
             # A machine with no host of ours keeps its tables as they are (another worker may own them).
             if kernel_policy is not None or self.kernel.applied is not None:
                 changed |= self._converge(self.kernel, kernel_policy or EMPTY, now)
+                self.kernel_error = self._last_error
             for host_id, policy in policies.items():
                 target = self.simulated.get(host_id) or self.simulated.setdefault(
                     host_id, Target(ScriptFile(self.files_dir / f'{host_id}.nft'), self.name, self.taps))

@@ -255,3 +255,14 @@ def test_a_change_script_turns_the_kernel_tables_into_the_wanted_ones(machine, b
         for family in ('inet', 'bridge'):
             for name in (incremental.name, whole.name):
                 sh(*machine.inside, 'nft', 'delete', 'table', family, name, check=False)
+
+
+def test_a_kernel_that_refuses_the_tables_is_reported_until_it_takes_them(cloud, tmp_path):
+    from backend.networking.host_firewall import HostFirewall
+    firewall = HostFirewall('rsvtest', tmp_path, tmp_path / 'firewall', command_prefix=('false',))
+    hosts = {1: 'qemu:///embed?root=/nowhere'}
+    assert not firewall.reconcile(cloud.db, hosts, generation=1)
+    assert firewall.kernel_error and 'failed' in firewall.kernel_error
+    firewall.kernel.sink = KernelTables(('true',))       # a kernel that takes anything
+    assert firewall.reconcile(cloud.db, hosts, generation=2)
+    assert firewall.kernel_error is None
