@@ -113,3 +113,39 @@ def test_euca2ools_is_refused_with_a_wrong_secret_and_a_wrong_region(compute_ser
     elsewhere = Euca(compute_server, user)
     elsewhere.env['EC2_URL'] = f'us-east-1::{compute_server.endpoint}/'
     assert elsewhere.error('euca-describe-regions') == 'AuthFailure'
+
+
+def test_the_group_flow_with_euca2ools(compute_server):
+    euca = Euca(compute_server, compute_server.new_user('euca-sg'))
+    [(_, group_id, name, description)] = euca.run('euca-create-group', '-d', 'web servers', 'web')
+    assert (name, description) == ('web', 'web servers')
+    euca.run('euca-authorize', '-P', 'tcp', '-p', '22', '-s', '10.0.0.0/8', 'web')
+    account = euca.run('euca-describe-groups', 'web')[0][2]
+    # euca2ools 3.4 adds CidrIp 0.0.0.0/0 to a rule that names a group (it checks the wrong parameter
+    # for a peer): AWS makes both rules of such a request, and so does Reservoir.
+    euca.run('euca-authorize', '-P', 'tcp', '-p', '80-81', '-o', 'default', '-u', account, 'web')
+    euca.run('euca-authorize', '-P', 'icmp', '-t', '8:-1', '-s', '0.0.0.0/0', 'web')
+    assert euca.error('euca-authorize', '-P', 'tcp', '-p', '22', '-s', '10.0.0.0/8', 'web') == \
+        'InvalidPermission.Duplicate'
+    rows = euca.run('euca-describe-groups', '--filter', 'ip-permission.from-port=80')
+    assert [row[1] for row in rows if row[0] == 'GROUP'] == [group_id]
+    permissions = sorted(tuple(row[4:10]) + (row[-1],) for row in rows if row[0] == 'PERMISSION')
+    assert permissions == [('-1', '', '', 'TO', 'CIDR', '0.0.0.0/0', 'egress'),
+                           ('icmp', '8', '-1', 'FROM', 'CIDR', '0.0.0.0/0', 'ingress'),
+                           ('tcp', '22', '22', 'FROM', 'CIDR', '10.0.0.0/8', 'ingress'),
+                           ('tcp', '80', '81', 'FROM', 'CIDR', '0.0.0.0/0', 'ingress'),
+                           ('tcp', '80', '81', 'FROM', 'USER', account, 'ingress')]
+    [peer] = [row for row in rows if row[0] == 'PERMISSION' and 'USER' in row]
+    assert peer[10:12] == ['ID', euca.run('euca-describe-groups', 'default')[0][1]]
+    assert euca.run('euca-describe-groups', '--filter', 'ip-permission.from-port=443') == []
+
+    launched = euca.run('euca-run-instances', '-g', 'web', '-t', 't1.micro', compute_server.image_id)
+    [instance_id] = [row[1] for row in launched if row[0] == 'INSTANCE']
+    assert [row[1] for row in launched if row[0] == 'GROUP'] == [group_id]
+    euca.run('euca-revoke', '-P', 'tcp', '-p', '22', '-s', '10.0.0.0/8', 'web')
+    assert euca.error('euca-revoke', '-P', 'tcp', '-p', '22', '-s', '10.0.0.0/8', 'web') == 'InvalidPermission.NotFound'
+    assert euca.error('euca-delete-group', 'web') == 'DependencyViolation'
+    euca.run('euca-terminate-instances', instance_id)
+    euca.wait_state([instance_id], 'terminated')
+    euca.run('euca-delete-group', 'web')
+    assert [row[3] for row in euca.run('euca-describe-groups') if row[0] == 'GROUP'] == ['default']
