@@ -112,6 +112,7 @@ class SecurityGroupService:
                                                               GroupRow.name == name)):
                 raise Conflict('InvalidGroup.Duplicate', f"The security group '{name}' already exists for VPC "
                                                          f"'{vpc_id}'")
+            default_group(session, vpc_pk, owner)      # it always exists on AWS, and counts
             count = session.scalar(select(func.count()).select_from(GroupRow).where(GroupRow.vpc_pk == vpc_pk,
                                                                                     GroupRow.owner == owner))
             if count >= self.limits.groups_per_vpc:
