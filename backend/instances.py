@@ -21,6 +21,7 @@ from .tags import check_tags
 from .matching import wildcard
 from .networking.addresses import assign_public_ips, release_public_ips
 from .networking.interfaces import new_interface_row, release_interfaces
+from .storage.volumes import release_volumes
 from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
@@ -505,6 +506,7 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
         assign_public_ips(session, [row.instance_id])
     if target in FINAL_STATES and previous not in FINAL_STATES:
         release_interfaces(session, row.instance_id)
+        release_volumes(session, row.instance_id)
         row.public_ip = None
         row.terminated_at = utcnow()
     if target != previous:

@@ -422,6 +422,36 @@ class Instance(Base):
                                                    server_default='stop')
 
 
+class Volume(Base):
+    """An EBS volume (vol-): a qcow2 file of its own, in one zone, attached to at most one instance.
+
+    `state` follows storage.volume_states.VOLUME_TRANSITIONS, `attachment_state` its attachment's
+    table; the file is <state dir>/volumes/<volume id>.qcow2, sparse, counted at its full size.
+    """
+    __tablename__ = 'volumes'
+    __table_args__ = (UniqueConstraint('owner', 'client_token'), UniqueConstraint('instance_id', 'device'))
+
+    volume_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    zone: Mapped[str] = mapped_column(String(64), nullable=False)
+    size_gib: Mapped[int] = mapped_column(nullable=False)
+    volume_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    iops: Mapped[int | None] = mapped_column()
+    throughput: Mapped[int | None] = mapped_column()
+    snapshot_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 1))
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    auto_enable_io: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    client_token: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = _created_at()
+    # The attachment: instance, device name as asked (/dev/sdf), 'attaching' / 'attached' / 'detaching'.
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey('instances.instance_id'), index=True)
+    device: Mapped[str | None] = mapped_column(String(32))
+    attachment_state: Mapped[str | None] = mapped_column(String(16), index=True)
+    attached_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+    delete_on_termination: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    force_detach: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
 class Tag(Base):
     __tablename__ = 'tags'
     __table_args__ = (Index('ix_tags_owner_key_value', 'owner', 'key', 'value'),)

@@ -1,4 +1,4 @@
-"""Per-account quotas: instances, vCPUs, elastic IPs, images and image storage.
+"""Per-account quotas: instances, vCPUs, elastic IPs, images, and storage (images, uploads, volumes).
 
 Defaults come from the configuration ([quotas], and [images] account_quota for storage);
 administrators override any of them for one account (`reservoir user set-quota`). Every check runs
@@ -16,7 +16,8 @@ from sqlalchemy import delete, func, select
 from .config import QuotaSettings
 from .errors import BackendError, InvalidValue
 from .lifecycle import HOLDS_CAPACITY
-from .models import AccountQuota, Address, Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, User
+from .models import (AccountQuota, Address, Image as ImageRow, Instance as InstanceRow, Upload as UploadRow, User,
+                     Volume as VolumeRow)
 
 RESOURCES = ('instances', 'vcpus', 'elastic-ips', 'images', 'storage')
 
@@ -75,13 +76,15 @@ def usage(session, owner, with_storage=False):
 
 
 def used_bytes(session, owner, except_upload=None):
-    """Bytes the account holds: unreclaimed image files and uploads (one upload may be left out)."""
+    """Bytes the account holds: unreclaimed image files, uploads (one upload may be left out), and
+    volumes at their full size, written or not."""
     images = session.scalar(select(func.coalesce(func.sum(ImageRow.size_bytes), 0)).where(
         ImageRow.owner == owner, ImageRow.reclaimed_at.is_(None)))
     uploads = select(func.coalesce(func.sum(UploadRow.size_bytes), 0)).where(UploadRow.owner == owner)
     if except_upload is not None:
         uploads = uploads.where(UploadRow.upload_id != except_upload)
-    return int(images) + int(session.scalar(uploads))
+    volumes = session.scalar(select(func.coalesce(func.sum(VolumeRow.size_gib), 0)).where(VolumeRow.owner == owner))
+    return int(images) + int(session.scalar(uploads)) + int(volumes) * 1024 ** 3
 
 
 def instances_allowed(session, defaults, owner, wanted, minimum, vcpus_each):

@@ -30,6 +30,7 @@ from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow,
 from .models import Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, Vpc as VpcRow, utcnow
 from .monitor import Monitor
 from .attachments import Attachments
+from .storage.disk_attachments import DiskAttachments, volumes_of
 from .snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Worker:
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self.attachments = Attachments(self)  # network interfaces plugged into and out of instances
+        self.disk_attachments = DiskAttachments(self, cloud.volumes.files)   # and volumes
         self._owned = {}                     # host_id -> uri, for the hosts this worker drives
         self._in_flight = {}                 # instance_id -> when work on it began (monotonic)
         self._reported_slow = set()
@@ -118,6 +120,7 @@ class Worker:
     def start(self):
         self.claim_hosts()
         self.reconcile_capacity()
+        self.cloud.volumes.recover()         # what CreateVolume and DeleteVolume left half done
         for name, loop in (('reservoir-dispatch', self._dispatch_loop), ('reservoir-monitor', self._monitor_loop)):
             thread = threading.Thread(target=loop, name=name, daemon=True)
             thread.start()
@@ -149,6 +152,7 @@ class Worker:
                 busy = self.dispatch()
                 self.snapshots.dispatch()
                 self.attachments.dispatch()
+                self.disk_attachments.dispatch()
             except Exception:
                 log.exception('dispatch round failed')
                 busy = False
@@ -164,6 +168,7 @@ class Worker:
                 self.report_slow_work()
                 self.cloud.instances.purge_terminated()
                 self.cloud.images.reclaim_storage()   # files of deregistered images nothing uses now
+                self.cloud.volumes.reap()             # files of volumes deleted with their instances
             except Exception:
                 log.exception('monitor round failed')
 
@@ -457,17 +462,21 @@ class Worker:
             rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
             images = _images_for(session, rows)
             nics = _nics_of(session, ids, self.installation)
+            volumes = {host_id: volumes_of(session, self.cloud.volumes.files, host_ids,
+                                           _domain_type(domain_types[host_id]))
+                       for host_id, (_, host_ids) in work.items()}
             keys = _public_keys(session, rows)
         specs = {}
         for row in rows:
             try:
                 specs[row.instance_id] = self._launch_spec(row, images, nics.get(row.instance_id, ()), keys,
-                                                           _domain_type(domain_types[row.host_id]))
+                                                           _domain_type(domain_types[row.host_id]),
+                                                           volumes[row.host_id].get(row.instance_id, ()))
             except (HostNetworkError, OSError, ValueError) as error:
                 specs[row.instance_id] = error
         return specs
 
-    def _launch_spec(self, row, images, nics, keys, domain_type):
+    def _launch_spec(self, row, images, nics, keys, domain_type, volumes=()):
         image = images.get(row.image_id)
         return LaunchSpec(
             instance_id=row.instance_id, image_id=row.image_id, instance_type=row.instance_type,
@@ -475,7 +484,12 @@ class Worker:
             root=self._disk(image), kernel=self._disk(images.get(row.kernel_id)),
             ramdisk=self._disk(images.get(row.ramdisk_id)), nics=tuple(nics),
             ssh_public_key=keys.get((row.owner, row.key_name)), user_data=row.user_data,
-            public_ip=row.public_ip, domain_type=domain_type)
+            public_ip=row.public_ip, domain_type=domain_type, volumes=tuple(volumes))
+
+    def domain_type_of(self, host_id):
+        """The domain type ('qemu', 'kvm' or 'xen') instances of a host are defined with."""
+        with self.db.read() as session:
+            return _domain_type(session.scalar(select(HostRow.domain_type).where(HostRow.id == host_id)))
 
     def _disk(self, image):
         if image is None or image.path is None:

@@ -23,6 +23,7 @@ class Feature(str, enum.Enum):
     CONSOLE = 'console'
     SNAPSHOT = 'snapshot'                 # CreateImage of an instance's root disk
     NIC_HOTPLUG = 'nic-hotplug'           # network interfaces attached to and detached from instances
+    DISK_HOTPLUG = 'disk-hotplug'         # volumes attached to and detached from instances
 
 
 class DomainState(str, enum.Enum):
@@ -57,6 +58,22 @@ class NicSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class VolumeDisk:
+    """A volume as a disk of an instance: its file, where the guest finds it, its I/O limits."""
+    volume_id: str
+    path: str
+    target: str                             # the hypervisor's device name: 'vdf' (virtio), 'xvdf' (Xen)
+    iops: int | None = None
+    bytes_per_second: int | None = None
+
+    @property
+    def serial(self):
+        """What the guest reads as the disk's serial number: the volume id without its dash, as on
+        AWS's NVMe volumes (20 characters, virtio's limit)."""
+        return self.volume_id.replace('-', '')[:20]
+
+
+@dataclasses.dataclass(frozen=True)
 class LaunchSpec:
     """Everything a host needs to run an instance, free of the database."""
     instance_id: str
@@ -73,6 +90,7 @@ class LaunchSpec:
     user_data: str | None = None            # base64, as the client sent it
     public_ip: str | None = None
     domain_type: str = 'qemu'               # 'qemu', 'kvm' or 'xen' for hypervisor hosts
+    volumes: tuple = ()                     # (VolumeDisk, …) attached to the instance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +158,16 @@ class HostDriver(abc.ABC):
     def unplug_nic(self, instance_id, mac):
         """Take the NIC with this MAC from a deployed instance; idempotent."""
         raise DriverError(f'{type(self).__name__} cannot remove network interfaces')
+
+    def attach_disk(self, instance_id, disk, domain_type):
+        """Give a deployed instance the volume `disk`, running (hot-plugged) or not (at its next
+        start). Idempotent by target."""
+        raise DriverError(f'{type(self).__name__} cannot attach volumes')
+
+    def detach_disk(self, instance_id, disk, force=False):
+        """Take the volume `disk` from a deployed instance; True once it is gone, False while a running
+        guest has not let go of it yet (ask again later)."""
+        raise DriverError(f'{type(self).__name__} cannot detach volumes')
 
     def snapshot(self, instance_id, target, stop_timeout):
         """Write the instance's root disk, flattened, to `target.path` (CreateImage)."""

@@ -17,11 +17,12 @@ from .libvirt_host import HostError, LibvirtHost
 
 DEFAULT_CMDLINE = 'console=ttyS0 panic=-1 quiet root=/dev/vda'
 CONVERT_TIMEOUT_SECONDS = 3600
+DETACH_WAIT_SECONDS = 5
 
 
 class LibvirtDriver(HostDriver):
     features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT,
-                          Feature.NIC_HOTPLUG})
+                          Feature.NIC_HOTPLUG, Feature.DISK_HOTPLUG})
 
     def __init__(self, uri, files, network=None):
         """`files`: where instance files live on this machine; `network`: sets up bridges here."""
@@ -126,6 +127,35 @@ class LibvirtDriver(HostDriver):
         if element is not None:
             self._host(self.host.change_device, instance_id, element, 'detach')
 
+    def attach_disk(self, instance_id, disk, domain_type):
+        definition = self._host(self.host.definition, instance_id)
+        if definition is None:
+            raise DriverError(f'{instance_id} is not on {self.uri}')
+        if self.simulated:
+            self._note(instance_id, f'volume {disk.volume_id} attached to domain {instance_id} as {disk.target}')
+            return
+        if disk.target in domain_xml.disk_targets(definition):
+            return
+        self._host(self.host.change_device, instance_id, domain_xml.volume_disk(disk, domain_type), 'attach')
+
+    def detach_disk(self, instance_id, disk, force=False):
+        if self.simulated:
+            self._note(instance_id, f'volume {disk.volume_id} detached from domain {instance_id}')
+            return True
+        definition = self._host(self.host.definition, instance_id)
+        if definition is None or disk.target not in domain_xml.disk_targets(definition):
+            return True
+        # A running guest lets go of a hot-plugged disk in its own time: look again for a few seconds,
+        # then leave the volume 'detaching' for the next round.
+        self._host(self.host.change_device, instance_id, domain_xml.volume_disk(disk, 'qemu'), 'detach')
+        deadline = time.monotonic() + DETACH_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            definition = self._host(self.host.definition, instance_id)
+            if definition is None or disk.target not in domain_xml.disk_targets(definition):
+                return True
+            time.sleep(0.2)
+        return False
+
     def close(self):
         self.host.close()
 
@@ -148,7 +178,7 @@ class LibvirtDriver(HostDriver):
             initrd=spec.ramdisk.path if spec.ramdisk else None,
             cmdline=DEFAULT_CMDLINE if spec.kernel else None, context_iso=str(iso),
             nics=tuple(domain_xml.Nic(nic.mac, nic.bridge, nic.tap) for nic in spec.nics),
-            console_log=str(self.files.console_path(spec.instance_id)))
+            console_log=str(self.files.console_path(spec.instance_id)), volumes=tuple(spec.volumes))
 
     def _wait_down(self, instance_id, timeout):
         if not self.shutdown(instance_id):

@@ -360,6 +360,8 @@ def describe_instance_attribute(ctx, args):
 def modify_instance_attribute(ctx, args):
     instance_id = args['InstanceId']
     _check_instance_id(instance_id)
+    if args.get('BlockDeviceMappings') is not None:
+        return _modify_block_devices(ctx, instance_id, args)
     changes = _requested_changes(args)
     source_dest_check = changes.pop('source_dest_check', None)
     groups = changes.pop('groups', None)
@@ -377,6 +379,20 @@ def modify_instance_attribute(ctx, args):
         if not interfaces:
             raise EC2Error('IncorrectInstanceState', f"The instance '{instance_id}' has no network interface left.")
         ctx.cloud.interfaces.modify(ctx.account_id, interfaces[0].interface_id, source_dest_check=source_dest_check)
+    return {}
+
+
+def _modify_block_devices(ctx, instance_id, args):
+    """BlockDeviceMapping: DeleteOnTermination of volumes attached to the instance."""
+    if any(name not in ('InstanceId', 'BlockDeviceMappings', 'DryRun') for name in args):
+        raise EC2Error('InvalidParameterCombination', 'Only one attribute can be modified at a time.')
+    ctx.cloud.instances.describe(ctx.account_id, ids=[instance_id])      # ownership and existence
+    for mapping in args['BlockDeviceMappings'] or ():
+        ebs = mapping.get('Ebs') or {}
+        if not mapping.get('DeviceName') or ebs.get('DeleteOnTermination') is None:
+            raise EC2Error('InvalidParameterValue', 'Each mapping needs DeviceName and Ebs.DeleteOnTermination.')
+        ctx.cloud.volumes.set_delete_on_termination(ctx.account_id, instance_id, mapping['DeviceName'],
+                                                    ebs['DeleteOnTermination'])
     return {}
 
 
@@ -435,12 +451,20 @@ def _check_instance_id(instance_id):
 def _reservation(ctx, records, interfaces):
     first = records[0]
     region = ctx.cloud.config.region
+    volumes = ctx.cloud.volumes.attached_to([record.instance_id for record in records])
     return {'ReservationId': first.reservation_id, 'OwnerId': first.owner, 'Groups': [],
-            'Instances': [_instance_shape(record, region, interfaces.get(record.instance_id, ()))
+            'Instances': [_instance_shape(record, region, interfaces.get(record.instance_id, ()),
+                                          volumes.get(record.instance_id, ()))
                           for record in records]}
 
 
-def _instance_shape(record, region, interfaces):
+def _block_device(attachment):
+    return {'DeviceName': attachment.device, 'Ebs': {
+        'VolumeId': attachment.volume_id, 'Status': attachment.state, 'AttachTime': attachment.attached_at,
+        'DeleteOnTermination': attachment.delete_on_termination}}
+
+
+def _instance_shape(record, region, interfaces, volumes=()):
     private_dns = _private_dns_name(record.private_ip, region)
     shape = {
         'InstanceId': record.instance_id,
@@ -465,7 +489,7 @@ def _instance_shape(record, region, interfaces):
         'Architecture': 'x86_64',
         'RootDeviceType': 'instance-store',
         'RootDeviceName': '/dev/sda1',
-        'BlockDeviceMappings': [],
+        'BlockDeviceMappings': [_block_device(attachment) for attachment in volumes],
         'VirtualizationType': 'paravirtual' if record.kernel_id else 'hvm',
         'Hypervisor': 'xen',
         'ClientToken': record.client_token or '',

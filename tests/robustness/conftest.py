@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, select
 from backend.cloud import Cloud
 from backend.config import load_config
 from backend.instances import LaunchRequest
+from backend.storage.volumes import CreateRequest
 from backend.models import KeyPair, PlacementGroup, Tag
 from backend.worker import Worker
 from ec2api.app import create_app
@@ -58,12 +59,16 @@ class Deployment:
         cloud.addresses.associate(owner, instance.instance_id, allocation_id=address.allocation_id)
         key, _private = cloud.keypairs.create(owner, 'victim-key', 'rsa')
         cloud.placement_groups.create(owner, 'victim-group', 'spread')
-        cloud.tags.create(owner, [instance.instance_id, image.image_id], [('secret', SECRET)])
+        volume = cloud.volumes.create(owner, CreateRequest(instance.zone, 1))
+        cloud.volumes.attach(owner, volume.volume_id, instance.instance_id, '/dev/sdf')
+        group_id = cloud.security_groups.create(owner, 'victim-sg', 'the victim', vpc.vpc_id)
+        cloud.tags.create(owner, [instance.instance_id, image.image_id, volume.volume_id], [('secret', SECRET)])
         return {'instance': instance.instance_id, 'image': image.image_id, 'allocation': address.allocation_id,
                 'public_ip': address.public_ip, 'key_name': 'victim-key', 'key_id': key.key_pair_id,
                 'group': 'victim-group', 'account': owner, 'private_ip': instance.private_ip,
                 'fingerprint': key.fingerprint, 'vpc': vpc.vpc_id, 'subnet': subnet.subnet_id,
                 'gateway': gateway.gateway_id,
+                'volume': volume.volume_id, 'security_group': group_id,
                 'eni': cloud.interfaces.by_instance([instance.instance_id])[instance.instance_id][0].interface_id}
 
     def _attacker_resources(self, home):

@@ -113,7 +113,7 @@ def _some_of(members):
 def test_hostile_parameters_never_break_the_cloud_nor_reach_the_victim(deployment, action):
     victim = deployment.victim_ids
     victim_private = [victim[key] for key in ('instance', 'image', 'allocation', 'key_id', 'public_ip', 'vpc',
-                                              'subnet', 'gateway', 'eni')]
+                                              'subnet', 'gateway', 'eni', 'volume', 'security_group')]
     victim_secrets = [SECRET, victim['fingerprint'], victim['private_ip'], 'victim-image']
 
     @SETTINGS
@@ -149,7 +149,10 @@ def victim_untouched(deployment):
             and cloud.vpcs.attribute(owner, victim['vpc'], 'enableDnsHostnames') is False
             and [s.vpc_id for s in cloud.subnets.describe(owner, [victim['subnet']])] == [victim['vpc']]
             and [g.vpc_id for g in cloud.gateways.describe(owner, [victim['gateway']])] == [victim['vpc']]
-            and [i.instance_id for i in cloud.interfaces.describe(owner, [victim['eni']])] == [victim['instance']])
+            and [i.instance_id for i in cloud.interfaces.describe(owner, [victim['eni']])] == [victim['instance']]
+            and [(v.state, v.size_gib, [a.instance_id for a in v.attachments])
+                 for v in cloud.volumes.describe(owner, [victim['volume']])] == [('in-use', 1, [victim['instance']])]
+            and [g.name for g in cloud.security_groups.describe(owner, [victim['security_group']])] == ['victim-sg'])
 
 
 # --- signing faults ---------------------------------------------------------------------------------
