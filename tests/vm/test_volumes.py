@@ -1,0 +1,141 @@
+"""EBS volumes on real VMs: a volume hot-plugged into a running guest, written, detached, attached to
+another guest that reads it, kept across stop and start, and left available when its instance ends.
+
+Two guests boot once for the module; the test logs into them over SSH from their VPC's router and
+finds the volume by its serial number (the volume id without its dash, as on AWS's NVMe volumes).
+"""
+import ipaddress
+import time
+
+import pytest
+
+from .conftest import (CONTEXTUALIZED, security_group, tcp_in, wait_for_console, wait_for_states)
+
+# One worker runs the whole module, so its guests boot once.
+pytestmark = [pytest.mark.vm, pytest.mark.xdist_group('vm-volumes')]
+
+SSH_STARTED = 'reservoir-context: ssh server started'
+STATE_TIMEOUT = 60
+
+
+def find_disk(serial):
+    """Shell: the /dev name of the disk whose serial is `serial`, in $disk."""
+    return (f'disk=; for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "{serial}" ] && '
+            f'disk=/dev/${{d##*/}}; done; ')
+
+
+class Guests:
+    def __init__(self, ec2, vm_cloud, key, instances):
+        self.ec2, self.vm_cloud, self.key = ec2, vm_cloud, key
+        self.ids = {name: i['InstanceId'] for name, i in instances.items()}
+        self.address = {name: i['PrivateIpAddress'] for name, i in instances.items()}
+        self.vpc_id = instances['writer']['VpcId']
+
+    def shell(self, name, command):
+        result = self.vm_cloud.guest_shell(self.vpc_id, self.key, self.address[name], command)
+        assert result.returncode == 0, f'{command!r} in {name} failed ({result.returncode}): {result.stderr}'
+        return result.stdout
+
+
+@pytest.fixture(scope='module')
+def guests(ec2, vm_cloud, tmp_path_factory):
+    subnet = ec2.describe_subnets(Filters=[{'Name': 'default-for-az', 'Values': ['true']}])['Subnets'][0]
+    gateway = str(ipaddress.IPv4Network(subnet['CidrBlock'])[1])
+    control = security_group(ec2, 'volumes-ssh', tcp_in(22, f'{gateway}/32'))
+    pair = ec2.create_key_pair(KeyName='volume-tests', KeyType='ed25519')
+    key = tmp_path_factory.mktemp('volumes') / 'volume-tests.pem'
+    key.write_text(pair['KeyMaterial'])
+    key.chmod(0o600)
+    instances = {}
+    try:
+        for name in ('writer', 'reader'):
+            (instances[name],) = ec2.run_instances(
+                ImageId=vm_cloud.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro', KeyName='volume-tests',
+                SubnetId=subnet['SubnetId'], SecurityGroupIds=[control])['Instances']
+        for instance in instances.values():
+            wait_for_console(ec2, instance['InstanceId'], CONTEXTUALIZED, SSH_STARTED)
+        made = Guests(ec2, vm_cloud, key, instances)
+        made.zone = instances['writer']['Placement']['AvailabilityZone']
+        yield made
+    finally:
+        ids = [instance['InstanceId'] for instance in instances.values()]
+        if ids:
+            ec2.terminate_instances(InstanceIds=ids)
+            wait_for_states(ec2, ids, {'terminated'})
+        ec2.delete_security_group(GroupId=control)
+        ec2.delete_key_pair(KeyName='volume-tests')
+
+
+def wait_attachment(ec2, volume_id, state):
+    """Until the volume's attachment is `state` ('attached'), or the volume is available ('available')."""
+    deadline = time.monotonic() + STATE_TIMEOUT
+    while time.monotonic() < deadline:
+        (volume,) = ec2.describe_volumes(VolumeIds=[volume_id])['Volumes']
+        now = volume['Attachments'][0]['State'] if volume['Attachments'] else volume['State']
+        if now == state:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f'{volume_id} did not become {state}')
+
+
+def test_a_volume_moves_between_running_guests_with_its_data(guests):
+    ec2 = guests.ec2
+    volume_id = ec2.create_volume(AvailabilityZone=guests.zone, Size=1)['VolumeId']
+    ec2.get_waiter('volume_available').wait(VolumeIds=[volume_id], WaiterConfig={'Delay': 1, 'MaxAttempts': 30})
+    serial = volume_id.replace('-', '')[:20]
+
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=guests.ids['writer'], Device='/dev/sdf')
+    wait_attachment(ec2, volume_id, 'attached')
+    out = guests.shell('writer', find_disk(serial) + 'echo "disk=$disk"; cat /sys/block/${disk#/dev/}/size')
+    assert 'disk=/dev/vd' in out, f'the guest sees no disk with serial {serial}: {out}'
+    assert '2097152' in out, 'the disk is not 1 GiB (2,097,152 sectors)'
+    guests.shell('writer', find_disk(serial) + 'busybox mke2fs -q "$disk" && mkdir -p /mnt/v && '
+                           'mount -t ext2 "$disk" /mnt/v && echo "written by the writer" > /mnt/v/note && '
+                           'umount /mnt/v && sync')
+
+    ec2.detach_volume(VolumeId=volume_id)
+    wait_attachment(ec2, volume_id, 'available')
+    assert 'disk=\n' in guests.shell('writer', find_disk(serial) + 'echo "disk=$disk"'), 'the disk stayed'
+
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=guests.ids['reader'], Device='/dev/xvdg')
+    wait_attachment(ec2, volume_id, 'attached')
+    out = guests.shell('reader', find_disk(serial) + 'mkdir -p /mnt/v && mount -t ext2 "$disk" /mnt/v && '
+                                                     'cat /mnt/v/note; umount /mnt/v')
+    assert 'written by the writer' in out
+
+    # Stopped and started, the reader keeps the volume.
+    ec2.stop_instances(InstanceIds=[guests.ids['reader']])
+    wait_for_states(ec2, [guests.ids['reader']], {'stopped'})
+    (volume,) = ec2.describe_volumes(VolumeIds=[volume_id])['Volumes']
+    assert volume['State'] == 'in-use' and volume['Attachments'][0]['InstanceId'] == guests.ids['reader']
+    ec2.start_instances(InstanceIds=[guests.ids['reader']])
+    wait_for_states(ec2, [guests.ids['reader']], {'running'})
+    wait_for_console(ec2, guests.ids['reader'], SSH_STARTED)     # the console starts again with each boot
+    out = guests.shell('reader', find_disk(serial) + 'mkdir -p /mnt/v && mount -t ext2 "$disk" /mnt/v && '
+                                                     'cat /mnt/v/note; umount /mnt/v')
+    assert 'written by the writer' in out, 'the volume did not come back with the started instance'
+    ec2.detach_volume(VolumeId=volume_id)
+    wait_attachment(ec2, volume_id, 'available')
+    ec2.delete_volume(VolumeId=volume_id)
+
+
+def test_terminating_an_instance_leaves_its_data_volume_available(guests, ec2, vm_cloud):
+    (instance,) = ec2.run_instances(ImageId=vm_cloud.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                                    Placement={'AvailabilityZone': guests.zone})['Instances']
+    instance_id = instance['InstanceId']
+    wait_for_states(ec2, [instance_id], {'running'})
+    kept = ec2.create_volume(AvailabilityZone=guests.zone, Size=1)['VolumeId']
+    doomed = ec2.create_volume(AvailabilityZone=guests.zone, Size=1)['VolumeId']
+    ec2.get_waiter('volume_available').wait(VolumeIds=[kept, doomed], WaiterConfig={'Delay': 1, 'MaxAttempts': 30})
+    ec2.attach_volume(VolumeId=kept, InstanceId=instance_id, Device='/dev/sdf')
+    ec2.attach_volume(VolumeId=doomed, InstanceId=instance_id, Device='/dev/sdg')
+    for volume_id in (kept, doomed):
+        wait_attachment(ec2, volume_id, 'attached')
+    ec2.modify_instance_attribute(InstanceId=instance_id, BlockDeviceMappings=[
+        {'DeviceName': '/dev/sdg', 'Ebs': {'DeleteOnTermination': True}}])
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_for_states(ec2, [instance_id], {'terminated'})
+    ec2.get_waiter('volume_deleted').wait(VolumeIds=[doomed], WaiterConfig={'Delay': 1, 'MaxAttempts': 60})
+    (volume,) = ec2.describe_volumes(VolumeIds=[kept])['Volumes']
+    assert volume['State'] == 'available' and volume['Attachments'] == []
+    ec2.delete_volume(VolumeId=kept)
