@@ -450,6 +450,8 @@ class Volume(Base):
     attached_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
     delete_on_termination: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     force_detach: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # ModifyVolume grew an attached volume: the worker driving its instance's host grows the disk.
+    resize_pending: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
 class Tag(Base):

@@ -169,6 +169,11 @@ class HostDriver(abc.ABC):
         guest has not let go of it yet (ask again later)."""
         raise DriverError(f'{type(self).__name__} cannot detach volumes')
 
+    def resize_disk(self, instance_id, disk, size_bytes):
+        """Grow an attached volume of a running instance, the guest seeing the new size at once; False
+        when the instance's domain is not running (its file is then grown while nothing holds it)."""
+        raise DriverError(f'{type(self).__name__} cannot grow attached volumes')
+
     def snapshot(self, instance_id, target, stop_timeout):
         """Write the instance's root disk, flattened, to `target.path` (CreateImage)."""
         raise DriverError(f'{type(self).__name__} cannot save an instance as an image')

@@ -156,6 +156,12 @@ class LibvirtDriver(HostDriver):
             time.sleep(0.2)
         return False
 
+    def resize_disk(self, instance_id, disk, size_bytes):
+        if self.simulated:
+            self._note(instance_id, f'volume {disk.volume_id} grown to {size_bytes} bytes')
+            return False
+        return self._host(self.host.resize_block, instance_id, disk.target, size_bytes)
+
     def close(self):
         self.host.close()
 

@@ -171,6 +171,16 @@ class LibvirtHost:
             return True
         return self._call(change)
 
+    def resize_block(self, name, target, size_bytes):
+        """Grow a disk of a running domain; False when the domain does not run."""
+        def resize(connection):
+            domain = _lookup(connection, name)
+            if domain is None or domain.isActive() != 1:
+                return False
+            domain.blockResize(target, size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            return True
+        return self._call(resize)
+
     def definition(self, name):
         """The domain's XML as it runs (or as defined), or None when the host has no such domain."""
         def definition(connection):

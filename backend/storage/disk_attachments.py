@@ -8,12 +8,13 @@ its volume 'detaching' until it has.
 """
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..drivers.base import DriverError, VolumeDisk
 from ..lifecycle import State
 from ..models import Instance as InstanceRow, Volume as VolumeRow
 from .volume_states import AttachmentEvent, AttachmentState, VolumeEvent, next_attachment_state, next_volume_state
+from .volume_files import GIB, VolumeFileError
 from .volumes import effective_iops, guest_target
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,11 @@ class DiskAttachments:
         self.files = files
 
     def dispatch(self):
-        """Carry out the due attachment changes on owned hosts; True if any was made."""
+        """Carry out the due attachment changes and growths on owned hosts; True if any was made."""
         owned = list(self.worker.owned_hosts())
         if not owned:
             return False
+        changed = self._grow(owned)
         with self.db.read() as session:
             due = session.execute(
                 select(VolumeRow.volume_id, VolumeRow.device, VolumeRow.volume_type, VolumeRow.size_gib,
@@ -64,7 +66,6 @@ class DiskAttachments:
                 .where(VolumeRow.attachment_state.in_((AttachmentState.ATTACHING.value,
                                                        AttachmentState.DETACHING.value)),
                        InstanceRow.host_id.in_(owned))).all()
-        changed = False
         for row in due:
             if row.state not in CHANGEABLE or not self.worker.claim_instance(row.instance_id):
                 continue
@@ -76,6 +77,41 @@ class DiskAttachments:
             finally:
                 self.worker.release_instance(row.instance_id)
         return changed
+
+    def _grow(self, owned):
+        """Attached volumes ModifyVolume grew: the running guest's disk through the host, a stopped
+        instance's file directly."""
+        with self.db.read() as session:
+            due = session.execute(
+                select(VolumeRow.volume_id, VolumeRow.device, VolumeRow.volume_type, VolumeRow.size_gib,
+                       VolumeRow.iops, VolumeRow.throughput, InstanceRow.instance_id, InstanceRow.state,
+                       InstanceRow.host_id)
+                .join(InstanceRow, InstanceRow.instance_id == VolumeRow.instance_id)
+                .where(VolumeRow.resize_pending.is_(True),
+                       VolumeRow.attachment_state == AttachmentState.ATTACHED.value,
+                       InstanceRow.host_id.in_(owned))).all()
+        grown = False
+        for row in due:
+            if row.state not in CHANGEABLE or not self.worker.claim_instance(row.instance_id):
+                continue
+            try:
+                driver = self.worker.driver_of(row.host_id)
+                disk = volume_disk(self.files, row.volume_id, row.device, row.volume_type, row.size_gib, row.iops,
+                                   row.throughput, self.worker.domain_type_of(row.host_id))
+                if driver is None:
+                    continue
+                if not driver.resize_disk(row.instance_id, disk, row.size_gib * GIB):
+                    self.files.grow(row.volume_id, row.size_gib)
+                with self.db.write() as session:
+                    session.execute(update(VolumeRow).where(VolumeRow.volume_id == row.volume_id,
+                                                            VolumeRow.size_gib == row.size_gib)
+                                    .values(resize_pending=False))
+                grown = True
+            except (DriverError, VolumeFileError) as error:
+                log.warning('cannot grow %s on %s: %s', row.volume_id, row.instance_id, error)
+            finally:
+                self.worker.release_instance(row.instance_id)
+        return grown
 
     def _change(self, row):
         driver = self.worker.driver_of(row.host_id)

@@ -16,7 +16,7 @@ import datetime
 import logging
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
@@ -73,6 +73,7 @@ class Volume:
     created_at: datetime.datetime
     auto_enable_io: bool
     attachments: tuple
+    modifying: bool = False          # an attached volume's growth not yet carried out on its host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +133,8 @@ class VolumeService:
             row = VolumeRow(volume_id=new_resource_id('vol'), owner=owner, zone=request.zone,
                             size_gib=request.size_gib, volume_type=volume_type, iops=iops, throughput=throughput,
                             state=VolumeState.CREATING.value, client_token=request.client_token,
-                            auto_enable_io=False, delete_on_termination=False, force_detach=False)
+                            auto_enable_io=False, delete_on_termination=False, force_detach=False,
+                            resize_pending=False)
             session.add(row)
             session.flush()
             made = _volume(row, ())
@@ -275,14 +277,16 @@ class VolumeService:
                 row.throughput if new_type == row.volume_type else None)
             new_iops, new_throughput = self._performance(new_type, new_size, keep_iops, keep_throughput)
             if new_size > row.size_gib:
-                if row.attachment_state is not None:
-                    raise Conflict('IncorrectState', f"Volume '{volume_id}' is attached: detach it to grow it "
-                                                     'here (online growth is not offered yet).')
+                if row.resize_pending:
+                    raise Conflict('IncorrectModificationState', f"Volume '{volume_id}' is being modified")
                 self._check_quota(session, owner, new_size - row.size_gib)
-                try:
-                    self.files.grow(volume_id, new_size)
-                except VolumeFileError as error:
-                    raise Conflict('IncorrectState', f'The volume could not be grown: {error}') from None
+                if row.attachment_state is not None:
+                    row.resize_pending = True     # the host of its instance grows the disk (disk_attachments)
+                else:
+                    try:
+                        self.files.grow(volume_id, new_size)
+                    except VolumeFileError as error:
+                        raise Conflict('IncorrectState', f'The volume could not be grown: {error}') from None
             row.size_gib, row.volume_type, row.iops, row.throughput = new_size, new_type, new_iops, new_throughput
             after = _volume(row, ())
         self.wake_workers()
@@ -383,7 +387,24 @@ class VolumeService:
                 VolumeRow.state == VolumeState.DELETING.value)).all()
         for volume_id in deleting:
             self._finish_deleting(volume_id)
+        self._grow_detached()
         return len(deleting)
+
+    def _grow_detached(self):
+        """A growth asked while attached, whose volume was detached before its host carried it out."""
+        with self.db.read() as session:
+            due = session.execute(select(VolumeRow.volume_id, VolumeRow.size_gib).where(
+                VolumeRow.resize_pending.is_(True), VolumeRow.attachment_state.is_(None))).all()
+        for volume_id, size_gib in due:
+            try:
+                self.files.grow(volume_id, size_gib)
+            except VolumeFileError as error:
+                log.warning('cannot grow %s: %s', volume_id, error)
+                continue
+            with self.db.write() as session:
+                session.execute(update(VolumeRow).where(VolumeRow.volume_id == volume_id,
+                                                        VolumeRow.attachment_state.is_(None))
+                                .values(resize_pending=False))
 
     def _owned(self, session, owner, volume_id):
         check_volume_id(volume_id)
@@ -419,4 +440,5 @@ def _attachments_of(row):
 
 def _volume(row, attachments):
     return Volume(row.volume_id, row.owner, row.zone, row.size_gib, row.volume_type, row.iops, row.throughput,
-                  row.snapshot_id, row.state, row.created_at, row.auto_enable_io, tuple(attachments))
+                  row.snapshot_id, row.state, row.created_at, row.auto_enable_io, tuple(attachments),
+                  bool(row.resize_pending))

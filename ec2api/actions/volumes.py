@@ -76,7 +76,8 @@ def modify_volume(ctx, args):
     before, after = ctx.cloud.volumes.modify(ctx.account_id, args.get('VolumeId'), args.get('Size'),
                                              args.get('VolumeType'), args.get('Iops'), args.get('Throughput'))
     return {'VolumeModification': {
-        'VolumeId': after.volume_id, 'ModificationState': 'completed', 'Progress': 100,
+        'VolumeId': after.volume_id, 'ModificationState': 'modifying' if after.modifying else 'completed',
+        'Progress': 0 if after.modifying else 100,
         'TargetSize': after.size_gib, 'TargetVolumeType': after.volume_type,
         'TargetIops': effective_iops(after.volume_type, after.size_gib, after.iops),
         'TargetThroughput': after.throughput, 'TargetMultiAttachEnabled': False,

@@ -1,5 +1,8 @@
 """EBS volumes through boto3 against a live server on simulated hosts: create, describe with filters
 and pages, attach and detach (with boto3's waiters), grow, attributes, delete, and what AWS refuses."""
+import json
+import subprocess
+
 import pytest
 
 from tests.support.client_errors import error_code
@@ -22,6 +25,13 @@ def launch(ec2, image_id, **extra):
     ec2.get_waiter('instance_running').wait(InstanceIds=[instance['InstanceId']],
                                             WaiterConfig={'Delay': 1, 'MaxAttempts': 60})
     return instance['InstanceId']
+
+
+def qcow2_size(path):
+    """The virtual size of a qcow2 file, as qemu-img reads it."""
+    shown = subprocess.run(['qemu-img', 'info', '-U', '--output=json', str(path)], capture_output=True, text=True,
+                           check=True).stdout
+    return json.loads(shown)['virtual-size']
 
 
 def volume(ec2, volume_id):
@@ -111,6 +121,10 @@ def test_attach_detach_and_termination_as_on_aws(server):
     assert [v['VolumeId'] for v in ec2.describe_volumes(Filters=[
         {'Name': 'attachment.instance-id', 'Values': [instance_id]}])['Volumes']] == sorted([data, scratch])
 
+    # Grown while attached: the host grows the disk, then the modification is complete.
+    modification = ec2.modify_volume(VolumeId=data, Size=3)['VolumeModification']
+    assert (modification['OriginalSize'], modification['TargetSize']) == (1, 3)
+    wait_for(lambda: qcow2_size(server.home / 'volumes' / f'{data}.qcow2') == 3 * 1024 ** 3)
     detached = ec2.detach_volume(VolumeId=data)
     assert detached['State'] == 'detaching'
     ec2.get_waiter('volume_available').wait(VolumeIds=[data], WaiterConfig={'Delay': 1, 'MaxAttempts': 30})

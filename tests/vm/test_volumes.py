@@ -103,6 +103,18 @@ def test_a_volume_moves_between_running_guests_with_its_data(guests):
                                                      'cat /mnt/v/note; umount /mnt/v')
     assert 'written by the writer' in out
 
+    # Grown while the guest runs: the guest sees 2 GiB (4,194,304 sectors) without a restart.
+    modification = ec2.modify_volume(VolumeId=volume_id, Size=2)['VolumeModification']
+    assert modification['TargetSize'] == 2
+    deadline = time.monotonic() + STATE_TIMEOUT
+    size = ''
+    while time.monotonic() < deadline:
+        size = guests.shell('reader', find_disk(serial) + 'cat /sys/block/${disk#/dev/}/size').strip()
+        if size == '4194304':
+            break
+        time.sleep(1)
+    assert size == '4194304', f'the guest still sees {size} sectors'
+
     # Stopped and started, the reader keeps the volume.
     ec2.stop_instances(InstanceIds=[guests.ids['reader']])
     wait_for_states(ec2, [guests.ids['reader']], {'stopped'})

@@ -35,6 +35,7 @@ def upgrade():
         sa.Column('attached_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('delete_on_termination', sa.Boolean(), nullable=False),
         sa.Column('force_detach', sa.Boolean(), nullable=False),
+        sa.Column('resize_pending', sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(['instance_id'], ['instances.instance_id'],
                                 name=op.f('fk_volumes_instance_id_instances')),
         sa.PrimaryKeyConstraint('volume_id', name=op.f('pk_volumes')),
