@@ -304,7 +304,6 @@ def _state_change(change):
 # Attributes with one value for every instance here.
 _FIXED_ATTRIBUTES = {
     'rootDeviceName': ('RootDeviceName', {'Value': '/dev/sda1'}),
-    'blockDeviceMapping': ('BlockDeviceMappings', []),
     'productCodes': ('ProductCodes', []),
     'ebsOptimized': ('EbsOptimized', {'Value': False}),
     'enaSupport': ('EnaSupport', {'Value': False}),
@@ -342,6 +341,9 @@ def describe_instance_attribute(ctx, args):
     elif attribute == 'groupSet':
         eth0 = ctx.cloud.interfaces.by_instance([instance_id]).get(instance_id, ())
         result['Groups'] = _group_list(eth0[0].groups) if eth0 else []
+    elif attribute == 'blockDeviceMapping':
+        result['BlockDeviceMappings'] = [_block_device(attachment) for attachment in
+                                         ctx.cloud.volumes.attached_to([instance_id]).get(instance_id, ())]
     elif attribute == 'sourceDestCheck':
         eth0 = ctx.cloud.interfaces.by_instance([instance_id]).get(instance_id, ())
         result['SourceDestCheck'] = {'Value': eth0[0].source_dest_check if eth0 else True}

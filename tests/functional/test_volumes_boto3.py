@@ -120,6 +120,8 @@ def test_attach_detach_and_termination_as_on_aws(server):
         [('/dev/sdf', data), ('/dev/xvdg', scratch)]
     assert [v['VolumeId'] for v in ec2.describe_volumes(Filters=[
         {'Name': 'attachment.instance-id', 'Values': [instance_id]}])['Volumes']] == sorted([data, scratch])
+    mappings = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute='blockDeviceMapping')
+    assert sorted(m['Ebs']['VolumeId'] for m in mappings['BlockDeviceMappings']) == sorted([data, scratch])
 
     # Grown while attached: the host grows the disk, then the modification is complete.
     modification = ec2.modify_volume(VolumeId=data, Size=3)['VolumeModification']
