@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_for
+
 pytestmark = pytest.mark.clients
 
 EUCA = Path(__file__).resolve().parents[2] / 'var' / 'euca2ools' / 'venv' / 'bin'
@@ -149,3 +151,28 @@ def test_the_group_flow_with_euca2ools(compute_server):
     euca.wait_state([instance_id], 'terminated')
     euca.run('euca-delete-group', 'web')
     assert [row[3] for row in euca.run('euca-describe-groups') if row[0] == 'GROUP'] == ['default']
+
+
+def test_the_volume_flow_with_euca2ools(compute_server):
+    euca = Euca(compute_server, compute_server.new_user('euca-volumes'))
+    launched = euca.run('euca-run-instances', '-t', 't1.micro', '-z', 'reservoir-1a', compute_server.image_id)
+    [instance_id] = [row[1] for row in launched if row[0] == 'INSTANCE']
+    euca.wait_state([instance_id], 'running')
+    [(kind, volume_id, size, _snapshot, zone, state, _created)] = euca.run('euca-create-volume', '-s', '1', '-z',
+                                                                          'reservoir-1a')
+    assert (kind, size, zone, state) == ('VOLUME', '1', 'reservoir-1a', 'creating')
+
+    def volume_rows():
+        return {row[0]: row for row in euca.run('euca-describe-volumes', volume_id)}
+
+    wait_for(lambda: volume_rows()['VOLUME'][5] == 'available')
+    [attachment] = euca.run('euca-attach-volume', '-i', instance_id, '-d', '/dev/sdf', volume_id)
+    assert attachment[:5] == ['ATTACHMENT', volume_id, instance_id, '/dev/sdf', 'attaching']
+    wait_for(lambda: volume_rows().get('ATTACHMENT', [''] * 5)[4] == 'attached')
+    assert volume_rows()['VOLUME'][5] == 'in-use'
+    assert euca.error('euca-delete-volume', volume_id) == 'VolumeInUse'
+    euca.run('euca-detach-volume', volume_id)
+    wait_for(lambda: volume_rows()['VOLUME'][5] == 'available')
+    euca.run('euca-delete-volume', volume_id)
+    assert euca.error('euca-describe-volumes', volume_id) == 'InvalidVolume.NotFound'
+    euca.run('euca-terminate-instances', instance_id)
