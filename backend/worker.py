@@ -462,16 +462,15 @@ class Worker:
             rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
             images = _images_for(session, rows)
             nics = _nics_of(session, ids, self.installation)
-            volumes = {host_id: volumes_of(session, self.cloud.volumes.files, host_ids,
-                                           _domain_type(domain_types[host_id]))
-                       for host_id, (_, host_ids) in work.items()}
+            volumes = volumes_of(session, self.cloud.volumes.files, ids,
+                                 {row.instance_id: _domain_type(domain_types[row.host_id]) for row in rows})
             keys = _public_keys(session, rows)
         specs = {}
         for row in rows:
             try:
                 specs[row.instance_id] = self._launch_spec(row, images, nics.get(row.instance_id, ()), keys,
                                                            _domain_type(domain_types[row.host_id]),
-                                                           volumes[row.host_id].get(row.instance_id, ()))
+                                                           volumes.get(row.instance_id, ()))
             except (HostNetworkError, OSError, ValueError) as error:
                 specs[row.instance_id] = error
         return specs

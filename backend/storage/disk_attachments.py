@@ -31,8 +31,9 @@ def volume_disk(files, volume_id, device, volume_type, size_gib, iops, throughpu
                       bytes_per_second=throughput * MIB if throughput else None)
 
 
-def volumes_of(session, files, instance_ids, domain_type='qemu'):
-    """{instance_id: (VolumeDisk, …)} of the volumes attached (or attaching) to each instance."""
+def volumes_of(session, files, instance_ids, domain_types):
+    """{instance_id: (VolumeDisk, …)} of the volumes attached (or attaching) to each instance, in one
+    query per 900; `domain_types` is {instance_id: 'qemu', 'kvm' or 'xen'}."""
     result = {}
     for start in range(0, len(instance_ids), 900):
         for row in session.scalars(select(VolumeRow).where(
@@ -41,7 +42,7 @@ def volumes_of(session, files, instance_ids, domain_type='qemu'):
                 .order_by(VolumeRow.device)):
             result.setdefault(row.instance_id, []).append(volume_disk(
                 files, row.volume_id, row.device, row.volume_type, row.size_gib, row.iops, row.throughput,
-                domain_type))
+                domain_types.get(row.instance_id, 'qemu')))
     return result
 
 
