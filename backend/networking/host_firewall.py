@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import nft_ruleset
 from .host_network import is_on_this_machine, tap_prefix
-from .security_policy import EMPTY, desired_policy
+from .security_policy import EMPTY, desired_policy, policies_by_host
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class HostFirewall:
             for host_id in set(self.simulated) - set(simulated):
                 del self.simulated[host_id]
             with db.read() as session:
-                policies = {host_id: desired_policy(session, [host_id], self.installation) for host_id in simulated}
+                policies = policies_by_host(session, simulated, self.installation)
                 kernel_policy = desired_policy(session, local, self.installation) if local else None
             changed = False
             # A machine with no host of ours keeps its tables as they are (another worker may own them).

@@ -79,11 +79,22 @@ EMPTY = Policy((), (), (), ())
 
 
 def desired_policy(session, host_ids, installation):
-    """The Policy of the ports of instances on `host_ids`."""
+    """The Policy of the ports of instances on `host_ids`, together."""
     if not host_ids:
         return EMPTY
+    return _policies(session, host_ids, installation, lambda _host_id: 'all').get('all', EMPTY)
+
+
+def policies_by_host(session, host_ids, installation):
+    """{host id: Policy of that host's ports}, read in one pass (a worker may drive many hosts)."""
+    found = _policies(session, host_ids, installation, lambda host_id: host_id) if host_ids else {}
+    return {host_id: found.get(host_id, EMPTY) for host_id in host_ids}
+
+
+def _policies(session, host_ids, installation, key_of):
+    """{key: Policy}, the ports of each host going to the Policy `key_of(host id)`."""
     rows = session.execute(
-        select(InterfaceRow.interface_id, InterfaceRow.attachment_id, InterfaceRow.mac,
+        select(InstanceRow.host_id, InterfaceRow.interface_id, InterfaceRow.attachment_id, InterfaceRow.mac,
                InterfaceRow.source_dest_check, NetworkRow)
         .join(InstanceRow, InstanceRow.instance_id == InterfaceRow.instance_id)
         .join(NetworkRow, NetworkRow.id == InterfaceRow.network_id)
@@ -92,18 +103,27 @@ def desired_policy(session, host_ids, installation):
     interface_ids = [row.interface_id for row in rows]
     addresses = _addresses_of(session, interface_ids)
     groups = _groups_of(session, interface_ids)
-    ports, segments = [], {}
-    for interface_id, attachment_id, mac, source_dest_check, network in rows:
+    ports, segments = {}, {}
+    for host_id, interface_id, attachment_id, mac, source_dest_check, network in rows:
         segment = segments.get(network.id) or segments.setdefault(network.id, Segment.of(network))
-        ports.append(Port(interface_id, tap_name(installation, attachment_id), segment.bridge, mac.lower(),
-                          tuple(addresses.get(interface_id, ())), source_dest_check,
-                          tuple(sorted(groups.get(interface_id, ())))))
-    group_ids = sorted({group_id for port in ports for group_id in port.groups})
-    group_policies = _group_policies(session, group_ids)
-    peers = sorted({peer for group in group_policies for permission in group.ingress + group.egress
-                    for peer in permission.peer_groups})
-    return Policy(tuple(sorted(segments.values(), key=lambda s: s.bridge)),
-                  tuple(sorted(ports, key=lambda p: p.tap)), tuple(group_policies), _members(session, peers))
+        ports.setdefault(key_of(host_id), []).append((segment, Port(
+            interface_id, tap_name(installation, attachment_id), segment.bridge, mac.lower(),
+            tuple(addresses.get(interface_id, ())), source_dest_check, tuple(sorted(groups.get(interface_id, ()))))))
+    all_groups = _group_policies(session, sorted({g for held in ports.values() for _, port in held for g in port.groups}))
+    by_id = {group.group_id: group for group in all_groups}
+    all_members = dict(_members(session, sorted({peer for group in all_groups for permission in
+                                                 group.ingress + group.egress for peer in permission.peer_groups})))
+    policies = {}
+    for key, held in ports.items():
+        group_ids = sorted({group_id for _, port in held for group_id in port.groups})
+        group_policies = tuple(by_id[group_id] for group_id in group_ids)
+        peers = sorted({peer for group in group_policies for permission in group.ingress + group.egress
+                        for peer in permission.peer_groups})
+        policies[key] = Policy(tuple(sorted({segment.bridge: segment for segment, _ in held}.values(),
+                                            key=lambda s: s.bridge)),
+                               tuple(sorted((port for _, port in held), key=lambda p: p.tap)), group_policies,
+                               tuple((peer, all_members[peer]) for peer in peers))
+    return policies
 
 
 def _addresses_of(session, interface_ids):

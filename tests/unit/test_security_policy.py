@@ -104,3 +104,22 @@ def test_scripts_between_equal_tables_are_empty_and_set_types_force_a_rebuild():
                                                                                               frozenset())},
                                 inet.chains)
     assert nft_ruleset.change_script(inet, changed) is None
+
+
+def test_each_simulated_host_gets_the_policy_of_its_own_ports(setup):
+    from backend.networking.security_policy import policies_by_host
+    cloud, worker, alice, _bob, image_id = setup
+    cloud.hosts.add_simulated(1, cpus=64, memory_mib=65536)
+    worker.claim_hosts()
+    hosts = {host.name: host.host_id for host in cloud.hosts.list()}
+    assert len(hosts) == 2
+    web = cloud.security_groups.create(alice, 'web', 'web servers')
+    for name, count, groups in zip(sorted(hosts), (1, 2), ((web,), ())):
+        launch(cloud, alice, image_id, count, host_name=name, security_group_ids=groups)
+    with cloud.db.read() as session:
+        policies = policies_by_host(session, list(hosts.values()), worker.installation)
+        together = desired_policy(session, list(hosts.values()), worker.installation)
+    first, second = (policies[hosts[name]] for name in sorted(hosts))
+    assert (len(first.ports), len(second.ports)) == (1, 2)
+    assert [g.group_id for g in first.groups] == [web] and web not in [g.group_id for g in second.groups]
+    assert sorted(p.tap for p in together.ports) == sorted(p.tap for p in first.ports + second.ports)
