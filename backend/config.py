@@ -81,6 +81,8 @@ class SecurityGroupLimits:
     groups_per_interface: int = 5
     # The installation's nftables tables are named <table_prefix>_<digest of the state directory>.
     table_prefix: str = 'reservoir'
+    # Simulated hosts write the tables they would hold to <state>/firewall/ (for tests and benchmarks).
+    simulated_host_rules: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,8 +98,9 @@ class Worker:
         self.host_network = HostNetwork(uplink=self.settings.vlan_uplink,     # bridges, routers, NAT
                                         namespaces=namespace_prefix(cloud.config.home))
         self.installation = str(cloud.config.home)
-        self.firewall = HostFirewall(cloud.config.security_groups.table_prefix, self.installation,   # security groups
-                                     cloud.config.home / 'firewall')
+        groups = cloud.config.security_groups
+        self.firewall = HostFirewall(groups.table_prefix, self.installation, cloud.config.home / 'firewall',
+                                     simulated_host_rules=groups.simulated_host_rules)     # security groups
         self.hosts = HostPool(self._restore_host, self.files, self.host_network)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts

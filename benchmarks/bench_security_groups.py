@@ -127,7 +127,8 @@ def reconcile_at_scale(instances, group_count, rules):
     from backend.worker import Worker
     home = Path(tempfile.mkdtemp(prefix='reservoir-bench-sg-'))
     cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(home), 'RESERVOIR_QUOTAS_INSTANCES': '100000',
-                                    'RESERVOIR_QUOTAS_VCPUS': '100000', 'RESERVOIR_SECURITY_GROUPS_RULES_PER_GROUP': '100'}))
+                                    'RESERVOIR_QUOTAS_VCPUS': '100000', 'RESERVOIR_SECURITY_GROUPS_RULES_PER_GROUP': '100',
+                                    'RESERVOIR_SECURITY_GROUPS_SIMULATED_HOST_RULES': 'true'}))
     namespace = f'rsv-bench-sg-{home.name[-6:]}'.replace('_', '')
     try:
         owner = cloud.users.create('bench').account_id

@@ -8,8 +8,9 @@ fresh process, a failed apply, or tables found changed behind its back (compared
 `VERIFY_SECONDS`) get the whole tables again, atomically; tracked connections survive that.
 
 Hosts on this machine (qemu:/// URIs) share the kernel's tables. A simulated host has no kernel of its
-own: it writes the tables it would hold to `<dir>/<host id>.nft` (and the last change to
-`<host id>.change.nft`), so its rules and their cost can be examined without real VMs. Remote libvirt
+own: when `[security_groups] simulated_host_rules` is on, it writes the tables it would hold to
+`<dir>/<host id>.nft` (and the last change to `<host id>.change.nft`), so its rules and their cost
+can be examined without real VMs. Remote libvirt
 hosts are not filtered yet (that needs an agent or libvirt's nwfilter there); their ports are left out.
 """
 import hashlib
@@ -135,8 +136,9 @@ class Target:
 class HostFirewall:
     """The firewall of this machine's hosts and of each simulated host this worker drives."""
 
-    def __init__(self, prefix, installation, files_dir, command_prefix=()):
+    def __init__(self, prefix, installation, files_dir, command_prefix=(), simulated_host_rules=True):
         self.installation = str(installation)
+        self.simulated_host_rules = simulated_host_rules
         self.name = table_name(prefix, installation)
         self.taps = tap_prefix(installation)
         self.files_dir = Path(files_dir)
@@ -157,7 +159,7 @@ class HostFirewall:
             return False
         self._generation, self._read_at = generation, now
         local = sorted(h for h, uri in hosts.items() if is_on_this_machine(uri) and not is_simulated(uri))
-        simulated = sorted(h for h, uri in hosts.items() if is_simulated(uri))
+        simulated = sorted(h for h, uri in hosts.items() if is_simulated(uri)) if self.simulated_host_rules else []
         with self._lock:
             for host_id in set(self.simulated) - set(simulated):
                 del self.simulated[host_id]

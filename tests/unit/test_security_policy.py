@@ -17,7 +17,8 @@ from backend.worker import Worker
 
 @pytest.fixture
 def setup(tmp_path):
-    cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(tmp_path)}))
+    cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(tmp_path),
+                                    'RESERVOIR_SECURITY_GROUPS_SIMULATED_HOST_RULES': 'true'}))
     alice, bob = cloud.users.create('alice'), cloud.users.create('bob')
     disk = tmp_path / 'tiny.qcow2'
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
@@ -75,6 +76,18 @@ def test_terminated_instances_leave_the_policy_and_stopped_ones_keep_their_port(
     worker.dispatch(wait=True)
     worker.dispatch(wait=True)
     assert len(policy_of(cloud, worker).ports) == 1
+
+
+def test_simulated_hosts_write_rules_only_when_configured_to(tmp_path):
+    cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(tmp_path)}))
+    try:
+        cloud.hosts.add_simulated(1, cpus=4, memory_mib=4096)
+        worker = Worker(cloud)
+        worker.claim_hosts()
+        assert not worker.firewall.reconcile(cloud.db, worker.owned_hosts(), generation=1)
+        assert not (tmp_path / 'firewall').exists()
+    finally:
+        cloud.close()
 
 
 def test_a_simulated_host_is_given_the_tables_and_then_only_the_change(setup):
