@@ -1,40 +1,19 @@
 """boto 2.49, still behind many old scripts: its default SigV4 signing, and SigV2 forced the way
 those scripts' subclasses do. It sends Version=2014-10-01 and signs `Host` without the port."""
-import boto.auth
-import boto.ec2.connection
 import pytest
-from boto.ec2.regioninfo import RegionInfo
 from boto.exception import EC2ResponseError
+
+from tests.support.boto2 import connect as connect_as
 
 from .keys import created_key_fingerprint
 
 pytestmark = pytest.mark.clients
 
 
-class SigV2Connection(boto.ec2.connection.EC2Connection):
-    """EC2 signed with Signature Version 2, as boto did before it defaulted to SigV4."""
-
-    def _required_auth_capability(self):
-        return ['ec2']
-
-
 @pytest.fixture(params=['sigv4', 'sigv2'])
 def connect(request, cloud_server):
     def connect(user='alice', secret=None):
-        credentials = cloud_server.users[user]
-        cls = SigV2Connection if request.param == 'sigv2' else boto.ec2.connection.EC2Connection
-        # boto 2 takes the host from the region, not from a host argument.
-        connection = cls(credentials['access_key_id'], secret or credentials['secret_access_key'],
-                         is_secure=False, port=cloud_server.port, path='/',
-                         region=RegionInfo(name=cloud_server.region, endpoint=cloud_server.host))
-        if request.param == 'sigv4':
-            # Left alone, boto derives the scope from the host name: region '0', service '127'.
-            connection.auth_region_name = cloud_server.region
-            connection.auth_service_name = 'ec2'
-            assert isinstance(connection._auth_handler, boto.auth.HmacAuthV4Handler)
-        else:
-            assert isinstance(connection._auth_handler, boto.auth.QuerySignatureV2AuthHandler)
-        return connection
+        return connect_as(cloud_server, cloud_server.users[user], request.param, secret)
     return connect
 
 
