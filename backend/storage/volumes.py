@@ -160,7 +160,7 @@ class VolumeService:
         if volume_type not in VOLUME_TYPES:
             raise InvalidValue(f"Value ({volume_type}) for parameter volumeType is invalid. Valid types: "
                                f"{', '.join(VOLUME_TYPES)}.")
-        smallest, largest, iops_range = VOLUME_TYPES[volume_type]
+        smallest, largest, _ = VOLUME_TYPES[volume_type]
         if not smallest <= request.size_gib <= largest:
             raise InvalidValue(f'Volume of {request.size_gib}GiB is too {"small" if request.size_gib < smallest else "large"}'
                                f'; minimum is {smallest}GiB, maximum is {largest}GiB for {volume_type}.')
@@ -207,6 +207,9 @@ class VolumeService:
         except VolumeFileError as error:
             log.warning('cannot make the file of %s: %s', volume_id, error)
             event = VolumeEvent.CREATE_FAILED
+        self._record_creation(volume_id, event)
+
+    def _record_creation(self, volume_id, event):
         with self.db.write() as session:
             row = session.get(VolumeRow, volume_id)
             if row is not None and row.state == VolumeState.CREATING.value:
@@ -365,20 +368,12 @@ class VolumeService:
         with self.db.read() as session:
             creating = session.execute(select(VolumeRow.volume_id, VolumeRow.size_gib).where(
                 VolumeRow.state == VolumeState.CREATING.value)).all()
-            deleting = session.scalars(select(VolumeRow.volume_id).where(
-                VolumeRow.state == VolumeState.DELETING.value)).all()
         for volume_id, size_gib in creating:
-            if not self.files.exists(volume_id):
-                self._make_file(volume_id, size_gib)
+            if self.files.exists(volume_id):
+                self._record_creation(volume_id, VolumeEvent.CREATED)
             else:
-                with self.db.write() as session:
-                    row = session.get(VolumeRow, volume_id)
-                    if row is not None and row.state == VolumeState.CREATING.value:
-                        row.state = VolumeState.AVAILABLE.value
-        for volume_id in deleting:
-            self._finish_deleting(volume_id)
-        return len(creating) + len(deleting)
-
+                self._make_file(volume_id, size_gib)
+        return len(creating) + self.reap()
 
     def reap(self):
         """Remove the files of volumes being deleted (those their instances took with them)."""
