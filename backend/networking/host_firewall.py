@@ -13,7 +13,6 @@ own: when `[security_groups] simulated_host_rules` is on, it writes the tables i
 can be examined without real VMs. Remote libvirt
 hosts are not filtered yet (that needs an agent or libvirt's nwfilter there); their ports are left out.
 """
-import hashlib
 import json
 import logging
 import subprocess
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import nft_ruleset
-from .host_network import is_on_this_machine, tap_prefix
+from .host_network import installation_digest, is_on_this_machine, tap_prefix
 from .security_policy import EMPTY, desired_policy, policies_by_host
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class FirewallError(Exception):
 def table_name(prefix, installation):
     """The installation's table name: the configured prefix and a digest of its state directory, so
     two installations on one machine keep apart even with the same prefix."""
-    return f'{prefix}_{hashlib.sha256(str(installation).encode()).hexdigest()[:6]}'
+    return f'{prefix}_{installation_digest(installation)[:6]}'
 
 
 def is_simulated(uri):

@@ -55,7 +55,7 @@ def bridge_name(network):
 
 def namespace_prefix(home):
     """The prefix of this installation's router namespaces (namespace names are machine-wide)."""
-    return f'{BRIDGE_PREFIX}{hashlib.sha256(str(home).encode()).hexdigest()[:6]}-'
+    return f'{BRIDGE_PREFIX}{installation_digest(home)[:6]}-'
 
 
 def installation_digest(installation):
