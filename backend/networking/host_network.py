@@ -237,9 +237,7 @@ class HostNetwork:
         self._run(*inside, 'ip', 'link', 'set', 'lo', 'up')
         self._run(*inside, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
         host_uplink = f'{BRIDGE_PREFIX}u{vpc_key}'
-        if not self._exists(host_uplink):
-            self._run('ip', 'link', 'add', host_uplink, 'type', 'veth', 'peer', 'name', ROUTER_UPLINK,
-                      'netns', namespace)
+        self._ensure_veth(host_uplink, ROUTER_UPLINK, namespace)
         self._run('sysctl', '-q', '-w', f'net.ipv4.conf.{host_uplink}.proxy_arp=1')
         self._run('ip', 'link', 'set', host_uplink, 'up')
         self._run(*inside, 'ip', 'link', 'set', ROUTER_UPLINK, 'up')
@@ -247,13 +245,21 @@ class HostNetwork:
 
     def _link_to_router(self, segment, namespace):
         inside = ('ip', 'netns', 'exec', namespace)
-        if not self._exists(segment.host_link):
-            self._run('ip', 'link', 'add', segment.host_link, 'type', 'veth', 'peer', 'name', segment.router_link,
-                      'netns', namespace)
+        self._ensure_veth(segment.host_link, segment.router_link, namespace)
         self._run('ip', 'link', 'set', segment.host_link, 'master', segment.bridge, 'up')
         if segment.gateway:
             self._run(*inside, 'ip', 'addr', 'replace', segment.gateway_interface_address, 'dev', segment.router_link)
         self._run(*inside, 'ip', 'link', 'set', segment.router_link, 'up')
+
+    def _ensure_veth(self, host_end, router_end, namespace):
+        """A veth pair from this machine into a router. The kernel destroys a deleted namespace's
+        interfaces in the background, so a host end may outlive its router for a moment: a pair
+        missing its router end is made anew."""
+        if self._exists(host_end):
+            if self._succeeds('ip', 'netns', 'exec', namespace, 'ip', 'link', 'show', 'dev', router_end):
+                return
+            self._succeeds('ip', 'link', 'del', host_end)     # gone by itself meanwhile is as good
+        self._run('ip', 'link', 'add', host_end, 'type', 'veth', 'peer', 'name', router_end, 'netns', namespace)
 
     def _attach_vlan(self, segment):
         subinterface = f'{self.uplink}.{segment.vlan}'

@@ -94,6 +94,21 @@ def test_a_router_name_left_without_its_namespace_is_made_again(lab):
 
 
 @needs_root
+def test_a_router_made_again_at_once_replaces_links_its_removed_namespace_left(lab):
+    # The kernel destroys a deleted namespace's interfaces in the background: right after a router is
+    # removed, the host ends of its links may still be there, with nothing at the other end.
+    network = host_network(lab)
+    name = network.router_namespace(VPC_IDS[1])
+    lab.namespaces.append(name)
+    sh(*lab.inside, 'ip', 'link', 'add', 'rsv-u1', 'type', 'veth', 'peer', 'name', 'leftover-u')
+    sh(*lab.inside, 'ip', 'link', 'add', 'rsv-g1', 'type', 'veth', 'peer', 'name', 'leftover-g')
+    network.ensure_segment(nic_of(BLUE))
+    router_side = sh('ip', 'netns', 'exec', name, 'ip', '-o', 'link', 'show').stdout
+    assert 'up0@' in router_side and 'g1@' in router_side
+    assert 'leftover' not in sh(*lab.inside, 'ip', '-o', 'link', 'show').stdout
+
+
+@needs_root
 def test_simulated_hosts_get_no_bridge(lab, tmp_path):
     node = tmp_path / 'node.xml'
     node.write_text('<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>'

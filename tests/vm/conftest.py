@@ -260,14 +260,15 @@ def _holds(text, marker):
 
 def wait_for_states(ec2, ids, states, timeout=STATE_TIMEOUT):
     deadline = time.monotonic() + timeout
-    found = {}
+    found, reasons = {}, {}
     while time.monotonic() < deadline:
-        found = {i['InstanceId']: i['State']['Name'] for r in ec2.describe_instances(InstanceIds=ids)['Reservations']
-                 for i in r['Instances']}
+        instances = [i for r in ec2.describe_instances(InstanceIds=ids)['Reservations'] for i in r['Instances']]
+        found = {i['InstanceId']: i['State']['Name'] for i in instances}
+        reasons = {i['InstanceId']: i.get('StateReason', {}).get('Message') for i in instances}
         if set(found.values()) <= states and len(found) == len(ids):
             return found
         time.sleep(0.5)
-    raise AssertionError(f'instances did not reach {states}: {found}')
+    raise AssertionError(f'instances did not reach {states}: {found}; reasons: {reasons}')
 
 
 @pytest.fixture(scope='session')

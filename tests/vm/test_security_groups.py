@@ -41,8 +41,10 @@ class Guests:
         return result.stdout
 
     def tcp22(self, source, target):
-        """True when `source` opens TCP 22 of `target` (the banner comes back)."""
-        out = self.shell(source, f'echo | busybox nc -w 2 {self.address[target]} 22 | head -c 7; echo " exit"')
+        """True when `source` opens TCP 22 of `target` (the banner comes back). nc's -w bounds only
+        the connect: a connection whose rest the firewall starts dropping would hold it for good."""
+        out = self.shell(source, f'echo | timeout 5 busybox nc -w 2 {self.address[target]} 22 | head -c 7; '
+                                 f'echo " exit"')
         return BANNER in out
 
     def ping(self, source, address):
@@ -108,7 +110,7 @@ def test_authorize_opens_tcp_22_on_the_running_guest_and_revoke_closes_it(guests
     assert not guests.tcp22('a', 'c')
     rule = tcp_in(22, f"{guests.address['a']}/32")
     # A connection loop in `a` reports when the port opens; the rule goes in while it runs.
-    probe = (f"for i in $(seq 1 100); do if echo | busybox nc -w 1 {guests.address['c']} 22 | grep -q SSH; "
+    probe = (f"for i in $(seq 1 100); do if echo | timeout 3 busybox nc -w 1 {guests.address['c']} 22 | grep -q SSH; "
              f"then echo open; exit 0; fi; sleep 0.1; done; echo closed")
     watcher = subprocess.Popen(
         guests.vm_cloud.vpc_command(guests.vpc_id, *ssh_arguments(guests.key, guests.address['a']), probe), stdout=subprocess.PIPE, text=True)
