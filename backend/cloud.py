@@ -21,6 +21,7 @@ from .placement_groups import PlacementGroupService
 from .quotas import QuotaService, load_defaults as load_quota_defaults
 from .snapshots import SnapshotService
 from .storage.volume_files import VolumeFiles
+from .storage.snapshots import SnapshotService as VolumeSnapshotService
 from .storage.volumes import VolumeService
 from .tags import TagService
 from .uploads import UploadService
@@ -57,8 +58,10 @@ class Cloud:
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
             max_launch=compute.max_launch, quotas=self.quotas.defaults)
         self.tags = TagService(db)
-        self.volumes = VolumeService(db, VolumeFiles(config.home / 'volumes'), config.zones, self.quotas.defaults,
+        volume_files = VolumeFiles(config.home / 'volumes', config.home / 'snapshots')
+        self.volumes = VolumeService(db, volume_files, config.zones, self.quotas.defaults,
                                      wake_workers=self._wake_worker)
+        self.volume_snapshots = VolumeSnapshotService(db, volume_files, wake_workers=self._wake_worker)
         self.addresses = AddressService(db, wake_workers=self._wake_worker, quotas=self.quotas.defaults)
         self.placement_groups = PlacementGroupService(db)
         # Consoles of instances on this machine's hosts, which the workers write beside their disks.

@@ -452,6 +452,52 @@ class Volume(Base):
     force_detach: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     # ModifyVolume grew an attached volume: the worker driving its instance's host grows the disk.
     resize_pending: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The snapshot whose file the volume's own file is an overlay of (None: it stands alone). Made
+    # from a snapshot, or frozen into one by CreateSnapshot; that snapshot's file lives while this does.
+    backing_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 1), index=True)
+
+
+class Snapshot(Base):
+    """An EBS snapshot (snap-): an immutable qcow2 file under <state dir>/snapshots, usually an overlay
+    of an earlier snapshot's file (`backing_id`), so a snapshot holds only what changed since.
+
+    `state` follows storage.snapshot_states; a deleted snapshot keeps its row, hidden, until no volume
+    or snapshot file is built on its file any more. The worker that takes a pending snapshot holds it
+    by `claimed_by` until `claimed_until`.
+    """
+    __tablename__ = 'snapshots'
+
+    snapshot_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH + 1), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    volume_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), nullable=False, index=True)
+    volume_size_gib: Mapped[int] = mapped_column(nullable=False)
+    description: Mapped[str] = mapped_column(String(255), nullable=False, default='')
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    state_message: Mapped[str | None] = mapped_column(String(255))
+    progress: Mapped[int] = mapped_column(nullable=False, default=0)
+    started_at: Mapped[datetime.datetime] = _created_at()
+    public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    backing_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 1), index=True)
+    chain_depth: Mapped[int] = mapped_column(nullable=False, default=1)      # files in its chain, its own included
+    source_snapshot_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 1))   # CopySnapshot
+    batch: Mapped[str | None] = mapped_column(String(40))        # CreateSnapshots: taken at one instant
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+    permissions: Mapped[list['SnapshotPermission']] = relationship(
+        back_populates='snapshot', cascade='all, delete-orphan', passive_deletes=True)
+
+
+class SnapshotPermission(Base):
+    """An account, other than the owner, allowed to create volumes from a snapshot."""
+    __tablename__ = 'snapshot_permissions'
+    __table_args__ = (UniqueConstraint('snapshot_id', 'account_id'),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey('snapshots.snapshot_id', ondelete='CASCADE'), nullable=False)
+    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+
+    snapshot: Mapped[Snapshot] = relationship(back_populates='permissions')
 
 
 class Tag(Base):

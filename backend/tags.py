@@ -7,7 +7,7 @@ from .errors import InvalidValue, NotFound
 from .matching import wildcard
 from .models import (Address, Image as ImageRow, InternetGateway as GatewayRow, Instance as InstanceRow,
                      KeyPair as KeyPairRow, Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup,
-                     SecurityGroup, Tag, Volume as VolumeRow, Vpc as VpcRow, is_resource_id)
+                     SecurityGroup, Snapshot as SnapshotRow, Tag, Volume as VolumeRow, Vpc as VpcRow, is_resource_id)
 
 MAX_TAGS_PER_RESOURCE = 50
 MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 128, 256
@@ -27,6 +27,7 @@ _RESOURCES = {
     'igw': ('internet-gateway', GatewayRow, GatewayRow.gateway_id, GatewayRow.owner),
     'sg': ('security-group', SecurityGroup, SecurityGroup.group_id, SecurityGroup.owner),
     'vol': ('volume', VolumeRow, VolumeRow.volume_id, VolumeRow.owner),
+    'snap': ('snapshot', SnapshotRow, SnapshotRow.snapshot_id, SnapshotRow.owner),
 }
 
 

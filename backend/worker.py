@@ -31,6 +31,7 @@ from .models import Lease, Network as NetworkRow, NetworkInterface as InterfaceR
 from .monitor import Monitor
 from .attachments import Attachments
 from .storage.disk_attachments import DiskAttachments, volumes_of
+from .storage.snapshot_jobs import SnapshotJobs
 from .snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Worker:
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self.attachments = Attachments(self)  # network interfaces plugged into and out of instances
         self.disk_attachments = DiskAttachments(self, cloud.volumes.files)   # and volumes
+        self.snapshot_jobs = SnapshotJobs(self, cloud.volumes.files)        # EBS snapshots
         self._owned = {}                     # host_id -> uri, for the hosts this worker drives
         self._in_flight = {}                 # instance_id -> when work on it began (monotonic)
         self._reported_slow = set()
@@ -122,6 +124,7 @@ class Worker:
         self.claim_hosts()
         self.reconcile_capacity()
         self.cloud.volumes.recover()         # what CreateVolume and DeleteVolume left half done
+        self.snapshot_jobs.recover()         # snapshots a dead worker of this machine was taking
         for name, loop in (('reservoir-dispatch', self._dispatch_loop), ('reservoir-monitor', self._monitor_loop)):
             thread = threading.Thread(target=loop, name=name, daemon=True)
             thread.start()
@@ -154,6 +157,7 @@ class Worker:
                 self.snapshots.dispatch()
                 self.attachments.dispatch()
                 self.disk_attachments.dispatch()
+                busy |= self.snapshot_jobs.dispatch()
             except Exception:
                 log.exception('dispatch round failed')
                 busy = False
@@ -170,6 +174,7 @@ class Worker:
                 self.cloud.instances.purge_terminated()
                 self.cloud.images.reclaim_storage()   # files of deregistered images nothing uses now
                 self.cloud.volumes.reap()             # files of volumes deleted with their instances
+                self.cloud.volume_snapshots.reap()    # files of deleted snapshots nothing is built on
             except Exception:
                 log.exception('monitor round failed')
 

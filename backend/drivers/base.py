@@ -74,6 +74,15 @@ class VolumeDisk:
 
 
 @dataclasses.dataclass(frozen=True)
+class DiskCopy:
+    """A snapshot of an attached volume: the data of `disk` above the file `base` (all of it when
+    None) written to the new file `target`."""
+    disk: VolumeDisk
+    target: str
+    base: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class LaunchSpec:
     """Everything a host needs to run an instance, free of the database."""
     instance_id: str
@@ -173,6 +182,12 @@ class HostDriver(abc.ABC):
         """Grow an attached volume of a running instance, the guest seeing the new size at once; False
         when the instance's domain is not running (its file is then grown while nothing holds it)."""
         raise DriverError(f'{type(self).__name__} cannot grow attached volumes')
+
+    def snapshot_disks(self, instance_id, copies):
+        """Snapshot volumes of a running instance at one instant (crash-consistent): pause the guest,
+        write each DiskCopy, resume. False when no running guest holds the disks (the caller then
+        snapshots their files itself)."""
+        raise DriverError(f'{type(self).__name__} cannot snapshot attached volumes')
 
     def snapshot(self, instance_id, target, stop_timeout):
         """Write the instance's root disk, flattened, to `target.path` (CreateImage)."""

@@ -1,5 +1,14 @@
-"""The files of volumes: one qcow2 per volume under <state dir>/volumes, sparse, so a new volume takes
-a few hundred KiB whatever its size, and grows as the guest writes."""
+"""The files of volumes and snapshots, as layers of qcow2.
+
+A volume is one qcow2 under <state dir>/volumes, sparse, so a new volume takes a few hundred KiB
+whatever its size and grows as the guest writes. A snapshot is an immutable qcow2 under
+<state dir>/snapshots; a volume made from a snapshot is an empty overlay of its file (O(1)).
+
+A snapshot of a volume no running guest holds is O(1) too (`freeze`): the volume's file becomes the
+snapshot's, under a second name, and the volume carries on in a new empty overlay of it. A
+snapshot thereby holds only what was written since the volume's previous snapshot.
+"""
+import os
 import subprocess
 from pathlib import Path
 
@@ -8,23 +17,27 @@ COMMAND_TIMEOUT_SECONDS = 120
 
 
 class VolumeFileError(Exception):
-    """qemu-img could not make, grow or read a volume's file."""
+    """qemu-img could not make, grow or read a volume's or a snapshot's file."""
 
 
 class VolumeFiles:
-    def __init__(self, root):
+    def __init__(self, root, snapshots_root=None):
         self.root = Path(root)
+        self.snapshots_root = Path(snapshots_root) if snapshots_root else self.root.parent / 'snapshots'
 
     def path(self, volume_id):
         return self.root / f'{volume_id}.qcow2'
 
-    def create(self, volume_id, size_gib):
-        """An empty volume of `size_gib`; made beside its final name and renamed, so a crash leaves no
-        half-made file under the volume's name."""
+    def snapshot_path(self, snapshot_id):
+        return self.snapshots_root / f'{snapshot_id}.qcow2'
+
+    def create(self, volume_id, size_gib, backing_snapshot=None):
+        """An empty volume of `size_gib`, or an overlay of a snapshot's file; made beside its final
+        name and renamed, so a crash leaves no half-made file under the volume's name."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.path(volume_id)
         partial = final.with_suffix('.partial')
-        _qemu_img('create', '-q', '-f', 'qcow2', str(partial), str(size_gib * GIB))
+        _qemu_img('create', '-q', '-f', 'qcow2', *self._backing(backing_snapshot), str(partial), str(size_gib * GIB))
         partial.rename(final)
         return final
 
@@ -35,8 +48,54 @@ class VolumeFiles:
         return self.path(volume_id).exists()
 
     def remove(self, volume_id):
-        for path in (self.path(volume_id), self.path(volume_id).with_suffix('.partial')):
+        for path in (self.path(volume_id), self.path(volume_id).with_suffix('.partial'),
+                     self.path(volume_id).with_suffix('.next')):
             path.unlink(missing_ok=True)
+
+    # -- snapshots -----------------------------------------------------------------------------------
+
+    def freeze(self, volume_id, snapshot_id, size_gib):
+        """Make the volume's present content the snapshot's file, in O(1); the volume goes on in a
+        new overlay of it. Only for a volume no running guest holds. Repeatable after a crash at
+        any step: the snapshot's name is linked before the volume's is replaced."""
+        self.snapshots_root.mkdir(parents=True, exist_ok=True)
+        volume, frozen = self.path(volume_id), self.snapshot_path(snapshot_id)
+        following = volume.with_suffix('.next')
+        try:
+            if not frozen.exists():
+                following.unlink(missing_ok=True)
+                # -u: the backing name is written as is; the file behind it is linked next.
+                _qemu_img('create', '-q', '-f', 'qcow2', '-u', *self._backing(snapshot_id), str(following),
+                          str(size_gib * GIB))
+                os.link(volume, frozen)
+            if following.exists():
+                os.replace(following, volume)
+        except OSError as error:
+            raise VolumeFileError(f'cannot freeze {volume_id}: {error}') from None
+
+    def overlay_snapshot(self, snapshot_id, source_snapshot_id):
+        """A snapshot with the content of another, as an empty overlay of its file (CopySnapshot)."""
+        self.snapshots_root.mkdir(parents=True, exist_ok=True)
+        final = self.snapshot_path(snapshot_id)
+        if final.exists():
+            return
+        partial = final.with_suffix('.partial')
+        _qemu_img('create', '-q', '-f', 'qcow2', *self._backing(source_snapshot_id), str(partial))
+        partial.rename(final)
+
+    def snapshot_exists(self, snapshot_id):
+        return self.snapshot_path(snapshot_id).exists()
+
+    def remove_snapshot(self, snapshot_id):
+        for path in (self.snapshot_path(snapshot_id), self.snapshot_path(snapshot_id).with_suffix('.partial')):
+            path.unlink(missing_ok=True)
+
+    def bytes_of(self, path):
+        """Bytes a file takes on disk (its allocated blocks)."""
+        return os.stat(path).st_blocks * 512
+
+    def _backing(self, snapshot_id):
+        return ('-b', str(self.snapshot_path(snapshot_id).absolute()), '-F', 'qcow2') if snapshot_id else ()
 
 
 def _qemu_img(*arguments):

@@ -21,8 +21,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
 from ..lifecycle import State
-from ..models import Instance as InstanceRow, Tag, Volume as VolumeRow, is_resource_id, new_resource_id, utcnow
+from ..models import (Instance as InstanceRow, Snapshot as SnapshotRow, Tag, Volume as VolumeRow, is_resource_id,
+                      new_resource_id, utcnow)
 from ..quotas import effective, lock_account, used_bytes
+from .snapshot_states import SnapshotState
+from .snapshots import freeze_into, restorable_snapshot
 from .volume_files import GIB, VolumeFileError
 from .volume_states import (AttachmentEvent, AttachmentState, VolumeEvent, VolumeState, next_attachment_state,
                             next_volume_state)
@@ -118,8 +121,11 @@ class VolumeService:
     # -- the volume ---------------------------------------------------------------------------------
 
     def create(self, owner, request):
-        volume_type, iops, throughput = self._checked(request)
+        self._check_request(request)
         with self.db.write() as session:
+            snapshot = restorable_snapshot(session, owner, request.snapshot_id) if request.snapshot_id else None
+            request = self._sized(request, snapshot)
+            volume_type, iops, throughput = self._checked(request)
             if request.client_token:
                 earlier = session.scalar(select(VolumeRow).where(VolumeRow.owner == owner,
                                                                  VolumeRow.client_token == request.client_token))
@@ -134,14 +140,26 @@ class VolumeService:
                             size_gib=request.size_gib, volume_type=volume_type, iops=iops, throughput=throughput,
                             state=VolumeState.CREATING.value, client_token=request.client_token,
                             auto_enable_io=False, delete_on_termination=False, force_detach=False,
-                            resize_pending=False)
+                            resize_pending=False, snapshot_id=request.snapshot_id, backing_id=request.snapshot_id)
             session.add(row)
             session.flush()
             made = _volume(row, ())
-        self._make_file(made.volume_id, made.size_gib)
+        self._make_file(made.volume_id, made.size_gib, request.snapshot_id)
         return made
 
-    def _checked(self, request):
+    @staticmethod
+    def _sized(request, snapshot):
+        """The request with the snapshot's size when it gives none; never smaller than the snapshot."""
+        if snapshot is None:
+            return request
+        if request.size_gib is None:
+            return dataclasses.replace(request, size_gib=snapshot.volume_size_gib)
+        if request.size_gib < snapshot.volume_size_gib:
+            raise InvalidValue(f"Volume of size {request.size_gib} GiB is smaller than snapshot "
+                               f"'{snapshot.snapshot_id}', expect size >= {snapshot.volume_size_gib}")
+        return request
+
+    def _check_request(self, request):
         if request.encrypted:
             raise InvalidValue('Encrypted volumes are not offered by this cloud.', code='UnsupportedOperation')
         if request.multi_attach:
@@ -150,10 +168,10 @@ class VolumeService:
             raise InvalidValue('The request must contain the parameter AvailabilityZone', code='MissingParameter')
         if request.zone not in self.zones:
             raise InvalidValue(f'Invalid availability zone: [{request.zone}]')
-        if request.snapshot_id is not None:
-            if not is_resource_id(request.snapshot_id, 'snap'):
-                raise InvalidValue(f"Invalid id: '{request.snapshot_id}'", code='InvalidSnapshotID.Malformed')
-            raise NotFound('InvalidSnapshot.NotFound', f"The snapshot '{request.snapshot_id}' does not exist.")
+        if request.snapshot_id is None and request.size_gib is None:
+            raise InvalidValue('The request must contain the parameter size or snapshotId', code='MissingParameter')
+
+    def _checked(self, request):
         if request.size_gib is None:
             raise InvalidValue('The request must contain the parameter size or snapshotId', code='MissingParameter')
         volume_type = request.volume_type or DEFAULT_TYPE
@@ -200,9 +218,9 @@ class VolumeService:
             raise Conflict('VolumeLimitExceeded', f'Maximum storage of {limit // GIB} GiB would be exceeded: '
                                                   f'{held // GIB} GiB held, {more_gib} GiB asked.')
 
-    def _make_file(self, volume_id, size_gib):
+    def _make_file(self, volume_id, size_gib, backing_snapshot=None):
         try:
-            self.files.create(volume_id, size_gib)
+            self.files.create(volume_id, size_gib, backing_snapshot)
             event = VolumeEvent.CREATED
         except VolumeFileError as error:
             log.warning('cannot make the file of %s: %s', volume_id, error)
@@ -218,6 +236,11 @@ class VolumeService:
     def delete(self, owner, volume_id):
         with self.db.write() as session:
             row = self._owned(session, owner, volume_id)
+            if row.state == VolumeState.AVAILABLE.value:
+                # A snapshot asked for just before survives the volume, as on AWS: taken now.
+                for snapshot in session.scalars(select(SnapshotRow).where(
+                        SnapshotRow.volume_id == volume_id, SnapshotRow.state == SnapshotState.PENDING.value)):
+                    freeze_into(session, self.files, row, snapshot)
             row.state = next_volume_state(row.state, VolumeEvent.DELETE, volume_id).value
         self._finish_deleting(volume_id)
 
@@ -366,13 +389,13 @@ class VolumeService:
     def recover(self):
         """After a crash: finish what CreateVolume and DeleteVolume began."""
         with self.db.read() as session:
-            creating = session.execute(select(VolumeRow.volume_id, VolumeRow.size_gib).where(
+            creating = session.execute(select(VolumeRow.volume_id, VolumeRow.size_gib, VolumeRow.backing_id).where(
                 VolumeRow.state == VolumeState.CREATING.value)).all()
-        for volume_id, size_gib in creating:
+        for volume_id, size_gib, backing_id in creating:
             if self.files.exists(volume_id):
                 self._record_creation(volume_id, VolumeEvent.CREATED)
             else:
-                self._make_file(volume_id, size_gib)
+                self._make_file(volume_id, size_gib, backing_id)
         return len(creating) + self.reap()
 
     def reap(self):

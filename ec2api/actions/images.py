@@ -1,12 +1,13 @@
 """Machine, kernel and ramdisk images: what the caller owns, what is public, what is shared;
 registering uploads, copying, sharing and deregistering."""
-from backend.images import PUBLIC_GROUP, Registration, owner_alias
+from backend.images import Registration, owner_alias
 
 from ..errors import EC2Error
 from ..filters import filter_items, shape_tags
 from ..paging import paginate
 from ..renderer import format_timestamp
 from . import action
+from .permissions import permission_changes, permission_list
 from .tags import requested_tags, tag_list
 
 _FIELDS = {
@@ -86,8 +87,7 @@ def describe_image_attribute(ctx, args):
     images = ctx.cloud.images
     if attribute == 'launchPermission':
         public, accounts = images.launch_permissions(ctx.account_id, image_id)
-        permissions = [{'UserId': account} for account in accounts]
-        return {'ImageId': image_id, 'LaunchPermissions': permissions + ([{'Group': PUBLIC_GROUP}] if public else [])}
+        return {'ImageId': image_id, 'LaunchPermissions': permission_list(public, accounts)}
     readers = {
         'description': lambda found: {'Description': _value(found.description)},
         'kernel': lambda found: {'KernelId': _value(found.kernel_id)},
@@ -109,7 +109,7 @@ def modify_image_attribute(ctx, args):
         raise _unsupported_attribute(attribute)
     if args.get('ProductCodes') or args.get('OrganizationArns') or args.get('OrganizationalUnitArns'):
         raise EC2Error('InvalidParameterValue', 'Product codes and organization sharing are not supported')
-    changes = _launch_permission_changes(args)
+    changes = permission_changes(args, 'LaunchPermission', 'UserGroups')
     description = _new_description(args)
     if changes is None and description is None:
         raise EC2Error('MissingParameter', 'Say what to change: LaunchPermission, or Description')
@@ -130,40 +130,6 @@ def reset_image_attribute(ctx, args):
     else:
         raise _unsupported_attribute(attribute)
     return {}
-
-
-def _launch_permission_changes(args):
-    """{add, remove, add_public, remove_public} from either spelling, or None if none was given."""
-    if args.get('LaunchPermission'):
-        permission = args['LaunchPermission']
-        add, remove = permission.get('Add') or [], permission.get('Remove') or []
-    elif args.get('UserIds') or args.get('UserGroups'):
-        operation = args.get('OperationType')
-        if operation not in ('add', 'remove'):
-            raise EC2Error('InvalidParameterValue', "OperationType must be 'add' or 'remove'")
-        entries = [{'UserId': user} for user in args.get('UserIds') or ()] + \
-                  [{'Group': group} for group in args.get('UserGroups') or ()]
-        add, remove = (entries, []) if operation == 'add' else ([], entries)
-    else:
-        return None
-    added_accounts, added_public = _split_permissions(add)
-    removed_accounts, removed_public = _split_permissions(remove)
-    return {'add': added_accounts, 'remove': removed_accounts, 'add_public': added_public,
-            'remove_public': removed_public}
-
-
-def _split_permissions(entries):
-    accounts, public = [], False
-    for entry in entries:
-        group, user = entry.get('Group'), entry.get('UserId')
-        if group is not None and group != PUBLIC_GROUP:
-            raise EC2Error('InvalidParameterValue', f"Unknown group '{group}': the only group is '{PUBLIC_GROUP}'")
-        if group is None and user is None:
-            raise EC2Error('InvalidParameterValue', 'A launch permission names a UserId or the Group all')
-        public = public or group == PUBLIC_GROUP
-        if user is not None:
-            accounts.append(user)
-    return accounts, public
 
 
 def _new_description(args):

@@ -62,13 +62,15 @@ class Deployment:
         volume = cloud.volumes.create(owner, CreateRequest(instance.zone, 1))
         cloud.volumes.attach(owner, volume.volume_id, instance.instance_id, '/dev/sdf')
         group_id = cloud.security_groups.create(owner, 'victim-sg', 'the victim', vpc.vpc_id)
-        cloud.tags.create(owner, [instance.instance_id, image.image_id, volume.volume_id], [('secret', SECRET)])
+        snapshot = cloud.volume_snapshots.create(owner, volume.volume_id, 'the victim')
+        cloud.tags.create(owner, [instance.instance_id, image.image_id, volume.volume_id, snapshot.snapshot_id],
+                          [('secret', SECRET)])
         return {'instance': instance.instance_id, 'image': image.image_id, 'allocation': address.allocation_id,
                 'public_ip': address.public_ip, 'key_name': 'victim-key', 'key_id': key.key_pair_id,
                 'group': 'victim-group', 'account': owner, 'private_ip': instance.private_ip,
                 'fingerprint': key.fingerprint, 'vpc': vpc.vpc_id, 'subnet': subnet.subnet_id,
                 'gateway': gateway.gateway_id,
-                'volume': volume.volume_id, 'security_group': group_id,
+                'volume': volume.volume_id, 'security_group': group_id, 'snapshot': snapshot.snapshot_id,
                 'eni': cloud.interfaces.by_instance([instance.instance_id])[instance.instance_id][0].interface_id}
 
     def _attacker_resources(self, home):

@@ -48,7 +48,8 @@ plausible_text = st.sampled_from([
 def victim_values(victim):
     return st.sampled_from([victim['instance'], victim['image'], victim['allocation'], victim['public_ip'],
                             victim['key_name'], victim['key_id'], victim['group'], victim['account'],
-                            victim['vpc'], victim['subnet'], victim['gateway'], victim['eni']])
+                            victim['vpc'], victim['subnet'], victim['gateway'], victim['eni'], victim['volume'],
+                            victim['snapshot'], victim['security_group']])
 
 
 def flat_params(shape, prefix, victim, depth=0):
@@ -152,7 +153,10 @@ def victim_untouched(deployment):
             and [i.instance_id for i in cloud.interfaces.describe(owner, [victim['eni']])] == [victim['instance']]
             and [(v.state, v.size_gib, [a.instance_id for a in v.attachments])
                  for v in cloud.volumes.describe(owner, [victim['volume']])] == [('in-use', 1, [victim['instance']])]
-            and [g.name for g in cloud.security_groups.describe(owner, [victim['security_group']])] == ['victim-sg'])
+            and [g.name for g in cloud.security_groups.describe(owner, [victim['security_group']])] == ['victim-sg']
+            and [(s.volume_id, s.description) for s in cloud.volume_snapshots.describe(owner, [victim['snapshot']])]
+            == [(victim['volume'], 'the victim')]
+            and cloud.volume_snapshots.volume_permissions(owner, victim['snapshot']) == (False, ()))
 
 
 # --- signing faults ---------------------------------------------------------------------------------
