@@ -151,3 +151,59 @@ def test_terminating_an_instance_leaves_its_data_volume_available(guests, ec2, v
     (volume,) = ec2.describe_volumes(VolumeIds=[kept])['Volumes']
     assert volume['State'] == 'available' and volume['Attachments'] == []
     ec2.delete_volume(VolumeId=kept)
+
+
+def read_note(guests, name, serial):
+    return guests.shell(name, find_disk(serial) + 'mkdir -p /mnt/s && mount -t ext2 "$disk" /mnt/s && '
+                                                  'cat /mnt/s/note; umount /mnt/s')
+
+
+def restore_to_reader(guests, snapshot_id, device):
+    """A volume made from the snapshot, attached to the reader; its serial."""
+    ec2 = guests.ec2
+    volume_id = ec2.create_volume(AvailabilityZone=guests.zone, SnapshotId=snapshot_id)['VolumeId']
+    ec2.get_waiter('volume_available').wait(VolumeIds=[volume_id], WaiterConfig={'Delay': 1, 'MaxAttempts': 30})
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=guests.ids['reader'], Device=device)
+    wait_attachment(ec2, volume_id, 'attached')
+    return volume_id
+
+
+def test_snapshots_of_a_volume_in_use_restore_what_the_guest_had_written(guests):
+    """Snapshotted while its guest runs (paused for the copy), then while it is stopped (its file
+    frozen in place): each restores into a volume that holds what was written before it, and the
+    guest started again still has its volume."""
+    ec2 = guests.ec2
+    volume_id = ec2.create_volume(AvailabilityZone=guests.zone, Size=1)['VolumeId']
+    ec2.get_waiter('volume_available').wait(VolumeIds=[volume_id], WaiterConfig={'Delay': 1, 'MaxAttempts': 30})
+    serial = volume_id.replace('-', '')[:20]
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=guests.ids['writer'], Device='/dev/sdh')
+    wait_attachment(ec2, volume_id, 'attached')
+    guests.shell('writer', find_disk(serial) + 'busybox mke2fs -q "$disk" && mkdir -p /mnt/s && '
+                           'mount -t ext2 "$disk" /mnt/s && echo first > /mnt/s/note && umount /mnt/s && sync')
+
+    running = ec2.create_snapshot(VolumeId=volume_id, Description='while running')['SnapshotId']
+    ec2.get_waiter('snapshot_completed').wait(SnapshotIds=[running], WaiterConfig={'Delay': 1, 'MaxAttempts': 60})
+    guests.shell('writer', find_disk(serial) + 'mount -t ext2 "$disk" /mnt/s && echo second > /mnt/s/note && '
+                           'umount /mnt/s && sync')
+    first_copy = restore_to_reader(guests, running, '/dev/sdi')
+    assert read_note(guests, 'reader', first_copy.replace('-', '')[:20]).strip() == 'first'
+
+    ec2.stop_instances(InstanceIds=[guests.ids['writer']])
+    wait_for_states(ec2, [guests.ids['writer']], {'stopped'})
+    stopped = ec2.create_snapshot(VolumeId=volume_id, Description='while stopped')['SnapshotId']
+    ec2.get_waiter('snapshot_completed').wait(SnapshotIds=[stopped], WaiterConfig={'Delay': 1, 'MaxAttempts': 60})
+    ec2.start_instances(InstanceIds=[guests.ids['writer']])
+    wait_for_states(ec2, [guests.ids['writer']], {'running'})
+    wait_for_console(ec2, guests.ids['writer'], SSH_STARTED)
+    assert read_note(guests, 'writer', serial).strip() == 'second', 'the frozen volume did not come back'
+    second_copy = restore_to_reader(guests, stopped, '/dev/sdj')
+    assert read_note(guests, 'reader', second_copy.replace('-', '')[:20]).strip() == 'second'
+
+    for copy in (first_copy, second_copy):
+        ec2.detach_volume(VolumeId=copy)
+    ec2.detach_volume(VolumeId=volume_id)
+    for each in (first_copy, second_copy, volume_id):
+        wait_attachment(ec2, each, 'available')
+        ec2.delete_volume(VolumeId=each)
+    for snapshot_id in (running, stopped):
+        ec2.delete_snapshot(SnapshotId=snapshot_id)
