@@ -53,20 +53,21 @@ class Cloud:
         self.gateways = GatewayService(db, wake_workers=self._wake_worker)
         self.security_groups = SecurityGroupService(db, self.vpcs, config.security_groups,
                                                     wake_workers=self._wake_worker)
-        self.instances = InstanceService(
-            db, config, self.networks, self.vpcs, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
-            terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
-            max_launch=compute.max_launch, quotas=self.quotas.defaults)
-        self.tags = TagService(db)
         volume_files = VolumeFiles(config.home / 'volumes', config.home / 'snapshots')
         self.volumes = VolumeService(db, volume_files, config.zones, self.quotas.defaults,
                                      wake_workers=self._wake_worker)
         self.volume_snapshots = VolumeSnapshotService(db, volume_files, wake_workers=self._wake_worker)
+        self.instances = InstanceService(
+            db, config, self.networks, self.vpcs, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
+            terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
+            max_launch=compute.max_launch, quotas=self.quotas.defaults, volumes=self.volumes)
+        self.tags = TagService(db)
         self.addresses = AddressService(db, wake_workers=self._wake_worker, quotas=self.quotas.defaults)
         self.placement_groups = PlacementGroupService(db)
         # Consoles of instances on this machine's hosts, which the workers write beside their disks.
         self.instance_files = InstanceFiles(config.home / 'instances')
-        self.snapshots = SnapshotService(db, self.images, config.home, wake_workers=self._wake_worker)   # CreateImage
+        self.snapshots = SnapshotService(db, self.images, config.home, wake_workers=self._wake_worker,   # CreateImage
+                                         volume_snapshots=self.volume_snapshots)
 
     @classmethod
     def open(cls, config=None):

@@ -29,6 +29,7 @@ from .config import ARCHITECTURES
 from .errors import BackendError, Conflict, InvalidValue, NotFound
 from .models import CLOUD_ACCOUNT, Image as ImageRow, LaunchPermission, Tag, new_resource_id, utcnow
 from .quotas import Quotas, check_images, lock_account
+from .storage.ebs_images import add_block_devices, block_devices_of, check_ebs_registration, settle_pending
 from .tags import check_tags
 
 ID_PREFIXES = {'machine': 'ami', 'kernel': 'aki', 'ramdisk': 'ari'}
@@ -74,6 +75,7 @@ class Image:
     state_reason: str | None = None
     deregistered_at: datetime.datetime | None = None
     reclaimed_at: datetime.datetime | None = None
+    root_device_type: str = 'instance-store'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -487,6 +489,33 @@ class ImageService:
         _add_tags(session, row, registration.tags)
         return row
 
+    def register_ebs(self, owner, registration, devices):
+        """RegisterImage of an EBS-backed image: its root device mapped to a snapshot (storage.ebs_images)."""
+        return self._register_ebs(owner, registration, devices, 'available')
+
+    def register_ebs_pending(self, owner, registration, devices):
+        """CreateImage of an EBS-backed instance: available once its snapshots are taken."""
+        return self._register_ebs(owner, registration, devices, 'pending')
+
+    def _register_ebs(self, owner, registration, devices, state):
+        _check_new_registration(registration, 'machine')
+        with self._db.write() as session:
+            row = _new_row(owner, registration, 'machine', state=state)
+            row.root_device_type, row.disk_format, row.size_bytes = 'ebs', 'qcow2', 0
+            check_ebs_registration(session, owner, row.root_device_name, devices)
+            self.check_new_image(session, row)
+            session.add(row)
+            session.flush()
+            add_block_devices(session, row.image_id, devices)
+            _add_tags(session, row, registration.tags)
+            settle_pending(session)       # its snapshots may all be taken already
+            return self._record(row)
+
+    def block_devices_of(self, image_ids):
+        """{image_id: [BlockDevice, …]} of EBS-backed images (and of launch mappings images carry)."""
+        with self._db.read() as session:
+            return block_devices_of(session, image_ids)
+
     def copy(self, caller, source_image_id, registration):
         """CopyImage: a new private image of the caller with the same file (linked, not copied)."""
         _check_image_ids([source_image_id])
@@ -495,13 +524,24 @@ class ImageService:
                                                            visible_to(caller)))
             if source is None:
                 raise _missing_images([source_image_id])
-            if source.state != 'available' or source.path is None:
+            if source.state != 'available' or (source.path is None and source.root_device_type != 'ebs'):
                 raise Conflict('IncorrectState', f"The image '{source_image_id}' is {source.state}; "
                                                  'only available images can be copied')
             registration = dataclasses.replace(
                 registration, architecture=source.architecture, kernel_id=source.kernel_id,
                 ramdisk_id=source.ramdisk_id, root_device_name=source.root_device_name)
             _check_new_registration(registration, source.image_type)
+            if source.root_device_type == 'ebs':
+                # Snapshots never change: the copy maps the same ones (they stay while it uses them).
+                devices = block_devices_of(session, [source_image_id]).get(source_image_id, [])
+                row = _new_row(caller, registration, 'machine', state='available')
+                row.root_device_type, row.disk_format, row.size_bytes = 'ebs', 'qcow2', 0
+                self.check_new_image(session, row, check_companions=False)
+                session.add(row)
+                session.flush()
+                add_block_devices(session, row.image_id, devices)
+                _add_tags(session, row, registration.tags)
+                return self._record(row)
             row = _new_row(caller, registration, source.image_type, state='pending')
             row.disk_format, row.size_bytes = source.disk_format, source.size_bytes
             row.virtual_size_bytes = source.virtual_size_bytes
@@ -715,7 +755,7 @@ class ImageService:
             virtual_size_bytes=row.virtual_size_bytes, disk_format=row.disk_format,
             path=self.repository.path_of(row.path) if row.path else None, created_at=row.created_at,
             state_reason=row.state_reason, deregistered_at=row.deregistered_at,
-            reclaimed_at=row.reclaimed_at)
+            reclaimed_at=row.reclaimed_at, root_device_type=row.root_device_type or 'instance-store')
 
 
 def _new_row(owner, registration, image_type, state, image_id=None):

@@ -22,6 +22,7 @@ from .matching import wildcard
 from .networking.addresses import assign_public_ips, release_public_ips
 from .networking.interfaces import new_interface_row, release_interfaces
 from .storage.volumes import release_volumes
+from .storage.launch_volumes import image_block_devices
 from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
@@ -64,6 +65,7 @@ class LaunchRequest:
     disable_api_termination: bool = False
     disable_api_stop: bool = False
     shutdown_behavior: str = 'stop'       # InstanceInitiatedShutdownBehavior: 'stop' or 'terminate'
+    block_devices: tuple = ()             # (storage.launch_volumes.BlockDevice, …) over the image's
     client_token: str | None = None
 
     def fingerprint(self):
@@ -136,8 +138,9 @@ class _CapacityRace(Exception):
 
 class InstanceService:
     def __init__(self, db, config, networks, vpcs, wake_workers=None, policy='striping',
-                 terminated_retention=datetime.timedelta(hours=1), max_launch=1000, quotas=None):
+                 terminated_retention=datetime.timedelta(hours=1), max_launch=1000, quotas=None, volumes=None):
         self.db = db
+        self.volumes = volumes            # storage.volumes.VolumeService: the volumes a launch makes
         self.quotas = quotas or Quotas()
         self.config = config
         self.networks = networks
@@ -171,6 +174,7 @@ class InstanceService:
                 return earlier
         else:
             raise CapacityError('InsufficientInstanceCapacity', 'Capacity is being taken by other launches; try again.')
+        self.volumes.make_launch_files(instance_ids)     # before any worker may deploy them
         self.wake_workers()
         return self.describe(owner, ids=instance_ids, check_ids=False)
 
@@ -281,6 +285,10 @@ class InstanceService:
                 memberships += [{'interface_id': row['interface_id'], 'group_id': group_id} for row in extra_rows
                                 for group_id in extra_groups]
                 lease_rows += extra_lease_rows
+            self.volumes.add_launch_volumes(session, owner, image_block_devices(session, image.image_id),
+                                            request.block_devices, image.root_device_name,
+                                            image.root_device_type == 'ebs', instance_ids,
+                                            zones[placement.host_ids[0]])
             session.execute(InterfaceRow.__table__.insert(), interface_rows)
             session.execute(Lease.__table__.insert(), lease_rows)
             join_groups(session, memberships)

@@ -147,6 +147,8 @@ class Image(Base):
     kernel_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH))
     ramdisk_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH))
     root_device_name: Mapped[str | None] = mapped_column(String(32))
+    # 'instance-store' (its file is the root disk) or 'ebs' (its root is a snapshot, in block_devices).
+    root_device_type: Mapped[str] = mapped_column(String(16), nullable=False, default='instance-store')
     created_at: Mapped[datetime.datetime] = _created_at()
     # Why a failed image failed, shown as DescribeImages' stateReason.
     state_reason: Mapped[str | None] = mapped_column(Text)
@@ -156,6 +158,25 @@ class Image(Base):
 
     launch_permissions: Mapped[list['LaunchPermission']] = relationship(
         back_populates='image', cascade='all, delete-orphan', passive_deletes=True)
+
+
+class ImageBlockDevice(Base):
+    """A block device mapping of an image: the volume each instance launched from it gets at `device`
+    (from a snapshot, or empty of `size_gib`), or none (`no_device`)."""
+    __tablename__ = 'image_block_devices'
+    __table_args__ = (UniqueConstraint('image_id', 'device'),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey('images.image_id', ondelete='CASCADE'), nullable=False)
+    device: Mapped[str] = mapped_column(String(32), nullable=False)
+    # Indexed for DeleteSnapshot's "is an image built on it?".
+    snapshot_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 1), index=True)
+    size_gib: Mapped[int | None] = mapped_column()
+    volume_type: Mapped[str | None] = mapped_column(String(16))
+    iops: Mapped[int | None] = mapped_column()
+    throughput: Mapped[int | None] = mapped_column()
+    delete_on_termination: Mapped[bool | None] = mapped_column(Boolean)
+    no_device: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
 class LaunchPermission(Base):

@@ -23,9 +23,10 @@ from sqlalchemy import select
 from .drivers.base import DriverError, Feature, SnapshotTarget
 from .errors import Conflict, NotFound
 from .image_lifetimes import check_quota
-from .images import ROOT_DEVICE_NAME, _check_registration, inspect_disk
+from .images import ROOT_DEVICE_NAME, Registration, _check_registration, inspect_disk
 from .lifecycle import State
-from .models import Image as ImageRow, Instance as InstanceRow, new_resource_id
+from .models import Image as ImageRow, Instance as InstanceRow, Volume as VolumeRow, new_resource_id
+from .storage.launch_volumes import ROOT_DEVICES, BlockDevice
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,10 @@ def jobs_directory(home):
 # --- the request ----------------------------------------------------------------------------------
 
 class SnapshotService:
-    def __init__(self, db, images, home, wake_workers=None):
+    def __init__(self, db, images, home, wake_workers=None, volume_snapshots=None):
         self.db = db
         self.images = images
+        self.volume_snapshots = volume_snapshots      # an EBS-backed instance is imaged by snapshots
         self.jobs = jobs_directory(home)
         self.wake_workers = wake_workers or (lambda: None)
 
@@ -78,6 +80,11 @@ class SnapshotService:
             architecture = source.architecture if source else 'x86_64'
             _check_registration(name, 'machine', description, architecture, instance.kernel_id,
                                 instance.ramdisk_id)
+            ebs_root = session.scalar(select(VolumeRow.device).where(VolumeRow.instance_id == instance_id,
+                                                                     VolumeRow.device.in_(ROOT_DEVICES)))
+        if ebs_root is not None:
+            return self._create_ebs_image(owner, instance, ebs_root, name, description, architecture)
+        with self.db.write() as session:
             image_id = new_resource_id('ami')
             row = ImageRow(image_id=image_id, owner=owner, name=name, description=description,
                            image_type='machine', state='pending', public=False, architecture=architecture,
@@ -91,6 +98,24 @@ class SnapshotService:
             self._write_job(Job(image_id, instance_id, owner, bool(no_reboot)))
         self.wake_workers()
         return image_id
+
+    def _create_ebs_image(self, owner, instance, root_device, name, description, architecture):
+        """An EBS-backed instance: its volumes snapshotted at one instant, and an EBS-backed image of
+        them, pending until they are taken (storage.ebs_images.settle_pending)."""
+        snapshots = self.volume_snapshots.create_for_instance(
+            owner, instance.instance_id, description=f'Created by CreateImage({instance.instance_id}) for {name}')
+        with self.db.read() as session:
+            attached = {row.volume_id: row for row in session.scalars(select(VolumeRow).where(
+                VolumeRow.instance_id == instance.instance_id))}
+        devices = [BlockDevice(attached[s.volume_id].device, s.snapshot_id, s.volume_size_gib,
+                               attached[s.volume_id].volume_type, attached[s.volume_id].iops,
+                               attached[s.volume_id].throughput, attached[s.volume_id].delete_on_termination)
+                   for s in snapshots if s.volume_id in attached]
+        image = self.images.register_ebs_pending(owner, Registration(
+            name=name, description=description, architecture=architecture, kernel_id=instance.kernel_id,
+            ramdisk_id=instance.ramdisk_id, root_device_name=root_device), devices)
+        self.wake_workers()
+        return image.image_id
 
     def _write_job(self, job):
         self.jobs.mkdir(mode=0o700, parents=True, exist_ok=True)

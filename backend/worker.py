@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 
 from .drivers import open_driver
 from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSpec
@@ -27,11 +27,13 @@ from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
-from .models import Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, Vpc as VpcRow, utcnow
+from .models import Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, Volume as VolumeRow, Vpc as VpcRow
+from .models import utcnow
 from .monitor import Monitor
 from .attachments import Attachments
 from .storage.disk_attachments import DiskAttachments, volumes_of
 from .storage.snapshot_jobs import SnapshotJobs
+from .storage.volume_states import VolumeState
 from .snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,7 @@ class Worker:
                 self.cloud.images.reclaim_storage()   # files of deregistered images nothing uses now
                 self.cloud.volumes.reap()             # files of volumes deleted with their instances
                 self.cloud.volume_snapshots.reap()    # files of deleted snapshots nothing is built on
+                self.snapshot_jobs.settle_images()    # EBS-backed images of CreateImage
             except Exception:
                 log.exception('monitor round failed')
 
@@ -245,7 +248,10 @@ class Worker:
                 select(InstanceRow.instance_id, InstanceRow.state, InstanceRow.host_id)
                 .where(InstanceRow.state.in_([state.value for state in WORK_STATES]),
                        InstanceRow.host_id.in_(list(self._owned)),
-                       or_(InstanceRow.next_attempt_at.is_(None), InstanceRow.next_attempt_at <= now))
+                       or_(InstanceRow.next_attempt_at.is_(None), InstanceRow.next_attempt_at <= now),
+                       # An instance whose launch volumes are still being made waits for them.
+                       ~exists().where(VolumeRow.instance_id == InstanceRow.instance_id,
+                                       VolumeRow.state == VolumeState.CREATING.value))
                 .order_by(InstanceRow.state_changed_at).limit(BATCH)).all()
         groups = collections.defaultdict(list)
         with self._in_flight_lock:

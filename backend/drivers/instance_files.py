@@ -79,8 +79,8 @@ class InstanceFiles:
         """The overlay (made at the first boot only) and a fresh context CD: (disk, iso) paths."""
         directory = self.directory(spec.instance_id)
         directory.mkdir(parents=True, exist_ok=True)
-        disk = self.disk(spec.instance_id)
-        if not disk.exists():
+        disk = self.disk(spec.instance_id) if spec.root else None     # an EBS root is one of its volumes
+        if disk is not None and not disk.exists():
             _make_overlay(spec.root.path, spec.root.disk_format, disk)
         iso = directory / 'context.iso'
         try:

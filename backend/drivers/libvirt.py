@@ -195,7 +195,7 @@ class LibvirtDriver(HostDriver):
                 self.network.ensure_segment(nic)
         disk, iso = self.files.prepare(spec)
         return domain_xml.DomainSpec(
-            **common, disk=str(disk), backing=spec.root.path,
+            **common, disk=str(disk) if disk else None, backing=spec.root.path if spec.root else None,
             kernel=spec.kernel.path if spec.kernel else None,
             initrd=spec.ramdisk.path if spec.ramdisk else None,
             cmdline=DEFAULT_CMDLINE if spec.kernel else None, context_iso=str(iso),

@@ -21,8 +21,9 @@ from sqlalchemy import or_, select, update
 
 from ..drivers.base import DiskCopy, DriverError
 from ..lifecycle import State
-from ..models import Instance as InstanceRow, Snapshot as SnapshotRow, Volume as VolumeRow, utcnow
+from ..models import Image as ImageRow, Instance as InstanceRow, Snapshot as SnapshotRow, Volume as VolumeRow, utcnow
 from .disk_attachments import volume_disk
+from .ebs_images import settle_pending
 from .snapshot_states import SnapshotState
 from .snapshots import freeze_into, record_failed, record_taken
 from .volume_files import VolumeFileError
@@ -53,7 +54,24 @@ class SnapshotJobs:
         self.worker.cloud.volume_snapshots.release_claims(gone)
 
     def dispatch(self):
-        """Take the pending snapshots this worker can; True if any was taken."""
+        """Take the pending snapshots this worker can, then make available the EBS-backed images whose
+        snapshots are all taken; True if any was taken."""
+        taken = self._take_pending()
+        if taken:
+            self.settle_images()
+        return taken
+
+    def settle_images(self):
+        """EBS-backed images whose snapshots are all taken become available; also run every monitor
+        round, for an image registered while its last snapshot was being recorded."""
+        with self.db.read() as session:
+            if not session.scalar(select(ImageRow.image_id).where(ImageRow.state == 'pending',
+                                                                  ImageRow.root_device_type == 'ebs').limit(1)):
+                return
+        with self.db.write() as session:
+            settle_pending(session)
+
+    def _take_pending(self):
         with self.db.read() as session:
             pending = session.execute(
                 select(SnapshotRow.snapshot_id, SnapshotRow.volume_id, SnapshotRow.source_snapshot_id,

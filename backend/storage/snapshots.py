@@ -18,8 +18,8 @@ from sqlalchemy import exists, or_, select, update
 
 from ..errors import BackendError, Conflict, InvalidValue, NotFound
 from ..lifecycle import State
-from ..models import (Instance as InstanceRow, Snapshot as SnapshotRow, SnapshotPermission, Tag, Volume as VolumeRow,
-                      is_resource_id, new_resource_id)
+from ..models import (Image as ImageRow, ImageBlockDevice, Instance as InstanceRow, Snapshot as SnapshotRow,
+                      SnapshotPermission, Tag, Volume as VolumeRow, is_resource_id, new_resource_id)
 from .snapshot_states import VISIBLE, SnapshotEvent, SnapshotState, next_snapshot_state
 from .volume_states import VolumeState
 
@@ -49,17 +49,31 @@ def check_snapshot_id(snapshot_id):
         raise InvalidValue(f"Invalid id: '{snapshot_id}' (expecting 'snap-...')", code='InvalidSnapshotID.Malformed')
 
 
-def restorable_snapshot(session, account, snapshot_id):
+def restorable_snapshot(session, account, snapshot_id, pending_ok=False):
     """The snapshot row `account` may create a volume from (its own, shared with it, or public), or the
-    error CreateVolume answers."""
+    error CreateVolume answers; a pending one only if `pending_ok` (an image registered on it)."""
     check_snapshot_id(snapshot_id)
     row = session.scalar(select(SnapshotRow).where(SnapshotRow.snapshot_id == snapshot_id,
                                                    SnapshotRow.state.in_(VISIBLE), _visible_to(account)))
     if row is None:
         raise NotFound('InvalidSnapshot.NotFound', f"The snapshot '{snapshot_id}' does not exist.")
-    if row.state != SnapshotState.COMPLETED.value:
+    if row.state != SnapshotState.COMPLETED.value and not (pending_ok and row.state == SnapshotState.PENDING.value):
         raise Conflict('IncorrectState', f"Snapshot '{snapshot_id}' is {row.state}: it is not yet usable")
     return row
+
+
+def snapshot_in_use(session, snapshot_id):
+    """The id of an image (not deregistered) built on the snapshot, or None."""
+    return session.scalar(select(ImageBlockDevice.image_id)
+                          .join(ImageRow, ImageRow.image_id == ImageBlockDevice.image_id)
+                          .where(ImageBlockDevice.snapshot_id == snapshot_id, ImageRow.state != 'deregistered')
+                          .limit(1))
+
+
+def check_not_in_use(session, snapshot_id):
+    image_id = snapshot_in_use(session, snapshot_id)
+    if image_id is not None:
+        raise Conflict('InvalidSnapshot.InUse', f'The snapshot {snapshot_id} is currently in use by {image_id}')
 
 
 def freeze_into(session, files, volume, snapshot):
@@ -155,6 +169,7 @@ class SnapshotService:
     def delete(self, owner, snapshot_id):
         with self.db.write() as session:
             row = self._owned(session, owner, snapshot_id)
+            check_not_in_use(session, snapshot_id)
             row.state = next_snapshot_state(row.state, SnapshotEvent.DELETE, snapshot_id).value
             row.public = False
             session.execute(SnapshotPermission.__table__.delete().where(SnapshotPermission.snapshot_id == snapshot_id))

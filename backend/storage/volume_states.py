@@ -27,6 +27,7 @@ class AttachmentState(str, enum.Enum):
 
 class VolumeEvent(str, enum.Enum):
     CREATED = 'created'
+    CREATED_ATTACHED = 'created-attached'    # made by RunInstances for its instance
     CREATE_FAILED = 'create-failed'
     ATTACH = 'attach'
     DETACHED = 'detached'
@@ -42,6 +43,7 @@ class AttachmentEvent(str, enum.Enum):
 V, VE = VolumeState, VolumeEvent
 VOLUME_TRANSITIONS = {
     (V.CREATING, VE.CREATED): V.AVAILABLE,
+    (V.CREATING, VE.CREATED_ATTACHED): V.IN_USE,
     (V.CREATING, VE.CREATE_FAILED): V.ERROR,
     (V.AVAILABLE, VE.ATTACH): V.IN_USE,
     (V.IN_USE, VE.DETACHED): V.AVAILABLE,

@@ -24,6 +24,7 @@ from ..lifecycle import State
 from ..models import (Instance as InstanceRow, Snapshot as SnapshotRow, Tag, Volume as VolumeRow, is_resource_id,
                       new_resource_id, utcnow)
 from ..quotas import effective, lock_account, used_bytes
+from .launch_volumes import ROOT_DEVICES, add_launch_volumes, creating_of, merged
 from .snapshot_states import SnapshotState
 from .snapshots import freeze_into, restorable_snapshot
 from .volume_files import GIB, VolumeFileError
@@ -47,7 +48,6 @@ GP3_THROUGHPUT = (125, 1000)            # MiB/s
 IOPS_PER_GIB = {'io1': 50, 'io2': 1000}
 # Device names a volume may take on Linux instances: /dev/sd[b-z], /dev/xvd[b-z] (and xvdb…).
 DEVICE = re.compile(r'(?:/dev/)?(?:sd|xvd)([b-z])')
-ROOT_DEVICES = ('/dev/sda1', '/dev/sda', '/dev/xvda')
 # Instance states in which a volume may be attached or detached (the host acts when it can).
 ATTACHABLE = (State.RUNNING.value, State.STOPPED.value)
 
@@ -98,8 +98,9 @@ def check_volume_id(volume_id):
 
 
 def guest_target(device, domain_type='qemu'):
-    """The disk's target on the hypervisor for an EC2 device name: /dev/sdf → vdf (xvdf for Xen)."""
-    letter = DEVICE.fullmatch(device).group(1)
+    """The disk's target on the hypervisor for an EC2 device name: /dev/sdf → vdf (xvdf for Xen), the
+    root device (/dev/sda1, /dev/xvda) → vda."""
+    letter = 'a' if device in ROOT_DEVICES else DEVICE.fullmatch(device).group(1)
     return f'xvd{letter}' if domain_type == 'xen' else f'vd{letter}'
 
 
@@ -135,7 +136,7 @@ class VolumeService:
                         raise Conflict('IdempotentParameterMismatch', 'The client token was used for another volume')
                     return _volume(earlier, ())
             lock_account(session, owner)
-            self._check_quota(session, owner, request.size_gib)
+            self.check_quota(session, owner, request.size_gib)
             row = VolumeRow(volume_id=new_resource_id('vol'), owner=owner, zone=request.zone,
                             size_gib=request.size_gib, volume_type=volume_type, iops=iops, throughput=throughput,
                             state=VolumeState.CREATING.value, client_token=request.client_token,
@@ -174,15 +175,45 @@ class VolumeService:
     def _checked(self, request):
         if request.size_gib is None:
             raise InvalidValue('The request must contain the parameter size or snapshotId', code='MissingParameter')
-        volume_type = request.volume_type or DEFAULT_TYPE
+        return self.checked_type(request.volume_type, request.size_gib, request.iops, request.throughput)
+
+    def checked_type(self, volume_type, size_gib, iops, throughput):
+        """(type, IOPS, throughput) of a volume of `size_gib`, defaults filled in, or the error."""
+        volume_type = volume_type or DEFAULT_TYPE
         if volume_type not in VOLUME_TYPES:
             raise InvalidValue(f"Value ({volume_type}) for parameter volumeType is invalid. Valid types: "
                                f"{', '.join(VOLUME_TYPES)}.")
         smallest, largest, _ = VOLUME_TYPES[volume_type]
-        if not smallest <= request.size_gib <= largest:
-            raise InvalidValue(f'Volume of {request.size_gib}GiB is too {"small" if request.size_gib < smallest else "large"}'
-                               f'; minimum is {smallest}GiB, maximum is {largest}GiB for {volume_type}.')
-        return volume_type, *self._performance(volume_type, request.size_gib, request.iops, request.throughput)
+        if not isinstance(size_gib, int) or not smallest <= size_gib <= largest:
+            raise InvalidValue(f'Volume of {size_gib}GiB is not allowed: minimum is {smallest}GiB, maximum is '
+                               f'{largest}GiB for {volume_type}.')
+        return volume_type, *self._performance(volume_type, size_gib, iops, throughput)
+
+    @staticmethod
+    def check_device(device, root_allowed=False):
+        if root_allowed and device in ROOT_DEVICES:
+            return
+        if not device or not DEVICE.fullmatch(device):
+            if device in ROOT_DEVICES:
+                raise InvalidValue(f'Attachment point {device} is already in use')
+            raise InvalidValue(f"Value ({device}) for parameter device is invalid. {device} is not a valid EBS "
+                               'device name.')
+
+    # -- volumes made by RunInstances ----------------------------------------------------------------
+
+    def add_launch_volumes(self, session, owner, image_devices, requested, root_device_name, ebs_root,
+                           instance_ids, zone):
+        """Record, in the launch's transaction, the volumes of each instance (see launch_volumes)."""
+        devices = merged(image_devices, requested, root_device_name)
+        if devices:
+            add_launch_volumes(session, self, owner, devices, instance_ids, zone, ebs_root)
+
+    def make_launch_files(self, instance_ids):
+        """The files of the launch volumes of these instances, once their launch is committed."""
+        with self.db.read() as session:
+            due = creating_of(session, instance_ids)
+        for volume_id, size_gib, backing_id in due:
+            self._make_file(volume_id, size_gib, backing_id)
 
     @staticmethod
     def _performance(volume_type, size_gib, iops, throughput):
@@ -211,7 +242,7 @@ class VolumeService:
                                    f'{ratio}.')
         return iops, throughput
 
-    def _check_quota(self, session, owner, more_gib):
+    def check_quota(self, session, owner, more_gib):
         limit = effective(session, self.quotas, owner).storage
         held = used_bytes(session, owner)
         if held + more_gib * GIB > limit:
@@ -231,6 +262,8 @@ class VolumeService:
         with self.db.write() as session:
             row = session.get(VolumeRow, volume_id)
             if row is not None and row.state == VolumeState.CREATING.value:
+                if event is VolumeEvent.CREATED and row.attachment_state is not None:
+                    event = VolumeEvent.CREATED_ATTACHED
                 row.state = next_volume_state(row.state, event, volume_id).value
 
     def delete(self, owner, volume_id):
@@ -305,7 +338,7 @@ class VolumeService:
             if new_size > row.size_gib:
                 if row.resize_pending:
                     raise Conflict('IncorrectModificationState', f"Volume '{volume_id}' is being modified")
-                self._check_quota(session, owner, new_size - row.size_gib)
+                self.check_quota(session, owner, new_size - row.size_gib)
                 if row.attachment_state is not None:
                     row.resize_pending = True     # the host of its instance grows the disk (disk_attachments)
                 else:
@@ -325,11 +358,7 @@ class VolumeService:
     # -- attachments ---------------------------------------------------------------------------------
 
     def attach(self, owner, volume_id, instance_id, device):
-        if not device or not DEVICE.fullmatch(device):
-            if device in ROOT_DEVICES:
-                raise InvalidValue(f'Attachment point {device} is already in use')
-            raise InvalidValue(f"Value ({device}) for parameter device is invalid. {device} is not a valid EBS "
-                               'device name.')
+        self.check_device(device)
         with self.db.write() as session:
             row = self._owned(session, owner, volume_id)
             instance = session.scalar(select(InstanceRow).where(InstanceRow.instance_id == instance_id,

@@ -7,6 +7,7 @@ from ..filters import filter_items, shape_tags
 from ..paging import paginate
 from ..renderer import format_timestamp
 from . import action
+from .block_devices import image_block_device_shape, requested_block_devices
 from .permissions import permission_changes, permission_list
 from .tags import requested_tags, tag_list
 
@@ -36,8 +37,10 @@ def describe_images(ctx, args):
                                        owners=args.get('Owners'),
                                        executable_by=args.get('ExecutableUsers'))
     tags = ctx.cloud.images.tags_of(ctx.account_id, [image.image_id for image in images])
-    shapes = filter_items([image_shape(image, tags.get(image.image_id)) for image in images], args.get('Filters'),
-                          _FIELDS, shape_tags)
+    devices = ctx.cloud.images.block_devices_of([image.image_id for image in images
+                                                 if image.root_device_type == 'ebs'])
+    shapes = filter_items([image_shape(image, tags.get(image.image_id), devices.get(image.image_id, ()))
+                           for image in images], args.get('Filters'), _FIELDS, shape_tags)
     shapes.sort(key=lambda shape: shape['ImageId'])
     page, next_token = paginate(shapes, args, lambda shape: shape['ImageId'], 'ImageIds')
     return {'Images': page, 'NextToken': next_token}
@@ -46,10 +49,18 @@ def describe_images(ctx, args):
 @action('RegisterImage')
 def register_image(ctx, args):
     """An upload (named by ImageLocation) becomes an image; KernelId, RamdiskId and RootDeviceName
-    say how a machine image boots."""
-    if any(mapping.get('Ebs') for mapping in args.get('BlockDeviceMappings') or ()):
-        raise EC2Error('InvalidParameterValue', 'This cloud has no EBS snapshots: upload the disk '
-                                                '(reservoir image upload) and name it in ImageLocation')
+    say how a machine image boots. Without ImageLocation, BlockDeviceMapping maps the root device
+    to a snapshot: an EBS-backed image."""
+    devices = requested_block_devices(args.get('BlockDeviceMappings'))
+    if not args.get('ImageLocation') and any(device.snapshot_id for device in devices):
+        image = ctx.cloud.images.register_ebs(ctx.account_id, Registration(
+            name=args.get('Name'), description=args.get('Description'), architecture=args.get('Architecture', 'x86_64'),
+            kernel_id=args.get('KernelId'), ramdisk_id=args.get('RamdiskId'),
+            root_device_name=args.get('RootDeviceName') or '/dev/sda1', tags=_image_tags(args)), devices)
+        return {'ImageId': image.image_id}
+    if devices:
+        raise EC2Error('InvalidParameterValue', 'An image registered from an upload (ImageLocation) boots from '
+                                                'that file; map its root to a snapshot instead for an EBS-backed image')
     location = args.get('ImageLocation')
     if not location:
         raise EC2Error('MissingParameter', 'The request must contain the parameter ImageLocation: the name '
@@ -92,7 +103,8 @@ def describe_image_attribute(ctx, args):
         'description': lambda found: {'Description': _value(found.description)},
         'kernel': lambda found: {'KernelId': _value(found.kernel_id)},
         'ramdisk': lambda found: {'RamdiskId': _value(found.ramdisk_id)},
-        'blockDeviceMapping': lambda found: {'BlockDeviceMappings': []},
+        'blockDeviceMapping': lambda found: {'BlockDeviceMappings': [
+            image_block_device_shape(device) for device in images.block_devices_of([image_id]).get(image_id, ())]},
         'productCodes': lambda found: {'ProductCodes': []},
     }
     if attribute not in readers:
@@ -159,7 +171,7 @@ def _unsupported_attribute(attribute):
                                              'description, kernel, ramdisk, blockDeviceMapping or productCodes')
 
 
-def image_shape(image, tags=None):
+def image_shape(image, tags=None, block_devices=()):
     """The EC2 Image structure for a back-end image record, with the caller's tags on it."""
     shape = {
         'ImageId': image.image_id,
@@ -175,13 +187,13 @@ def image_shape(image, tags=None):
         'RamdiskId': image.ramdisk_id,
         'Name': image.name,
         'Description': image.description,
-        'RootDeviceType': 'instance-store',
+        'RootDeviceType': image.root_device_type,
         'RootDeviceName': image.root_device_name,
         'VirtualizationType': 'paravirtual' if image.kernel_id else 'hvm',
         'Hypervisor': 'xen',
         'PlatformDetails': 'Linux/UNIX',
         'UsageOperation': 'RunInstances',
-        'BlockDeviceMappings': [],
+        'BlockDeviceMappings': [image_block_device_shape(device) for device in block_devices],
         'Tags': tag_list(tags),
     }
     if image.state_reason:

@@ -12,10 +12,12 @@ from backend.models import utcnow
 from backend.instances import FILTER_FIELDS, INSTANCE_ID, MATCH_NOTHING, Criterion, LaunchRequest
 from backend.lifecycle import State, ec2_state
 from backend.matching import wildcard
+from backend.storage.launch_volumes import is_root_device
 
 from ..errors import EC2Error
 from ..paging import encode_token, page_bounds
 from . import action
+from .block_devices import requested_block_devices
 from .tags import requested_tags_by_type, tag_list
 
 DEFAULT_INSTANCE_TYPE = 'm1.small'
@@ -61,8 +63,8 @@ def run_instances(ctx, args):
     if not args.get('ImageId'):
         raise EC2Error('MissingParameter', 'The request must contain the parameter ImageId')
     placement = args.get('Placement') or {}
-    # Configuration tools tag the interfaces a launch makes too; there are no EBS volumes here yet.
-    tag_specs = requested_tags_by_type(args.get('TagSpecifications'), ('instance', 'network-interface'))
+    # Configuration tools tag the interfaces and volumes a launch makes too.
+    tag_specs = requested_tags_by_type(args.get('TagSpecifications'), ('instance', 'network-interface', 'volume'))
     request = LaunchRequest(
         image_id=args['ImageId'], min_count=args['MinCount'], max_count=args['MaxCount'],
         instance_type=args.get('InstanceType') or DEFAULT_INSTANCE_TYPE, key_name=args.get('KeyName'),
@@ -75,9 +77,15 @@ def run_instances(ctx, args):
         disable_api_termination=bool(args.get('DisableApiTermination')), disable_api_stop=bool(args.get('DisableApiStop')),
         shutdown_behavior=args.get('InstanceInitiatedShutdownBehavior') or 'stop', tags=tuple(tag_specs.get('instance', ())),
         interface_tags=tuple(tag_specs.get('network-interface', ())),
+        block_devices=requested_block_devices(args.get('BlockDeviceMappings')),
         client_token=args.get('ClientToken'))
     records = sorted(ctx.cloud.instances.run(ctx.account_id, request), key=lambda r: r.ami_launch_index)
-    return _reservation(ctx, records, ctx.cloud.interfaces.by_instance([r.instance_id for r in records]))
+    ids = [r.instance_id for r in records]
+    if tag_specs.get('volume'):
+        volume_ids = [a.volume_id for attached in ctx.cloud.volumes.attached_to(ids).values() for a in attached]
+        if volume_ids:
+            ctx.cloud.tags.create(ctx.account_id, volume_ids, tag_specs['volume'])
+    return _reservation(ctx, records, ctx.cloud.interfaces.by_instance(ids))
 
 
 # What a launch's network interfaces may say here.
@@ -489,8 +497,8 @@ def _instance_shape(record, region, interfaces, volumes=()):
         'PrivateIpAddress': record.private_ip,
         'PublicIpAddress': record.public_ip,
         'Architecture': 'x86_64',
-        'RootDeviceType': 'instance-store',
-        'RootDeviceName': '/dev/sda1',
+        'RootDeviceType': 'ebs' if any(is_root_device(a.device) for a in volumes) else 'instance-store',
+        'RootDeviceName': next((a.device for a in volumes if is_root_device(a.device)), '/dev/sda1'),
         'BlockDeviceMappings': [_block_device(attachment) for attachment in volumes],
         'VirtualizationType': 'paravirtual' if record.kernel_id else 'hvm',
         'Hypervisor': 'xen',

@@ -70,8 +70,8 @@ def _raw_user_data(params, **_kwargs):
     params['body']['UserData'] = 'not base64!'
 
 
-def test_only_instances_can_be_tagged_at_launch(world, ec2):
-    specs = [{'ResourceType': 'volume', 'Tags': [{'Key': 'k', 'Value': 'v'}]}]
+def test_only_what_a_launch_makes_can_be_tagged_at_launch(world, ec2):
+    specs = [{'ResourceType': 'snapshot', 'Tags': [{'Key': 'k', 'Value': 'v'}]}]
     assert error_code(run, world, ec2, TagSpecifications=specs) == 'InvalidParameterValue'
 
 
