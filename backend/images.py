@@ -30,6 +30,8 @@ from .errors import BackendError, Conflict, InvalidValue, NotFound
 from .models import CLOUD_ACCOUNT, Image as ImageRow, LaunchPermission, Tag, new_resource_id, utcnow
 from .quotas import Quotas, check_images, lock_account
 from .storage.ebs_images import add_block_devices, block_devices_of, check_ebs_registration, settle_pending
+from .storage.launch_volumes import BlockDevice
+from .storage.volume_files import GIB
 from .tags import check_tags
 
 ID_PREFIXES = {'machine': 'ami', 'kernel': 'aki', 'ramdisk': 'ari'}
@@ -510,6 +512,25 @@ class ImageService:
             _add_tags(session, row, registration.tags)
             settle_pending(session)       # its snapshots may all be taken already
             return self._record(row)
+
+    def ebs_twin(self, owner, image_id, name, snapshots):
+        """An EBS-backed twin of an owner's instance-store machine image: its disk copied into a
+        snapshot (public if the image is) and an image with the same kernel and ramdisk whose root is
+        that snapshot. For administrators, so the stock image can also launch on EBS roots."""
+        (source,) = self.describe(owner, image_ids=[image_id])
+        if source.owner != owner or source.image_type != 'machine' or source.path is None:
+            raise InvalidValue(f'{image_id} is not an instance-store machine image of this account')
+        size_gib = max(1, -(-(source.virtual_size_bytes or 0) // GIB))
+        root = source.root_device_name or ROOT_DEVICE_NAME
+        snapshot = snapshots.import_disk(owner, source.path, source.disk_format, size_gib,
+                                         f'Root of {image_id} ({source.name})', public=source.public)
+        made = self.register_ebs(owner, Registration(
+            name=name, description=f'{source.description or source.name}, with an EBS root',
+            architecture=source.architecture, kernel_id=source.kernel_id, ramdisk_id=source.ramdisk_id,
+            root_device_name=root), [BlockDevice(root, snapshot.snapshot_id, size_gib)])
+        if source.public:
+            self.change_launch_permission(owner, made.image_id, add_public=True)
+        return made, snapshot
 
     def block_devices_of(self, image_ids):
         """{image_id: [BlockDevice, …]} of EBS-backed images (and of launch mappings images carry)."""

@@ -14,6 +14,13 @@ def add_commands(commands, json_flag):
     stock = actions.add_parser('install-stock', help="build and register the stock tiny image (public, the cloud's)")
     json_flag(stock)
     stock.set_defaults(command=image_install_stock)
+    twin = actions.add_parser('ebs-twin', help="an EBS-backed copy of an instance-store image of the cloud's "
+                                               '(or --owner): its root disk as a snapshot')
+    twin.add_argument('image_id', metavar='AMI')
+    twin.add_argument('--name', required=True)
+    twin.add_argument('--owner', metavar='USERNAME', help="a user's image instead of the cloud's own")
+    json_flag(twin)
+    twin.set_defaults(command=image_ebs_twin)
     listing = actions.add_parser('list', help='list the images of every account, their sizes and quotas')
     json_flag(listing)
     listing.set_defaults(command=image_list)
@@ -74,6 +81,16 @@ def image_register(args):
             architecture=args.architecture)
     if args.json:
         print_json(plain(image))
+    else:
+        print(image.image_id)
+
+
+def image_ebs_twin(args):
+    with Cloud.open() as cloud:
+        owner = cloud.users.get(args.owner).account_id if args.owner else CLOUD_ACCOUNT
+        image, snapshot = cloud.images.ebs_twin(owner, args.image_id, args.name, cloud.volume_snapshots)
+    if args.json:
+        print_json({'image_id': image.image_id, 'snapshot_id': snapshot.snapshot_id})
     else:
         print(image.image_id)
 

@@ -67,3 +67,4 @@ def settle_pending(session):
             image.state, image.state_reason = 'failed', 'A snapshot of the instance\'s volumes failed.'
         elif states == {SnapshotState.COMPLETED.value}:
             image.state = 'available'
+

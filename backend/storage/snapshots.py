@@ -164,6 +164,22 @@ class SnapshotService:
         self.wake_workers()
         return made
 
+    def import_disk(self, owner, source, source_format, size_gib, description, public=False):
+        """A completed snapshot of the owner's holding a copy of a disk image (see ebs_images)."""
+        snapshot_id = new_resource_id('snap')
+        self.files.import_snapshot(snapshot_id, source, source_format)
+        try:
+            with self.db.write() as session:
+                row = SnapshotRow(snapshot_id=snapshot_id, owner=owner, volume_id=COPIED_VOLUME_ID,
+                                  volume_size_gib=size_gib, description=_checked_description(description),
+                                  state=SnapshotState.COMPLETED.value, progress=100, public=public, chain_depth=1)
+                session.add(row)
+                session.flush()
+                return _snapshot(row)
+        except BaseException:
+            self.files.remove_snapshot(snapshot_id)
+            raise
+
     # -- deleting ------------------------------------------------------------------------------------
 
     def delete(self, owner, snapshot_id):

@@ -83,6 +83,14 @@ class VolumeFiles:
         _qemu_img('create', '-q', '-f', 'qcow2', *self._backing(source_snapshot_id), str(partial))
         partial.rename(final)
 
+    def import_snapshot(self, snapshot_id, source, source_format):
+        """A standalone snapshot file with the content of a disk image (an image's root, made EBS)."""
+        self.snapshots_root.mkdir(parents=True, exist_ok=True)
+        final = self.snapshot_path(snapshot_id)
+        partial = final.with_suffix('.partial')
+        _qemu_img('convert', '-q', '-f', source_format or 'raw', '-O', 'qcow2', str(source), str(partial))
+        partial.rename(final)
+
     def snapshot_exists(self, snapshot_id):
         return self.snapshot_path(snapshot_id).exists()
 

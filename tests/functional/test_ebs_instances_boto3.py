@@ -153,3 +153,17 @@ def test_what_aws_refuses_at_launch_and_registration(server):
         {'DeviceName': '/dev/sda1', 'Ebs': {'VolumeSize': 1}}])) == 'InvalidBlockDeviceMapping'
     assert not [i for r in ec2.describe_instances(Filters=[{'Name': 'image-id', 'Values': [image_id]}])['Reservations']
                 for i in r['Instances']], 'a refused launch left an instance'
+
+
+def test_an_administrator_makes_an_ebs_twin_of_a_public_image_anyone_can_launch(server):
+    twin = json.loads(server.admin('image', 'ebs-twin', server.image_id, '--name', 'tiny-ebs', '--owner', 'alice',
+                                   '--json'))
+    bob = server.client('bob')
+    image = bob.describe_images(ImageIds=[twin['image_id']])['Images'][0]
+    assert (image['RootDeviceType'], image['Public']) == ('ebs', True)
+    instance = launch(bob, twin['image_id'])
+    root = mapped(instance)['/dev/sda1']['VolumeId']
+    assert backing_of(server.home / 'volumes' / f'{root}.qcow2').endswith(f"{twin['snapshot_id']}.qcow2")
+    assert twin['snapshot_id'] in [s['SnapshotId'] for s in bob.describe_snapshots(
+        RestorableByUserIds=['self'])['Snapshots']]
+    bob.terminate_instances(InstanceIds=[instance['InstanceId']])

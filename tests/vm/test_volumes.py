@@ -1,10 +1,12 @@
 """EBS volumes on real VMs: a volume hot-plugged into a running guest, written, detached, attached to
-another guest that reads it, kept across stop and start, and left available when its instance ends.
+another guest that reads it, kept across stop and start, and left available when its instance ends;
+snapshots that restore what was written; an EBS-backed image that boots and keeps a file.
 
 Two guests boot once for the module; the test logs into them over SSH from their VPC's router and
 finds the volume by its serial number (the volume id without its dash, as on AWS's NVMe volumes).
 """
 import ipaddress
+import json
 import time
 
 import pytest
@@ -56,6 +58,7 @@ def guests(ec2, vm_cloud, tmp_path_factory):
             wait_for_console(ec2, instance['InstanceId'], CONTEXTUALIZED, SSH_STARTED)
         made = Guests(ec2, vm_cloud, key, instances)
         made.zone = instances['writer']['Placement']['AvailabilityZone']
+        made.subnet_id, made.control = subnet['SubnetId'], control
         yield made
     finally:
         ids = [instance['InstanceId'] for instance in instances.values()]
@@ -207,3 +210,41 @@ def test_snapshots_of_a_volume_in_use_restore_what_the_guest_had_written(guests)
         ec2.delete_volume(VolumeId=each)
     for snapshot_id in (running, stopped):
         ec2.delete_snapshot(SnapshotId=snapshot_id)
+
+
+def test_an_ebs_backed_image_made_by_create_image_launches_with_what_was_written(guests, ec2, vm_cloud):
+    """The stock image's EBS twin boots on a root volume; CreateImage of it while it runs (its
+    volumes snapshotted at one instant) makes an image whose instances find the file written."""
+    twin = json.loads(vm_cloud.admin('image', 'ebs-twin', vm_cloud.image_id, '--name', 'stock-ebs', '--json'))
+    launched = []
+
+    def boot(image_id):
+        (instance,) = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
+                                        KeyName='volume-tests', SubnetId=guests.subnet_id,
+                                        SecurityGroupIds=[guests.control])['Instances']
+        launched.append(instance['InstanceId'])
+        wait_for_console(ec2, instance['InstanceId'], CONTEXTUALIZED, SSH_STARTED)
+        return instance
+
+    def shell(instance, command):
+        result = vm_cloud.guest_shell(guests.vpc_id, guests.key, instance['PrivateIpAddress'], command)
+        assert result.returncode == 0, f'{command!r} failed: {result.stderr}'
+        return result.stdout
+
+    try:
+        first = boot(twin['image_id'])
+        shown = ec2.describe_instances(InstanceIds=[first['InstanceId']])['Reservations'][0]['Instances'][0]
+        assert shown['RootDeviceType'] == 'ebs'
+        root_volume = {m['DeviceName']: m['Ebs']['VolumeId'] for m in shown['BlockDeviceMappings']}['/dev/sda1']
+        shell(first, 'echo "kept on the root volume" > /root/note && sync')
+        image_id = ec2.create_image(InstanceId=first['InstanceId'], Name='written-ebs')['ImageId']
+        ec2.get_waiter('image_available').wait(ImageIds=[image_id], WaiterConfig={'Delay': 2, 'MaxAttempts': 60})
+        ec2.terminate_instances(InstanceIds=[first['InstanceId']])
+        ec2.get_waiter('volume_deleted').wait(VolumeIds=[root_volume], WaiterConfig={'Delay': 1, 'MaxAttempts': 90})
+
+        second = boot(image_id)
+        assert 'kept on the root volume' in shell(second, 'cat /root/note')
+    finally:
+        if launched:
+            ec2.terminate_instances(InstanceIds=launched)
+            wait_for_states(ec2, launched, {'terminated'})
