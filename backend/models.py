@@ -478,6 +478,26 @@ class Volume(Base):
     backing_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_LENGTH + 1), index=True)
 
 
+class VolumeModification(Base):
+    """The latest ModifyVolume of a volume: what it was, what was asked, and whether it is done
+    ('modifying' until an attached volume's host has grown its disk, then 'completed')."""
+    __tablename__ = 'volume_modifications'
+
+    volume_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, index=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    original_size_gib: Mapped[int] = mapped_column(nullable=False)
+    original_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    original_iops: Mapped[int | None] = mapped_column()
+    original_throughput: Mapped[int | None] = mapped_column()
+    target_size_gib: Mapped[int] = mapped_column(nullable=False)
+    target_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    target_iops: Mapped[int | None] = mapped_column()
+    target_throughput: Mapped[int | None] = mapped_column()
+    started_at: Mapped[datetime.datetime] = _created_at()
+    ended_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
+
+
 class Snapshot(Base):
     """An EBS snapshot (snap-): an immutable qcow2 file under <state dir>/snapshots, usually an overlay
     of an earlier snapshot's file (`backing_id`), so a snapshot holds only what changed since.

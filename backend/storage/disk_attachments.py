@@ -15,7 +15,7 @@ from ..lifecycle import State
 from ..models import Instance as InstanceRow, Volume as VolumeRow
 from .volume_states import AttachmentEvent, AttachmentState, VolumeEvent, next_attachment_state, next_volume_state
 from .volume_files import GIB, VolumeFileError
-from .volumes import effective_iops, guest_target
+from .volumes import effective_iops, finish_modification, guest_target
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,11 @@ class DiskAttachments:
                 if not driver.resize_disk(row.instance_id, disk, row.size_gib * GIB):
                     self.files.grow(row.volume_id, row.size_gib)
                 with self.db.write() as session:
-                    session.execute(update(VolumeRow).where(VolumeRow.volume_id == row.volume_id,
-                                                            VolumeRow.size_gib == row.size_gib)
-                                    .values(resize_pending=False))
+                    grown = session.execute(update(VolumeRow).where(VolumeRow.volume_id == row.volume_id,
+                                                                    VolumeRow.size_gib == row.size_gib)
+                                            .values(resize_pending=False)).rowcount
+                    if grown:
+                        finish_modification(session, row.volume_id)
                 grown = True
             except (DriverError, VolumeFileError) as error:
                 log.warning('cannot grow %s on %s: %s', row.volume_id, row.instance_id, error)

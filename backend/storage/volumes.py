@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidValue, NotFound
 from ..lifecycle import State
-from ..models import (Instance as InstanceRow, Snapshot as SnapshotRow, Tag, Volume as VolumeRow, is_resource_id,
-                      new_resource_id, utcnow)
+from ..models import (Instance as InstanceRow, Snapshot as SnapshotRow, Tag, Volume as VolumeRow,
+                      VolumeModification as ModificationRow, is_resource_id, new_resource_id, utcnow)
 from ..quotas import effective, lock_account, used_bytes
 from .launch_volumes import ROOT_DEVICES, add_launch_volumes, creating_of, merged
 from .snapshot_states import SnapshotState
@@ -281,6 +281,7 @@ class VolumeService:
         self.files.remove(volume_id)
         with self.db.write() as session:
             session.execute(Tag.__table__.delete().where(Tag.resource_id == volume_id))
+            session.execute(ModificationRow.__table__.delete().where(ModificationRow.volume_id == volume_id))
             session.execute(VolumeRow.__table__.delete().where(VolumeRow.volume_id == volume_id,
                                                                VolumeRow.state == VolumeState.DELETING.value))
 
@@ -348,8 +349,25 @@ class VolumeService:
                         raise Conflict('IncorrectState', f'The volume could not be grown: {error}') from None
             row.size_gib, row.volume_type, row.iops, row.throughput = new_size, new_type, new_iops, new_throughput
             after = _volume(row, ())
+            modification = _record_modification(session, row, before)
         self.wake_workers()
-        return before, after
+        return modification
+
+    def modifications(self, owner, volume_ids=None):
+        """DescribeVolumesModifications: the latest modification of each of the owner's volumes."""
+        for volume_id in volume_ids or ():
+            check_volume_id(volume_id)
+        with self.db.read() as session:
+            query = select(ModificationRow).where(ModificationRow.owner == owner).order_by(ModificationRow.volume_id)
+            if volume_ids:
+                query = query.where(ModificationRow.volume_id.in_(list(volume_ids)))
+            found = [_modification(row) for row in session.scalars(query)]
+        if volume_ids:
+            missing = sorted(set(volume_ids) - {m.volume_id for m in found})
+            if missing:
+                raise NotFound('InvalidVolumeModification.NotFound',
+                               f"Modification for volume '{missing[0]}' does not exist.")
+        return found
 
     def set_auto_enable_io(self, owner, volume_id, value):
         with self.db.write() as session:
@@ -449,9 +467,11 @@ class VolumeService:
                 log.warning('cannot grow %s: %s', volume_id, error)
                 continue
             with self.db.write() as session:
-                session.execute(update(VolumeRow).where(VolumeRow.volume_id == volume_id,
-                                                        VolumeRow.attachment_state.is_(None))
-                                .values(resize_pending=False))
+                grown = session.execute(update(VolumeRow).where(VolumeRow.volume_id == volume_id,
+                                                                VolumeRow.attachment_state.is_(None))
+                                        .values(resize_pending=False)).rowcount
+                if grown:
+                    finish_modification(session, volume_id)
 
     def _owned(self, session, owner, volume_id):
         check_volume_id(volume_id)
@@ -471,6 +491,51 @@ def release_volumes(session, instance_id):
         if row.delete_on_termination:
             row.state = VolumeState.DELETING.value
         row.delete_on_termination = row.force_detach = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Modification:
+    volume_id: str
+    state: str
+    original: tuple          # (size GiB, type, IOPS, throughput)
+    target: tuple
+    started_at: datetime.datetime
+    ended_at: datetime.datetime | None
+
+
+def _record_modification(session, row, before):
+    """The volume's latest modification: done now, or 'modifying' while its host grows the disk."""
+    done = not row.resize_pending
+    now = utcnow()
+    values = dict(owner=row.owner, state='completed' if done else 'modifying',
+                  original_size_gib=before.size_gib, original_type=before.volume_type,
+                  original_iops=effective_iops(before.volume_type, before.size_gib, before.iops),
+                  original_throughput=before.throughput, target_size_gib=row.size_gib, target_type=row.volume_type,
+                  target_iops=effective_iops(row.volume_type, row.size_gib, row.iops),
+                  target_throughput=row.throughput, started_at=now, ended_at=now if done else None)
+    record = session.get(ModificationRow, row.volume_id)
+    if record is None:
+        record = ModificationRow(volume_id=row.volume_id, **values)
+        session.add(record)
+    else:
+        for key, value in values.items():
+            setattr(record, key, value)
+    session.flush()
+    return _modification(record)
+
+
+def finish_modification(session, volume_id):
+    """The host has grown the volume's disk: its modification is complete."""
+    session.execute(update(ModificationRow).where(ModificationRow.volume_id == volume_id,
+                                                  ModificationRow.state == 'modifying')
+                    .values(state='completed', ended_at=utcnow()))
+
+
+def _modification(row):
+    return Modification(row.volume_id, row.state,
+                        (row.original_size_gib, row.original_type, row.original_iops, row.original_throughput),
+                        (row.target_size_gib, row.target_type, row.target_iops, row.target_throughput),
+                        row.started_at, row.ended_at)
 
 
 def _same_letter(device):

@@ -46,7 +46,7 @@ def _aws_shape(kind):
         'InstanceType': kind.name,
         'CurrentGeneration': True,
         'SupportedUsageClasses': ['on-demand'],
-        'SupportedRootDeviceTypes': ['instance-store'],
+        'SupportedRootDeviceTypes': ['ebs', 'instance-store'],
         'SupportedVirtualizationTypes': ['hvm', 'paravirtual'],
         'BareMetal': False,
         'Hypervisor': 'xen',

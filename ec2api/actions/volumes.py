@@ -30,6 +30,21 @@ _STATUS_FIELDS = {
     'volume-status.details-name': lambda s: [d['Name'] for d in s['VolumeStatus']['Details']],
     'volume-status.details-status': lambda s: [d['Status'] for d in s['VolumeStatus']['Details']],
 }
+_MODIFICATION_FIELDS = {
+    'volume-id': lambda m: m['VolumeId'],
+    'modification-state': lambda m: m['ModificationState'],
+    'start-time': lambda m: m['StartTime'],
+    'target-size': lambda m: str(m['TargetSize']),
+    'target-volume-type': lambda m: m['TargetVolumeType'],
+    'target-iops': lambda m: str(m['TargetIops']),
+    'target-throughput': lambda m: str(m['TargetThroughput']),
+    'target-multi-attach-enabled': lambda m: m['TargetMultiAttachEnabled'],
+    'original-size': lambda m: str(m['OriginalSize']),
+    'original-volume-type': lambda m: m['OriginalVolumeType'],
+    'original-iops': lambda m: str(m['OriginalIops']),
+    'original-throughput': lambda m: str(m['OriginalThroughput']),
+    'original-multi-attach-enabled': lambda m: m['OriginalMultiAttachEnabled'],
+}
 _CREATE_PARAMETERS = ('AvailabilityZone', 'Size', 'SnapshotId', 'VolumeType', 'Iops', 'Throughput', 'Encrypted',
                       'MultiAttachEnabled', 'TagSpecifications', 'ClientToken')
 
@@ -73,17 +88,32 @@ def describe_volumes(ctx, args):
 def modify_volume(ctx, args):
     if args.get('MultiAttachEnabled'):
         raise EC2Error('UnsupportedOperation', 'Multi-Attach is not offered by this cloud.')
-    before, after = ctx.cloud.volumes.modify(ctx.account_id, args.get('VolumeId'), args.get('Size'),
-                                             args.get('VolumeType'), args.get('Iops'), args.get('Throughput'))
-    return {'VolumeModification': {
-        'VolumeId': after.volume_id, 'ModificationState': 'modifying' if after.modifying else 'completed',
-        'Progress': 0 if after.modifying else 100,
-        'TargetSize': after.size_gib, 'TargetVolumeType': after.volume_type,
-        'TargetIops': effective_iops(after.volume_type, after.size_gib, after.iops),
-        'TargetThroughput': after.throughput, 'TargetMultiAttachEnabled': False,
-        'OriginalSize': before.size_gib, 'OriginalVolumeType': before.volume_type,
-        'OriginalIops': effective_iops(before.volume_type, before.size_gib, before.iops),
-        'OriginalThroughput': before.throughput, 'OriginalMultiAttachEnabled': False}}
+    modification = ctx.cloud.volumes.modify(ctx.account_id, args.get('VolumeId'), args.get('Size'),
+                                            args.get('VolumeType'), args.get('Iops'), args.get('Throughput'))
+    return {'VolumeModification': _modification_shape(modification)}
+
+
+@action('DescribeVolumesModifications')
+def describe_volumes_modifications(ctx, args):
+    modifications = ctx.cloud.volumes.modifications(ctx.account_id, args.get('VolumeIds'))
+    page, token = filtered_page(args, [_modification_shape(m) for m in modifications], _MODIFICATION_FIELDS,
+                                'VolumeId', 'VolumeIds')
+    return {'VolumesModifications': page, 'NextToken': token}
+
+
+def _modification_shape(modification):
+    (original_size, original_type, original_iops, original_throughput) = modification.original
+    (target_size, target_type, target_iops, target_throughput) = modification.target
+    shape = {'VolumeId': modification.volume_id, 'ModificationState': modification.state,
+             'Progress': 100 if modification.state == 'completed' else 0,
+             'TargetSize': target_size, 'TargetVolumeType': target_type, 'TargetIops': target_iops,
+             'TargetThroughput': target_throughput, 'TargetMultiAttachEnabled': False,
+             'OriginalSize': original_size, 'OriginalVolumeType': original_type, 'OriginalIops': original_iops,
+             'OriginalThroughput': original_throughput, 'OriginalMultiAttachEnabled': False,
+             'StartTime': modification.started_at}
+    if modification.ended_at:
+        shape['EndTime'] = modification.ended_at
+    return shape
 
 
 @action('AttachVolume')

@@ -59,6 +59,11 @@ def test_a_volume_is_made_described_grown_and_deleted(server):
     modification = ec2.modify_volume(VolumeId=volume_id, Size=3)['VolumeModification']
     assert (modification['OriginalSize'], modification['TargetSize']) == (2, 3)
     assert volume(ec2, volume_id)['Size'] == 3
+    (listed,) = ec2.describe_volumes_modifications(VolumeIds=[volume_id])['VolumesModifications']
+    assert (listed['ModificationState'], listed['OriginalSize'], listed['TargetSize']) == ('completed', 2, 3)
+    assert 'EndTime' in listed
+    assert error_code(ec2.describe_volumes_modifications, VolumeIds=[gp2['VolumeId']]) == \
+        'InvalidVolumeModification.NotFound'
     assert error_code(ec2.modify_volume, VolumeId=volume_id, Size=1) == 'InvalidParameterValue'
     ec2.modify_volume_attribute(VolumeId=volume_id, AutoEnableIO={'Value': True})
     assert ec2.describe_volume_attribute(VolumeId=volume_id, Attribute='autoEnableIO')['AutoEnableIO'] == \
@@ -127,6 +132,9 @@ def test_attach_detach_and_termination_as_on_aws(server):
     modification = ec2.modify_volume(VolumeId=data, Size=3)['VolumeModification']
     assert (modification['OriginalSize'], modification['TargetSize']) == (1, 3)
     wait_for(lambda: qcow2_size(server.home / 'volumes' / f'{data}.qcow2') == 3 * 1024 ** 3)
+    wait_for(lambda: ec2.describe_volumes_modifications(Filters=[
+        {'Name': 'modification-state', 'Values': ['completed']},
+        {'Name': 'volume-id', 'Values': [data]}])['VolumesModifications'])
     detached = ec2.detach_volume(VolumeId=data)
     assert detached['State'] == 'detaching'
     ec2.get_waiter('volume_available').wait(VolumeIds=[data], WaiterConfig={'Delay': 1, 'MaxAttempts': 30})
