@@ -227,13 +227,7 @@ class LibvirtDriver(HostDriver):
 
 def _flatten(disk, target, force_share):
     """`qemu-img convert` of the overlay and its backing chain into one standalone qcow2."""
-    command = ['qemu-img', 'convert', '-O', 'qcow2', *(['-U'] if force_share else []), '--', str(disk), str(target)]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_SECONDS)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise DriverError(f'cannot copy the disk: {error}') from None
-    if result.returncode != 0:
-        raise DriverError(f'qemu-img convert failed: {result.stderr.strip()}')
+    _convert([*(['-U'] if force_share else []), '--', str(disk), str(target)], 'the disk')
 
 
 def _copy_above(disk, target, base):
@@ -241,11 +235,15 @@ def _copy_above(disk, target, base):
     disk, standalone, when `base` is None); written beside `target` and renamed once whole."""
     partial = f'{target}.partial'
     above = ['-B', base, '-F', 'qcow2'] if base else []
-    command = ['qemu-img', 'convert', '-U', '-O', 'qcow2', *above, '--', str(disk), partial]
+    _convert(['-U', *above, '--', str(disk), partial], 'the volume')
+    os.replace(partial, target)
+
+
+def _convert(arguments, what):
+    command = ['qemu-img', 'convert', '-O', 'qcow2', *arguments]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_SECONDS)
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise DriverError(f'cannot copy the volume: {error}') from None
+        raise DriverError(f'cannot copy {what}: {error}') from None
     if result.returncode != 0:
         raise DriverError(f'qemu-img convert failed: {result.stderr.strip()}')
-    os.replace(partial, target)
