@@ -50,6 +50,8 @@ IOPS_PER_GIB = {'io1': 50, 'io2': 1000}
 DEVICE = re.compile(r'(?:/dev/)?(?:sd|xvd)([b-z])')
 # Instance states in which a volume may be attached or detached (the host acts when it can).
 ATTACHABLE = (State.RUNNING.value, State.STOPPED.value)
+# A volume `creating` for this long lost the process making its file (that takes milliseconds).
+STALE_CREATING_SECONDS = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,26 +436,35 @@ class VolumeService:
     # -- recovery ------------------------------------------------------------------------------------
 
     def recover(self):
-        """After a crash: finish what CreateVolume and DeleteVolume began."""
-        with self.db.read() as session:
-            creating = session.execute(select(VolumeRow.volume_id, VolumeRow.size_gib, VolumeRow.backing_id).where(
-                VolumeRow.state == VolumeState.CREATING.value)).all()
-        for volume_id, size_gib, backing_id in creating:
-            if self.files.exists(volume_id):
-                self._record_creation(volume_id, VolumeEvent.CREATED)
-            else:
-                self._make_file(volume_id, size_gib, backing_id)
-        return len(creating) + self.reap()
+        """After a crash: finish what CreateVolume, RunInstances and DeleteVolume began."""
+        return self._finish_creating() + self.reap()
 
     def reap(self):
-        """Remove the files of volumes being deleted (those their instances took with them)."""
+        """Remove the files of volumes being deleted (those their instances took with them), and
+        make those whose creator died before making them (a launch waits for them)."""
         with self.db.read() as session:
             deleting = session.scalars(select(VolumeRow.volume_id).where(
                 VolumeRow.state == VolumeState.DELETING.value)).all()
         for volume_id in deleting:
             self._finish_deleting(volume_id)
         self._grow_detached()
+        self._finish_creating(utcnow() - datetime.timedelta(seconds=STALE_CREATING_SECONDS))
         return len(deleting)
+
+    def _finish_creating(self, before=None):
+        """Make the files of volumes still `creating` (those recorded before `before`, if given)."""
+        with self.db.read() as session:
+            query = select(VolumeRow.volume_id, VolumeRow.size_gib, VolumeRow.backing_id).where(
+                VolumeRow.state == VolumeState.CREATING.value)
+            if before is not None:
+                query = query.where(VolumeRow.created_at < before)
+            creating = session.execute(query).all()
+        for volume_id, size_gib, backing_id in creating:
+            if self.files.exists(volume_id):
+                self._record_creation(volume_id, VolumeEvent.CREATED)
+            else:
+                self._make_file(volume_id, size_gib, backing_id)
+        return len(creating)
 
     def _grow_detached(self):
         """A growth asked while attached, whose volume was detached before its host carried it out."""

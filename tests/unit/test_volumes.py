@@ -1,4 +1,6 @@
 """Volumes in-process: the state tables, crash recovery, the quota, and the disk a host is handed."""
+import datetime
+
 import pytest
 from hypothesis import given, strategies as st
 from sqlalchemy import update
@@ -67,3 +69,20 @@ def test_the_disk_a_host_is_handed():
     assert '<total_iops_sec>3000</total_iops_sec>' in xml and '<total_bytes_sec>131072000</total_bytes_sec>' in xml
     assert guest_target('xvdg', 'xen') == 'xvdg'
     assert domain_xml.disk_targets(f'<domain><devices>{xml}</devices></domain>') == {'vdf'}
+
+
+def test_a_volume_its_creator_left_unmade_is_made_by_the_reaper_once_stale(cloud):
+    # As if an API process had died between recording a launch's volume and making its file.
+    owner = cloud.users.create('alice').account_id
+    made = cloud.volumes.create(owner, CreateRequest(ZONE, 1))
+    cloud.volumes.files.remove(made.volume_id)
+    with cloud.db.write() as session:
+        session.execute(update(VolumeRow).where(VolumeRow.volume_id == made.volume_id).values(state='creating'))
+    cloud.volumes.reap()
+    assert not cloud.volumes.files.exists(made.volume_id), 'a fresh creation was taken for a stale one'
+    with cloud.db.write() as session:
+        session.execute(update(VolumeRow).where(VolumeRow.volume_id == made.volume_id).values(
+            created_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)))
+    cloud.volumes.reap()
+    assert cloud.volumes.files.exists(made.volume_id)
+    assert [v.state for v in cloud.volumes.describe(owner)] == ['available']
