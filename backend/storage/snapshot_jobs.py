@@ -118,6 +118,15 @@ class SnapshotJobs:
         which AttachVolume waits for."""
         if not self._claim([snapshot_id]):
             return False
+        with self.db.read() as session:
+            found = session.execute(select(VolumeRow.volume_id, VolumeRow.size_gib).join(
+                SnapshotRow, SnapshotRow.volume_id == VolumeRow.volume_id).where(
+                SnapshotRow.snapshot_id == snapshot_id)).first()
+        if found is not None:
+            try:    # the slow part, before the write lock (SQLite's is the whole database's)
+                self.files.prepare_freeze(found.volume_id, snapshot_id, found.size_gib)
+            except VolumeFileError as error:
+                log.warning('cannot prepare the snapshot %s: %s', snapshot_id, error)
         with self.db.write() as session:
             volume_id = session.scalar(select(SnapshotRow.volume_id).where(SnapshotRow.snapshot_id == snapshot_id))
             volume = session.scalar(select(VolumeRow).where(VolumeRow.volume_id == volume_id).with_for_update())

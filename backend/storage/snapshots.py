@@ -303,9 +303,14 @@ def _visible_to(account):
 
 
 def _restorable_by(accounts):
-    return or_(SnapshotRow.owner.in_(accounts), SnapshotRow.public.is_(True),
+    """AWS's RestorableByUserIds: an account means the snapshots it owns or was given explicitly;
+    `all` means the public ones."""
+    clauses = [SnapshotRow.owner.in_(accounts),
                exists().where(SnapshotPermission.snapshot_id == SnapshotRow.snapshot_id,
-                              SnapshotPermission.account_id.in_(accounts)))
+                              SnapshotPermission.account_id.in_(accounts))]
+    if PUBLIC_GROUP in accounts:
+        clauses.append(SnapshotRow.public.is_(True))
+    return or_(*clauses)
 
 
 def _checked_description(description):

@@ -49,10 +49,23 @@ class VolumeFiles:
 
     def remove(self, volume_id):
         for path in (self.path(volume_id), self.path(volume_id).with_suffix('.partial'),
-                     self.path(volume_id).with_suffix('.next')):
+                     *self.root.glob(f'{volume_id}.snap-*')):
             path.unlink(missing_ok=True)
 
     # -- snapshots -----------------------------------------------------------------------------------
+
+    def prepare_freeze(self, volume_id, snapshot_id, size_gib):
+        """The empty overlay a volume will go on in after `freeze`: made ahead, outside any lock, since
+        it is the slow part (a qemu-img run). Named by snapshot and size, so it is never taken for a
+        volume grown since."""
+        following = self._following(volume_id, snapshot_id, size_gib)
+        if not following.exists():
+            partial = following.with_suffix('.partial')
+            # -u: the backing name is written as is; the file behind it is linked by `freeze`.
+            _qemu_img('create', '-q', '-f', 'qcow2', '-u', *self._backing(snapshot_id), str(partial),
+                      str(size_gib * GIB))
+            partial.rename(following)
+        return following
 
     def freeze(self, volume_id, snapshot_id, size_gib):
         """Make the volume's present content the snapshot's file, in O(1); the volume goes on in a
@@ -60,18 +73,21 @@ class VolumeFiles:
         any step: the snapshot's name is linked before the volume's is replaced."""
         self.snapshots_root.mkdir(parents=True, exist_ok=True)
         volume, frozen = self.path(volume_id), self.snapshot_path(snapshot_id)
-        following = volume.with_suffix('.next')
         try:
             if not frozen.exists():
-                following.unlink(missing_ok=True)
-                # -u: the backing name is written as is; the file behind it is linked next.
-                _qemu_img('create', '-q', '-f', 'qcow2', '-u', *self._backing(snapshot_id), str(following),
-                          str(size_gib * GIB))
+                following = self.prepare_freeze(volume_id, snapshot_id, size_gib)
                 os.link(volume, frozen)
+            else:
+                following = self._following(volume_id, snapshot_id, size_gib)
             if following.exists():
                 os.replace(following, volume)
+            for stale in self.root.glob(f'{volume_id}.{snapshot_id}.*'):
+                stale.unlink(missing_ok=True)      # made for a size the volume no longer has
         except OSError as error:
             raise VolumeFileError(f'cannot freeze {volume_id}: {error}') from None
+
+    def _following(self, volume_id, snapshot_id, size_gib):
+        return self.root / f'{volume_id}.{snapshot_id}.{size_gib}g.next'
 
     def overlay_snapshot(self, snapshot_id, source_snapshot_id):
         """A snapshot with the content of another, as an empty overlay of its file (CopySnapshot)."""

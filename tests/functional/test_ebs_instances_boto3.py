@@ -165,5 +165,7 @@ def test_an_administrator_makes_an_ebs_twin_of_a_public_image_anyone_can_launch(
     root = mapped(instance)['/dev/sda1']['VolumeId']
     assert backing_of(server.home / 'volumes' / f'{root}.qcow2').endswith(f"{twin['snapshot_id']}.qcow2")
     assert twin['snapshot_id'] in [s['SnapshotId'] for s in bob.describe_snapshots(
-        RestorableByUserIds=['self'])['Snapshots']]
+        RestorableByUserIds=['all'])['Snapshots']]
+    assert twin['snapshot_id'] not in [s['SnapshotId'] for s in bob.describe_snapshots(
+        RestorableByUserIds=['self'])['Snapshots']], "'self' is what one owns or was given, not what is public"
     bob.terminate_instances(InstanceIds=[instance['InstanceId']])

@@ -256,6 +256,6 @@ def test_a_launch_tags_the_interfaces_it_makes(server, network):
     assert described['TagSet'] == [{'Key': 'Name', 'Value': 'web-nic'}]
     assert instance['Tags'] == [{'Key': 'Name', 'Value': 'web'}]
     assert error_code(ec2.run_instances, ImageId=server.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro',
-                      TagSpecifications=[{'ResourceType': 'volume', 'Tags': [{'Key': 'a', 'Value': 'b'}]}]) == \
+                      TagSpecifications=[{'ResourceType': 'snapshot', 'Tags': [{'Key': 'a', 'Value': 'b'}]}]) == \
         'InvalidParameterValue'
     ec2.terminate_instances(InstanceIds=[instance['InstanceId']])

@@ -176,6 +176,8 @@ def test_copy_share_and_the_boundaries_of_accounts(server):
     # Public: everyone may restore it, nobody else may change it.
     bob.modify_snapshot_attribute(SnapshotId=copy_id, CreateVolumePermission={'Add': [{'Group': 'all'}]})
     assert copy_id in [s['SnapshotId'] for s in carol.describe_snapshots()['Snapshots']]
+    assert copy_id in [s['SnapshotId'] for s in carol.describe_snapshots(RestorableByUserIds=['all'])['Snapshots']]
+    assert copy_id not in [s['SnapshotId'] for s in carol.describe_snapshots(RestorableByUserIds=['self'])['Snapshots']]
     assert error_code(lambda: carol.modify_snapshot_attribute(
         SnapshotId=copy_id, CreateVolumePermission={'Add': [{'Group': 'all'}]})) == 'AuthFailure'
     bob.reset_snapshot_attribute(SnapshotId=copy_id, Attribute='createVolumePermission')

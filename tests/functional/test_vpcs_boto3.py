@@ -176,7 +176,7 @@ def test_what_cannot_be_honoured_is_refused_not_ignored(server):
                                                  'AssociatePublicIpAddress': True},
                                                 {'DeviceIndex': 1, 'SubnetId': subnet_id}]},
                          'InvalidParameterCombination'),
-                        ({'TagSpecifications': [{'ResourceType': 'volume', 'Tags': [{'Key': 'a', 'Value': 'b'}]}]},
+                        ({'TagSpecifications': [{'ResourceType': 'snapshot', 'Tags': [{'Key': 'a', 'Value': 'b'}]}]},
                          'InvalidParameterValue')):
         assert error_code(lambda: launch(ec2, server.image_id, **extra)) == code, extra
     launched = launch(ec2, server.image_id, SecurityGroups=['default'])

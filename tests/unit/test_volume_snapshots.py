@@ -48,12 +48,11 @@ def test_a_freeze_interrupted_at_any_step_is_finished_by_doing_it_again(tmp_path
     volume, frozen = files.path('vol-1'), files.snapshot_path('snap-1')
     files.snapshots_root.mkdir()
     # What a process that died mid-way leaves: the next overlay made, and maybe the snapshot linked.
-    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-u', '-b', str(frozen.absolute()), '-F', 'qcow2',
-                    str(volume.with_suffix('.next')), '1G'], check=True)
+    files.prepare_freeze('vol-1', 'snap-1', 1)
     if crash_after == 'snapshot linked':
         os.link(volume, frozen)
     files.freeze('vol-1', 'snap-1', 1)
-    assert not volume.with_suffix('.next').exists()
+    assert sorted(path.name for path in files.root.iterdir()) == ['vol-1.qcow2']
     assert backing_of(volume) == str(frozen.absolute())
     assert holds_byte(frozen, 0x5a) and holds_byte(volume, 0x5a)
     write_byte(volume, 0x6b)
