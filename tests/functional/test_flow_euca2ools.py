@@ -176,3 +176,49 @@ def test_the_volume_flow_with_euca2ools(compute_server):
     euca.run('euca-delete-volume', volume_id)
     assert euca.error('euca-describe-volumes', volume_id) == 'InvalidVolume.NotFound'
     euca.run('euca-terminate-instances', instance_id)
+
+
+def test_the_snapshot_flow_with_euca2ools(compute_server):
+    owner, friend = compute_server.new_user('euca-snapshots'), compute_server.new_user('euca-snapshots-friend')
+    euca, other = Euca(compute_server, owner), Euca(compute_server, friend)
+    friend_account = compute_server.users[friend]['account_id']
+    [volume] = euca.run('euca-create-volume', '-s', '1', '-z', 'reservoir-1a')
+    volume_id = volume[1]
+    wait_for(lambda: euca.run('euca-describe-volumes', volume_id)[0][5] == 'available')
+    [(kind, snapshot_id, of_volume, state, _started, account, size, description)] = euca.run(
+        'euca-create-snapshot', '-d', 'nightly', volume_id)
+    assert (kind, of_volume, account, size, description) == \
+        ('SNAPSHOT', volume_id, compute_server.users[owner]['account_id'], '1', 'nightly')
+    assert state in ('pending', 'completed')
+
+    # SNAPSHOT, id, volume, status, started, progress, owner, size, description. Without ids or -o, the
+    # command asks twice (Owner=self, then RestorableBy=self) and prints both answers: -o self asks once.
+    def snapshot_row(*arguments):
+        [row] = [row for row in euca.run('euca-describe-snapshots', *arguments) if row[0] == 'SNAPSHOT']
+        return row
+
+    wait_for(lambda: snapshot_row(snapshot_id)[3] == 'completed')
+    assert snapshot_row('-o', 'self', '--filter', f'volume-id={volume_id}', '--filter', 'status=completed')[1:6:4] \
+        == [snapshot_id, '100%']
+    assert euca.run('euca-describe-snapshots', '-o', 'self', '--filter', 'description=weekly') == []
+
+    # VOLUME, id, size, snapshot, zone, state, created: the size is the snapshot's when none is given.
+    [restored] = euca.run('euca-create-volume', '--snapshot', snapshot_id, '-z', 'reservoir-1a')
+    assert (restored[0], restored[2], restored[3], restored[4]) == ('VOLUME', '1', snapshot_id, 'reservoir-1a')
+    wait_for(lambda: euca.run('euca-describe-volumes', restored[1])[0][5] == 'available')
+
+    assert other.run('euca-describe-snapshots') == []
+    assert euca.run('euca-modify-snapshot-attribute', '-c', '-a', friend_account, snapshot_id) == \
+        [['createVolumePermission', snapshot_id, 'ADD', 'UserId', friend_account]]
+    assert euca.run('euca-describe-snapshot-attribute', '-c', snapshot_id) == \
+        [['createVolumePermission', snapshot_id, 'userId', friend_account]]
+    assert [row[1] for row in other.run('euca-describe-snapshots') if row[0] == 'SNAPSHOT'] == [snapshot_id]
+
+    assert euca.run('euca-delete-snapshot', snapshot_id) == [['SNAPSHOT', snapshot_id]]
+    assert euca.error('euca-describe-snapshots', snapshot_id) == 'InvalidSnapshot.NotFound'
+    assert euca.error('euca-create-volume', '--snapshot', snapshot_id, '-z', 'reservoir-1a') == \
+        'InvalidSnapshot.NotFound'
+    assert other.run('euca-describe-snapshots') == []
+    euca.run('euca-delete-volume', restored[1])
+    euca.run('euca-delete-volume', volume_id)
+    assert euca.run('euca-describe-snapshots', '-o', 'self') == [] and euca.run('euca-describe-volumes') == []
