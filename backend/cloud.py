@@ -26,6 +26,7 @@ from .storage.volumes import VolumeService
 from .tags import TagService
 from .uploads import UploadService
 from .users import UserService
+from .peers import PeerService
 from .vault import Vault
 
 
@@ -44,6 +45,7 @@ class Cloud:
         self.uploads = UploadService(db, config.home / 'uploads', self.images)
         self.catalog = Catalog(config)
         self.hosts = HostService(db, config)
+        self.peers = PeerService(db, self.hosts, self.vault, config.instance_types)   # EC2 clouds as hosts
         self.networks = NetworkService(db, config)
         self.networks.ensure_defaults(compute.public_pool)
         self.vpcs = VpcService(db, config.zones)

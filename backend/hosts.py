@@ -16,7 +16,7 @@ from .lifecycle import HOLDS_CAPACITY
 from .models import Host as HostRow, Instance as InstanceRow
 
 _HOST_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,63}')
-DOMAIN_TYPES = ('qemu', 'kvm', 'xen', 'test')
+DOMAIN_TYPES = ('qemu', 'kvm', 'xen', 'test', 'ec2')     # ec2: a peer cloud (peers)
 
 
 @dataclasses.dataclass(frozen=True)

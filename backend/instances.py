@@ -606,9 +606,10 @@ def _group_hosts(session, owner, group):
 def _host_views(session):
     rows = session.execute(select(HostRow.id, HostRow.name, HostRow.zone, HostRow.cpus, HostRow.memory_mib,
                                   HostRow.used_cpus, HostRow.used_memory_mib, HostRow.enabled,
-                                  HostRow.state, HostRow.load).order_by(HostRow.id)).all()
+                                  HostRow.state, HostRow.load, HostRow.domain_type).order_by(HostRow.id)).all()
     return [scheduler.HostView(row.id, row.name, row.zone, row.cpus, row.memory_mib, row.used_cpus,
-                               row.used_memory_mib, row.enabled, row.state == 'ok', row.load)
+                               row.used_memory_mib, row.enabled, row.state == 'ok', row.load,
+                               peer=row.domain_type == 'ec2')
             for row in rows]
 
 

@@ -160,6 +160,28 @@ class Image(Base):
         back_populates='image', cascade='all, delete-orphan', passive_deletes=True)
 
 
+class Peer(Base):
+    """A host that is another EC2 cloud (an ec2+http(s) URI): how to reach it, its capacity as the
+    administrator declared it (instance type -> count), and its secret key, encrypted by the vault."""
+    __tablename__ = 'peers'
+
+    host_id: Mapped[int] = mapped_column(ForeignKey('hosts.id', ondelete='CASCADE'), primary_key=True)
+    region: Mapped[str] = mapped_column(String(64), nullable=False)
+    access_key: Mapped[str] = mapped_column(String(128), nullable=False)
+    encrypted_secret: Mapped[str] = mapped_column(Text, nullable=False)
+    signature: Mapped[str] = mapped_column(String(4), nullable=False, default='v4')
+    capacity: Mapped[str] = mapped_column(Text, nullable=False, default='{}')      # JSON
+
+
+class PeerImage(Base):
+    """Which image of a peer an instance of a local image runs on there."""
+    __tablename__ = 'peer_images'
+
+    host_id: Mapped[int] = mapped_column(ForeignKey('hosts.id', ondelete='CASCADE'), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(RESOURCE_ID_LENGTH), primary_key=True)
+    peer_image_id: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
 class ImageBlockDevice(Base):
     """A block device mapping of an image: the volume each instance launched from it gets at `device`
     (from a snapshot, or empty of `size_gib`), or none (`no_device`)."""

@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy import select
 
-from .drivers.base import DomainState, DriverError
+from .drivers.base import DomainState, DriverError, Feature
 from .instances import transition
 from .lifecycle import Event, State
 from .models import Host as HostRow, Instance as InstanceRow, utcnow
@@ -29,9 +29,14 @@ class Monitor:
 
     def run_round(self):
         """Ask every owned host for its domains, then reconcile them all in one transaction."""
-        observations = {}
+        observations, clouds = {}, set()
+        # What a host reports is already old when the slowest host has answered: an instance whose
+        # state changed since (a deploy that finished meanwhile) is judged at the next round.
+        observed_from = utcnow()
         for host_id, uri in self.worker.owned_hosts().items():
             host = self.worker.hosts.get(host_id, uri)
+            if host.supports(Feature.OWN_LIFECYCLE):
+                clouds.add(host_id)
             try:
                 observations[host_id] = host.states()
             except DriverError as error:
@@ -43,14 +48,15 @@ class Monitor:
             watched = collections.defaultdict(list)
             for row in session.scalars(select(InstanceRow).where(
                     InstanceRow.host_id.in_(list(observations)), InstanceRow.state.in_(WATCHED_STATES))):
-                if not self.worker.in_flight(row.instance_id):
+                if not self.worker.in_flight(row.instance_id) and not (
+                        row.state_changed_at and row.state_changed_at >= observed_from):
                     watched[row.host_id].append(row)
             for host in hosts:
                 observed = observations[host.id]
                 if isinstance(observed, DriverError):
                     self._host_lost(session, host, watched[host.id], str(observed))
                 else:
-                    self._host_seen(session, host, watched[host.id], observed)
+                    self._host_seen(session, host, watched[host.id], observed, host.id in clouds)
 
     def _host_lost(self, session, host, instances, reason):
         if host.state != 'unreachable':
@@ -61,7 +67,7 @@ class Monitor:
                 transition(session, row, Event.HOST_LOST, reason=f'Server.HostUnreachable: {reason}',
                            reason_code='Server.HostUnreachable')
 
-    def _host_seen(self, session, host, instances, domains):
+    def _host_seen(self, session, host, instances, domains, cloud=False):
         if host.state != 'ok':
             log.info('host %s answers again', host.name)
             host.state, host.state_reason = 'ok', None
@@ -69,6 +75,12 @@ class Monitor:
         if host.last_seen is None or now - host.last_seen > LAST_SEEN_RESOLUTION:
             host.last_seen = now   # not every round: a thousand hosts would mean a thousand writes
         for row in instances:
+            if cloud and row.instance_id not in domains:
+                # A peer cloud ended it (its owner there, or the peer's own rules): it is gone for good.
+                transition(session, row, Event.TERMINATE, reason='Server.InstanceTerminatedOnPeer: the peer cloud '
+                           f'{host.name} terminated the instance', reason_code='Server.InstanceTerminatedOnPeer',
+                           transition_reason=f'terminated on the peer cloud {host.name}')
+                continue
             self._reconcile(session, row, domains.get(row.instance_id))
 
     def _reconcile(self, session, row, domain_state):

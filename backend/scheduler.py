@@ -28,6 +28,7 @@ class HostView:
     enabled: bool = True
     reachable: bool = True
     load: float = 0.0   # 0..1 CPU load reported by the monitor
+    peer: bool = False  # another cloud: used once the local hosts are full (cloud bursting)
 
     def fits(self, vcpus, memory_mib):
         return (self.used_cpus + vcpus <= self.cpus
@@ -99,12 +100,12 @@ def _rejection(host, request):
 
 
 def _rank_key(host, policy):
-    """Smaller is better."""
+    """Smaller is better; every local host before any peer cloud."""
     if policy == 'packing':
-        return (host.free_fraction(), host.host_id)
+        return (host.peer, host.free_fraction(), host.host_id)
     if policy == 'load-aware':
-        return (host.load, -host.free_fraction(), host.host_id)
-    return (-host.free_fraction(), host.host_id)
+        return (host.peer, host.load, -host.free_fraction(), host.host_id)
+    return (host.peer, -host.free_fraction(), host.host_id)
 
 
 def _place_ranked(candidates, request, policy):

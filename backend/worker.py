@@ -22,8 +22,8 @@ from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSp
 from .drivers.instance_files import InstanceFiles
 from .networking import addressing
 from .networking.host_firewall import HostFirewall
-from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name, is_on_this_machine, namespace_prefix,
-                                      tap_name)
+from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name, installation_digest,
+                                      is_on_this_machine, namespace_prefix, tap_name)
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
@@ -53,19 +53,21 @@ RESTORED_STATES = (State.RUNNING.value, State.REBOOTING.value, State.IMPAIRED.va
 class HostPool:
     """One driver per host row in this process (for test:/// URIs, the connection is the host)."""
 
-    def __init__(self, on_first_connect, files, network):
+    def __init__(self, on_first_connect, files, network, peer_settings=lambda host_id: None):
         self._hosts = {}
         self._lock = threading.Lock()
         self._on_first_connect = on_first_connect
         self._files = files
         self._network = network
+        self._peer_settings = peer_settings     # host id -> PeerSettings of a peer cloud, or None
 
     def get(self, host_id, uri):
         with self._lock:
             host = self._hosts.get(host_id)
             fresh = host is None or host.uri != uri
             if fresh:
-                host = self._hosts[host_id] = open_driver(uri, self._files, self._network)
+                host = self._hosts[host_id] = open_driver(uri, self._files, self._network,
+                                                          peer=self._peer_settings(host_id))
         if fresh:
             self._on_first_connect(host_id, host)
         return host
@@ -101,10 +103,12 @@ class Worker:
         self.host_network = HostNetwork(uplink=self.settings.vlan_uplink,     # bridges, routers, NAT
                                         namespaces=namespace_prefix(cloud.config.home))
         self.installation = str(cloud.config.home)
+        self.installation_tag = installation_digest(self.installation)[:12]   # marks what it runs on peers
         groups = cloud.config.security_groups
         self.firewall = HostFirewall(groups.table_prefix, self.installation, cloud.config.home / 'firewall',
                                      simulated_host_rules=groups.simulated_host_rules)     # security groups
-        self.hosts = HostPool(self._restore_host, self.files, self.host_network)
+        self.hosts = HostPool(self._restore_host, self.files, self.host_network,
+                              lambda host_id: cloud.peers.settings(host_id, self.installation_tag))
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self.attachments = Attachments(self)  # network interfaces plugged into and out of instances
@@ -430,6 +434,9 @@ class Worker:
                 row = rows.get(instance_id)
                 if row is None or row.state != state.value:
                     continue
+                if event is Event.CLEANED_UP and row.state_reason_code and \
+                        row.state_reason_code != 'Server.InternalError':
+                    code = reason = None        # why it was terminated (a peer ended it, say) stands
                 if event is not None:
                     transition(session, row, event, reason=reason, reason_code=code)
                 elif self._give_up(row, state):

@@ -3,6 +3,7 @@ import signal
 import threading
 
 from ..cloud import Cloud
+from ..peers import is_peer_uri
 from ..errors import InvalidValue
 from .output import plain, print_json, print_table, timestamp
 
@@ -20,8 +21,9 @@ def add_commands(commands, json_flag):
 def _host_commands(commands, json_flag):
     host = commands.add_parser('host', help='manage hypervisor hosts')
     actions = host.add_subparsers(dest='action', required=True, metavar='ACTION')
-    add = actions.add_parser('add', help='register a libvirt host, or create simulated hosts')
-    add.add_argument('uri', nargs='?', help='libvirt URI: qemu:///system, qemu+ssh://…, xen://…, test:///…')
+    add = actions.add_parser('add', help='register a libvirt host or a peer EC2 cloud, or create simulated hosts')
+    add.add_argument('uri', nargs='?', help='libvirt URI: qemu:///system, qemu+ssh://…, xen://…, test:///…; '
+                                            'or a peer cloud: ec2+https://HOST[:PORT][/PATH]')
     add.add_argument('--simulated', action='store_true', help="create hosts on libvirt's test driver")
     add.add_argument('--count', type=int, default=1, help='how many simulated hosts (default 1)')
     add.add_argument('--name')
@@ -29,6 +31,13 @@ def _host_commands(commands, json_flag):
     add.add_argument('--memory', type=int, metavar='MiB')
     add.add_argument('--zone')
     add.add_argument('--domain-type', choices=('qemu', 'kvm', 'xen'))
+    peer = add.add_argument_group('a peer cloud (ec2+http/https URIs)')
+    peer.add_argument('--region')
+    peer.add_argument('--access-key')
+    peer.add_argument('--secret-key')
+    peer.add_argument('--signature', choices=('v4', 'v2'), default='v4')
+    peer.add_argument('--capacity', action='append', default=[], metavar='TYPE=COUNT',
+                      help='instances of a type the peer may run for this cloud (repeatable)')
     json_flag(add)
     add.set_defaults(command=host_add)
     add_local = actions.add_parser('add-local', help='register this machine (embedded QEMU driver) as host "local"')
@@ -59,12 +68,29 @@ def host_add(args):
             if args.count < 1:
                 raise InvalidValue('--count must be at least 1')
             hosts = cloud.hosts.add_simulated(args.count, args.cpus, args.memory, zone=args.zone)
+        elif args.uri and is_peer_uri(args.uri):
+            hosts = [cloud.peers.add(args.uri, args.name or _peer_name(args.uri), args.region, args.access_key,
+                                     args.secret_key, args.signature, _capacity(args.capacity), zone=args.zone)]
         elif args.uri:
             hosts = [cloud.hosts.add(args.uri, name=args.name, cpus=args.cpus, memory_mib=args.memory,
                                      zone=args.zone, domain_type=args.domain_type)]
         else:
             raise InvalidValue('give a libvirt URI, or --simulated')
     _print_hosts(hosts, args.json)
+
+
+def _capacity(pairs):
+    capacity = {}
+    for pair in pairs:
+        instance_type, _, count = pair.partition('=')
+        if not count.isdigit():
+            raise InvalidValue(f'--capacity takes TYPE=COUNT, not {pair!r}')
+        capacity[instance_type] = int(count)
+    return capacity
+
+
+def _peer_name(uri):
+    return uri.split('://', 1)[1].split('/', 1)[0].replace(':', '-')
 
 
 def host_add_local(args):

@@ -21,6 +21,11 @@ def add_commands(commands, json_flag):
     twin.add_argument('--owner', metavar='USERNAME', help="a user's image instead of the cloud's own")
     json_flag(twin)
     twin.set_defaults(command=image_ebs_twin)
+    mapping = actions.add_parser('map', help='run instances of an image on a peer cloud as one of its images')
+    mapping.add_argument('image_id', metavar='LOCAL_AMI')
+    mapping.add_argument('--host', required=True, metavar='PEER', help='the peer, by host name')
+    mapping.add_argument('--peer-image', required=True, metavar='PEER_AMI')
+    mapping.set_defaults(command=image_map)
     listing = actions.add_parser('list', help='list the images of every account, their sizes and quotas')
     json_flag(listing)
     listing.set_defaults(command=image_list)
@@ -93,6 +98,11 @@ def image_ebs_twin(args):
         print_json({'image_id': image.image_id, 'snapshot_id': snapshot.snapshot_id})
     else:
         print(image.image_id)
+
+
+def image_map(args):
+    with Cloud.open() as cloud:
+        cloud.peers.map_image(args.image_id, args.host, args.peer_image)
 
 
 def image_install_stock(args):

@@ -3,14 +3,20 @@ implementation per kind of host, chosen by the scheme of the host's URI."""
 from .base import DriverError
 
 
-def open_driver(uri, files, network=None):
+def open_driver(uri, files, network=None, peer=None, capacity=(0, 0)):
     """The driver of the host at `uri`. `files` keeps instance files on this machine; `network` sets
-    up bridges on it."""
+    up bridges on it; `peer` (ec2_peer.PeerSettings) says how to reach a peer cloud."""
     scheme = uri.split(':', 1)[0]
     if scheme in LIBVIRT_SCHEMES or scheme.startswith(('qemu+', 'xen+')):
         from .libvirt import LibvirtDriver
         return LibvirtDriver(uri, files, network)
+    if scheme in PEER_SCHEMES:
+        if peer is None:
+            raise DriverError(f'the peer {uri} has no registered credentials')
+        from .ec2_peer import Ec2PeerDriver
+        return Ec2PeerDriver(uri, peer, capacity)
     raise DriverError(f'no driver for hosts of the scheme {scheme!r}')
 
 
 LIBVIRT_SCHEMES = frozenset({'qemu', 'xen', 'test'})
+PEER_SCHEMES = frozenset({'ec2+http', 'ec2+https'})

@@ -24,6 +24,7 @@ class Feature(str, enum.Enum):
     SNAPSHOT = 'snapshot'                 # CreateImage of an instance's root disk
     NIC_HOTPLUG = 'nic-hotplug'           # network interfaces attached to and detached from instances
     DISK_HOTPLUG = 'disk-hotplug'         # volumes attached to and detached from instances
+    OWN_LIFECYCLE = 'own-lifecycle'       # a cloud of its own: an instance gone from it was terminated there
 
 
 class DomainState(str, enum.Enum):

@@ -60,7 +60,7 @@ class PeerSettings:
 
 
 class Ec2PeerDriver(HostDriver):
-    features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE})
+    features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.OWN_LIFECYCLE})
 
     def __init__(self, uri, settings, capacity=(0, 0)):
         self.uri = uri

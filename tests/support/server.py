@@ -114,16 +114,17 @@ class LiveServer:
                             config=Config(retries={'max_attempts': 2}), **overrides)
 
 
-def simulated_cloud(home, users, hosts=2, extra_env=None):
-    """A started server with `hosts` simulated hosts, the `users`, and a tiny public image of the
-    first user's (`.image_id`); stop it when done."""
+def simulated_cloud(home, users, hosts=2, extra_env=None, cpus=16, memory_mib=16384, start=True):
+    """A server with `hosts` simulated hosts of `cpus` and `memory_mib` each, the `users`, and a tiny
+    public image of the first user's (`.image_id`), started unless `start` is false; stop it when done."""
     live = LiveServer(home=home, extra_env=extra_env)
-    live.admin('host', 'add', '--simulated', '--count', str(hosts), '--cpus', '16', '--memory', '16384')
+    live.admin('host', 'add', '--simulated', '--count', str(hosts), '--cpus', str(cpus), '--memory', str(memory_mib))
     for name in users:
         live.create_user(name)
     disk = Path(home) / 'tiny.qcow2'
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
     live.image_id = live.admin('image', 'register', str(disk), '--name', 'tiny', '--public',
                                '--owner', users[0]).strip()
-    live.start()
+    if start:
+        live.start()
     return live

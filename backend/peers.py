@@ -1,0 +1,97 @@
+"""Peers: other EC2 clouds registered as hosts (`reservoir host add ec2+https://…`).
+
+A peer is a host row (so the scheduler, claims and the monitor treat it as any host) with a `peers`
+row beside it: the region, the access key, the secret key encrypted by the vault like users' secrets,
+the signature version, and the capacity the administrator declared as instance types and counts
+(OpenNebula's EC2 driver did the same), summed into the host's vCPUs and memory. `peer_images` says
+which image of the peer runs instances of a local image there.
+"""
+import json
+
+from sqlalchemy import select
+
+from .drivers.ec2_peer import SCHEMES, PeerSettings, endpoint_of
+from .drivers.base import DriverError
+from .errors import InvalidValue, NotFound
+from .hosts import _find
+from .models import Host as HostRow, Image as ImageRow, Peer, PeerImage
+
+SIGNATURES = ('v4', 'v2')
+
+
+def is_peer_uri(uri):
+    return uri.split('://', 1)[0] in SCHEMES
+
+
+class PeerService:
+    def __init__(self, db, hosts, vault, instance_types):
+        self.db = db
+        self.hosts = hosts
+        self.vault = vault
+        self.instance_types = instance_types
+
+    def add(self, uri, name, region, access_key, secret_key, signature='v4', capacity=None, zone=None):
+        """Register a peer cloud as a host with the capacity `capacity` ({instance type: count})."""
+        try:
+            endpoint_of(uri)
+        except DriverError as error:
+            raise InvalidValue(str(error)) from None
+        if signature not in SIGNATURES:
+            raise InvalidValue(f"signature must be one of {', '.join(SIGNATURES)}")
+        if not region or not access_key or not secret_key:
+            raise InvalidValue('a peer needs a region, an access key and a secret key')
+        cpus, memory_mib = self._capacity_of(capacity or {})
+        host = self.hosts.add(uri, name=name, cpus=cpus, memory_mib=memory_mib, zone=zone, domain_type='ec2')
+        with self.db.write() as session:
+            session.add(Peer(host_id=host.host_id, region=region, access_key=access_key,
+                             encrypted_secret=self.vault.encrypt(secret_key), signature=signature,
+                             capacity=json.dumps(capacity or {}, sort_keys=True)))
+        return host
+
+    def map_image(self, image_id, host_name, peer_image_id):
+        """`reservoir image map`: instances of `image_id` run on `peer_image_id` at that peer."""
+        with self.db.write() as session:
+            host = _find(session, host_name)
+            if session.get(Peer, host.id) is None:
+                raise InvalidValue(f"host '{host_name}' is not a peer cloud")
+            if session.get(ImageRow, image_id) is None:
+                raise NotFound('InvalidAMIID.NotFound', f"The image id '[{image_id}]' does not exist")
+            mapping = session.get(PeerImage, (host.id, image_id))
+            if mapping is None:
+                session.add(PeerImage(host_id=host.id, image_id=image_id, peer_image_id=peer_image_id))
+            else:
+                mapping.peer_image_id = peer_image_id
+
+    def settings(self, host_id, installation=''):
+        """The PeerSettings a driver needs, the secret decrypted; None when the host is no peer."""
+        with self.db.read() as session:
+            peer = session.get(Peer, host_id)
+            if peer is None:
+                return None
+            images = dict(session.execute(select(PeerImage.image_id, PeerImage.peer_image_id)
+                                          .where(PeerImage.host_id == host_id)).all())
+        return PeerSettings(peer.region, peer.access_key, self.vault.decrypt(peer.encrypted_secret), peer.signature,
+                            images=images, installation=installation)
+
+    def peer_host_ids(self):
+        with self.db.read() as session:
+            return set(session.scalars(select(Peer.host_id)))
+
+    def _capacity_of(self, capacity):
+        cpus = memory_mib = 0
+        for instance_type, count in capacity.items():
+            kind = self.instance_types.get(instance_type)
+            if kind is None:
+                raise InvalidValue(f"unknown instance type '{instance_type}' in the capacity")
+            if not isinstance(count, int) or count < 1:
+                raise InvalidValue(f'the count of {instance_type} must be a whole number of at least 1')
+            cpus += kind.vcpus * count
+            memory_mib += kind.memory_mib * count
+        if not cpus:
+            raise InvalidValue('say what the peer may run: --capacity TYPE=COUNT (repeatable)')
+        return cpus, memory_mib
+
+
+def peer_hosts(session):
+    """Ids of the hosts that are peer clouds."""
+    return set(session.scalars(select(HostRow.id).join(Peer, Peer.host_id == HostRow.id)))

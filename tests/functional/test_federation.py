@@ -1,0 +1,119 @@
+"""Cloud bursting: a second Reservoir, registered as an ec2+http host of the first with its own user's
+keys, takes the launches the first's local hosts have no room for. Through the first's endpoint the
+user sees them run, stops, starts, reboots and terminates them; a peer that stops answering leaves
+them impaired, not terminated, and one terminated on the peer behind the first's back ends there too."""
+import json
+import time
+
+import pytest
+
+from tests.support.server import simulated_cloud
+from tests.support.waiting import wait_for
+
+FAST = {'Delay': 1, 'MaxAttempts': 60}
+TAG = 'reservoir:instance-id'
+
+
+@pytest.fixture(scope='module')
+def clouds(tmp_path_factory):
+    peer = simulated_cloud(tmp_path_factory.mktemp('peer-cloud'), ('partner',))
+    site = simulated_cloud(tmp_path_factory.mktemp('site-cloud'), ('alice',), hosts=1, cpus=1, memory_mib=1024,
+                           start=False)
+    partner = peer.users['partner']
+    site.admin('host', 'add', f'ec2+http://127.0.0.1:{peer.port}/', '--name', 'partner-cloud', '--region',
+               'reservoir-1', '--access-key', partner['access_key_id'], '--secret-key',
+               partner['secret_access_key'], '--capacity', 't1.micro=4')
+    site.admin('image', 'map', site.image_id, '--host', 'partner-cloud', '--peer-image', peer.image_id)
+    site.start()
+    yield site, peer
+    site.stop()
+    peer.stop()
+
+
+def host_of(site, instance_id):
+    listed = json.loads(site.admin('instance', 'list', '--json'))
+    return next(row['host_name'] for row in listed if row['instance_id'] == instance_id)
+
+
+def state_of(ec2, instance_id):
+    return ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]['State']['Name']
+
+
+def on_peer(peer, instance_id):
+    partner = peer.client('partner')
+    found = [i for r in partner.describe_instances(Filters=[{'Name': f'tag:{TAG}', 'Values': [instance_id]}])[
+        'Reservations'] for i in r['Instances']]
+    return found[0] if found else None
+
+
+def launch(ec2, image_id):
+    (instance,) = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro')['Instances']
+    ec2.get_waiter('instance_running').wait(InstanceIds=[instance['InstanceId']], WaiterConfig=FAST)
+    return instance['InstanceId']
+
+
+def test_a_launch_the_local_hosts_cannot_take_bursts_onto_the_peer(clouds):
+    site, peer = clouds
+    ec2 = site.client('alice')
+    local = launch(ec2, site.image_id)
+    assert host_of(site, local) != 'partner-cloud', 'a peer was used while a local host had room'
+    burst = launch(ec2, site.image_id)
+    assert host_of(site, burst) == 'partner-cloud'
+    assert on_peer(peer, burst)['State']['Name'] == 'running'
+
+    ec2.stop_instances(InstanceIds=[burst])
+    ec2.get_waiter('instance_stopped').wait(InstanceIds=[burst], WaiterConfig=FAST)
+    assert on_peer(peer, burst)['State']['Name'] == 'stopped'
+    ec2.start_instances(InstanceIds=[burst])
+    ec2.get_waiter('instance_running').wait(InstanceIds=[burst], WaiterConfig=FAST)
+    assert on_peer(peer, burst)['State']['Name'] == 'running'
+    ec2.reboot_instances(InstanceIds=[burst])
+    wait_for(lambda: state_of(ec2, burst) == 'running')
+
+    ec2.terminate_instances(InstanceIds=[burst, local])
+    ec2.get_waiter('instance_terminated').wait(InstanceIds=[burst, local], WaiterConfig=FAST)
+    wait_for(lambda: on_peer(peer, burst)['State']['Name'] == 'terminated')
+
+
+def test_an_unreachable_peer_leaves_its_instances_impaired_and_they_heal(clouds):
+    site, peer = clouds
+    ec2 = site.client('alice')
+    local = launch(ec2, site.image_id)
+    burst = launch(ec2, site.image_id)
+    assert host_of(site, burst) == 'partner-cloud'
+    peer.kill()
+    try:
+        wait_for(lambda: _internal_state(site, burst) == 'impaired', timeout=60)
+        assert state_of(ec2, burst) != 'terminated'
+    finally:
+        peer.start()
+    wait_for(lambda: _internal_state(site, burst) == 'running', timeout=60)
+
+    # Terminated on the peer by someone else: it ends here too, with the reason.
+    peer.client('partner').terminate_instances(InstanceIds=[on_peer(peer, burst)['InstanceId']])
+    ec2.get_waiter('instance_terminated').wait(InstanceIds=[burst], WaiterConfig=FAST)
+    shown = ec2.describe_instances(InstanceIds=[burst])['Reservations'][0]['Instances'][0]
+    assert 'peer' in shown['StateReason']['Message']
+    ec2.terminate_instances(InstanceIds=[local])
+
+
+def _internal_state(site, instance_id):
+    listed = json.loads(site.admin('instance', 'list', '--json'))
+    return next(row['state'] for row in listed if row['instance_id'] == instance_id)
+
+
+def test_a_restarted_site_finds_its_burst_instance_and_launches_no_second(clouds):
+    site, peer = clouds
+    ec2 = site.client('alice')
+    local = launch(ec2, site.image_id)
+    burst = launch(ec2, site.image_id)
+    site.kill()
+    site.start()
+    time.sleep(3)                      # a monitor round or two of the new worker
+    partner = peer.client('partner')
+    copies = [i for r in partner.describe_instances(Filters=[{'Name': f'tag:{TAG}', 'Values': [burst]}])[
+        'Reservations'] for i in r['Instances'] if i['State']['Name'] != 'terminated']
+    assert len(copies) == 1
+    assert state_of(ec2, burst) == 'running'
+    ec2.terminate_instances(InstanceIds=[burst, local])
+    ec2.get_waiter('instance_terminated').wait(InstanceIds=[burst, local], WaiterConfig=FAST)
