@@ -26,6 +26,7 @@ from .storage.volumes import VolumeService
 from .tags import TagService
 from .uploads import UploadService
 from .users import UserService
+from .networking.host_network import installation_digest
 from .peers import PeerService
 from .vault import Vault
 
@@ -45,7 +46,9 @@ class Cloud:
         self.uploads = UploadService(db, config.home / 'uploads', self.images)
         self.catalog = Catalog(config)
         self.hosts = HostService(db, config)
-        self.peers = PeerService(db, self.hosts, self.vault, config.instance_types)   # EC2 clouds as hosts
+        # EC2 clouds as hosts; what this cloud runs there is tagged with a digest of its state directory.
+        self.peers = PeerService(db, self.hosts, self.vault, config.instance_types,
+                                 installation=installation_digest(str(config.home))[:12])
         self.networks = NetworkService(db, config)
         self.networks.ensure_defaults(compute.public_pool)
         self.vpcs = VpcService(db, config.zones)
@@ -88,9 +91,11 @@ class Cloud:
         return self.worker
 
     def console_output(self, owner, instance_id):
-        """GetConsoleOutput: the instance's serial console (64 KiB tail) as bytes."""
-        self.instances.describe(owner, ids=[instance_id])   # ownership and existence
-        return self.instance_files.console_output(instance_id)
+        """GetConsoleOutput: the instance's serial console (64 KiB tail) as bytes; a peer cloud's
+        instance's as that peer gives it."""
+        (instance,) = self.instances.describe(owner, ids=[instance_id])   # ownership and existence
+        peer = self.peers.console_output(instance.host_name, instance_id) if instance.host_name else None
+        return self.instance_files.console_output(instance_id) if peer is None else peer
 
     def _wake_worker(self):
         if self.worker is not None:

@@ -10,6 +10,7 @@ import json
 
 from sqlalchemy import select
 
+from .drivers import open_driver
 from .drivers.ec2_peer import SCHEMES, PeerSettings, endpoint_of
 from .drivers.base import DriverError
 from .errors import InvalidValue, NotFound
@@ -24,8 +25,9 @@ def is_peer_uri(uri):
 
 
 class PeerService:
-    def __init__(self, db, hosts, vault, instance_types):
+    def __init__(self, db, hosts, vault, instance_types, installation=''):
         self.db = db
+        self.installation = installation      # the tag that marks this cloud's instances on a peer
         self.hosts = hosts
         self.vault = vault
         self.instance_types = instance_types
@@ -62,7 +64,7 @@ class PeerService:
             else:
                 mapping.peer_image_id = peer_image_id
 
-    def settings(self, host_id, installation=''):
+    def settings(self, host_id):
         """The PeerSettings a driver needs, the secret decrypted; None when the host is no peer."""
         with self.db.read() as session:
             peer = session.get(Peer, host_id)
@@ -71,7 +73,25 @@ class PeerService:
             images = dict(session.execute(select(PeerImage.image_id, PeerImage.peer_image_id)
                                           .where(PeerImage.host_id == host_id)).all())
         return PeerSettings(peer.region, peer.access_key, self.vault.decrypt(peer.encrypted_secret), peer.signature,
-                            images=images, installation=installation)
+                            images=images, installation=self.installation)
+
+    def console_output(self, host_name, instance_id):
+        """The console of an instance on a peer cloud (None when the host is no peer); b'' while the
+        peer cannot be asked, as before a first boot."""
+        with self.db.read() as session:
+            host_id, uri, cpus, memory_mib = session.execute(
+                select(HostRow.id, HostRow.uri, HostRow.cpus, HostRow.memory_mib)
+                .where(HostRow.name == host_name)).one()
+        settings = self.settings(host_id)
+        if settings is None:
+            return None
+        driver = open_driver(uri, None, peer=settings, capacity=(cpus, memory_mib))
+        try:
+            return driver.console_output(instance_id)
+        except DriverError:
+            return b''
+        finally:
+            driver.close()
 
     def peer_host_ids(self):
         with self.db.read() as session:

@@ -22,8 +22,8 @@ from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSp
 from .drivers.instance_files import InstanceFiles
 from .networking import addressing
 from .networking.host_firewall import HostFirewall
-from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name, installation_digest,
-                                      is_on_this_machine, namespace_prefix, tap_name)
+from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name, is_on_this_machine,
+                                      namespace_prefix, tap_name)
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
@@ -103,12 +103,11 @@ class Worker:
         self.host_network = HostNetwork(uplink=self.settings.vlan_uplink,     # bridges, routers, NAT
                                         namespaces=namespace_prefix(cloud.config.home))
         self.installation = str(cloud.config.home)
-        self.installation_tag = installation_digest(self.installation)[:12]   # marks what it runs on peers
         groups = cloud.config.security_groups
         self.firewall = HostFirewall(groups.table_prefix, self.installation, cloud.config.home / 'firewall',
                                      simulated_host_rules=groups.simulated_host_rules)     # security groups
         self.hosts = HostPool(self._restore_host, self.files, self.host_network,
-                              lambda host_id: cloud.peers.settings(host_id, self.installation_tag))
+                              cloud.peers.settings)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self.attachments = Attachments(self)  # network interfaces plugged into and out of instances

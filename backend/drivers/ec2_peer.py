@@ -136,11 +136,8 @@ class Ec2PeerDriver(HostDriver):
         found = self._find(instance_id)
         if found is None:
             return b''
-        output = self._call('get_console_output', InstanceId=found['InstanceId']).get('Output') or ''
-        try:
-            return base64.b64decode(output, validate=True)
-        except ValueError:
-            return output.encode()          # some peers answer in plain text
+        # botocore has already decoded the base64 the peer sent.
+        return (self._call('get_console_output', InstanceId=found['InstanceId']).get('Output') or '').encode()
 
     def close(self):
         self.ec2.close()

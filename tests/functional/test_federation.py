@@ -59,7 +59,10 @@ def test_a_launch_the_local_hosts_cannot_take_bursts_onto_the_peer(clouds):
     assert host_of(site, local) != 'partner-cloud', 'a peer was used while a local host had room'
     burst = launch(ec2, site.image_id)
     assert host_of(site, burst) == 'partner-cloud'
-    assert on_peer(peer, burst)['State']['Name'] == 'running'
+    peer_instance = on_peer(peer, burst)
+    assert peer_instance['State']['Name'] == 'running'
+    # The console is the peer's, fetched through the driver.
+    assert peer_instance['InstanceId'] in ec2.get_console_output(InstanceId=burst)['Output']  # decoded by botocore
 
     ec2.stop_instances(InstanceIds=[burst])
     ec2.get_waiter('instance_stopped').wait(InstanceIds=[burst], WaiterConfig=FAST)
