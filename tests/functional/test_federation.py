@@ -1,5 +1,5 @@
 """Cloud bursting: a second Reservoir, registered as an ec2+http host of the first with its own user's
-keys, takes the launches the first's local hosts have no room for. Through the first's endpoint the
+keys (signing in SigV4, and again in SigV2), takes the launches the first's local hosts have no room for. Through the first's endpoint the
 user sees them run, stops, starts, reboots and terminates them; a peer that stops answering leaves
 them impaired, not terminated, and one terminated on the peer behind the first's back ends there too."""
 import json
@@ -14,15 +14,16 @@ FAST = {'Delay': 1, 'MaxAttempts': 60}
 TAG = 'reservoir:instance-id'
 
 
-@pytest.fixture(scope='module')
-def clouds(tmp_path_factory):
+@pytest.fixture(scope='module', params=['v4', 'v2'])
+def clouds(tmp_path_factory, request):
+    """(site, peer): the peer signed to in SigV4, then again in SigV2 as Nimbus-era peers were."""
     peer = simulated_cloud(tmp_path_factory.mktemp('peer-cloud'), ('partner',))
     site = simulated_cloud(tmp_path_factory.mktemp('site-cloud'), ('alice',), hosts=1, cpus=1, memory_mib=1024,
                            start=False)
     partner = peer.users['partner']
     site.admin('host', 'add', f'ec2+http://127.0.0.1:{peer.port}/', '--name', 'partner-cloud', '--region',
                'reservoir-1', '--access-key', partner['access_key_id'], '--secret-key',
-               partner['secret_access_key'], '--capacity', 't1.micro=4')
+               partner['secret_access_key'], '--capacity', 't1.micro=4', '--signature', request.param)
     site.admin('image', 'map', site.image_id, '--host', 'partner-cloud', '--peer-image', peer.image_id)
     site.start()
     yield site, peer
