@@ -22,13 +22,13 @@ from .matching import wildcard
 from .networking.addresses import assign_public_ips, release_public_ips
 from .networking.interfaces import new_interface_row, release_interfaces
 from .storage.volumes import release_volumes
-from .storage.launch_volumes import image_block_devices
+from .storage.launch_volumes import ROOT_DEVICES, image_block_devices
 from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
-                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup, Tag, Vpc as VpcRow,
-                     new_resource_id, utcnow)
+                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup,
+                     Tag, Volume as VolumeRow, Vpc as VpcRow, new_resource_id, utcnow)
 
 INSTANCE_ID = re.compile(r'i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
 DEDICATED_HOST_ID = re.compile(r'h-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -689,7 +689,8 @@ _COLUMNS = {
     'owner-id': InstanceRow.owner,
     'client-token': InstanceRow.client_token,
 }
-FILTER_FIELDS = frozenset(_COLUMNS) | {'instance-state-name', 'instance-state-code', 'subnet-id', 'vpc-id', 'host-id'}
+FILTER_FIELDS = frozenset(_COLUMNS) | {'instance-state-name', 'instance-state-code', 'subnet-id', 'vpc-id', 'host-id',
+                                       'root-device-type'}
 
 
 def _is_wildcard(value):
@@ -787,6 +788,9 @@ def _sql_condition(field, values):
                                           .where(VpcRow.vpc_id.in_(values)))
     if field in ('host-id', 'nothing'):
         return false()      # host-id: EC2's dedicated host, none here (host names are not for tenants)
+    if field == 'root-device-type':
+        ebs_root = exists().where(VolumeRow.instance_id == InstanceRow.instance_id, VolumeRow.device.in_(ROOT_DEVICES))
+        return or_(*([ebs_root] if 'ebs' in values else []), *([~ebs_root] if 'instance-store' in values else []))
     if field.startswith('tag:'):
         return exists().where(Tag.resource_id == InstanceRow.instance_id, Tag.key == field[4:],
                               Tag.value.in_(values))

@@ -38,8 +38,6 @@ _FILTER_ALIASES = {
 _CONSTANT_FIELDS = {
     'architecture': 'x86_64',
     'hypervisor': 'xen',
-    'root-device-type': 'instance-store',
-    'root-device-name': '/dev/sda1',
     'tenancy': 'default',
     'monitoring-state': 'disabled',
 }
@@ -230,6 +228,10 @@ def _criteria(filters, region):
         if name in _CONSTANT_FIELDS:
             if not any(wildcard(value)(_CONSTANT_FIELDS[name]) for value in values):
                 criteria.append(MATCH_NOTHING)
+            continue
+        if name == 'root-device-type':     # two values only: wildcards are matched here
+            matched = tuple(kind for kind in ('ebs', 'instance-store') if any(wildcard(v)(kind) for v in values))
+            criteria.append(Criterion('root-device-type', matched) if matched else MATCH_NOTHING)
             continue
         if name == 'private-dns-name':
             criteria.append(Criterion('private-ip-address', tuple(_ip_of_private_dns(v, region) for v in values)))

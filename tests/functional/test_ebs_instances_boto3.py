@@ -96,6 +96,10 @@ def test_an_ebs_backed_image_launches_on_a_root_volume_made_from_its_snapshot(se
     instance = launch(ec2, image_id, BlockDeviceMappings=[{'DeviceName': '/dev/sda1', 'Ebs': {'VolumeSize': 4}},
                                                           {'DeviceName': '/dev/sdf', 'NoDevice': ''}])
     assert (instance['RootDeviceType'], instance['RootDeviceName']) == ('ebs', '/dev/sda1')
+    for kind, wanted in (('ebs', True), ('e*', True), ('instance-store', False)):
+        found = [i['InstanceId'] for r in ec2.describe_instances(Filters=[
+            {'Name': 'root-device-type', 'Values': [kind]}])['Reservations'] for i in r['Instances']]
+        assert (instance['InstanceId'] in found) is wanted, kind
     devices = mapped(instance)
     assert list(devices) == ['/dev/sda1'], 'NoDevice did not drop the image\'s /dev/sdf'
     root = ec2.describe_volumes(VolumeIds=[devices['/dev/sda1']['VolumeId']])['Volumes'][0]
