@@ -28,6 +28,15 @@ _FIELDS = {
     'virtualization-type': lambda i: i['VirtualizationType'],
     'hypervisor': lambda i: i['Hypervisor'],
     'image-location': lambda i: i['ImageLocation'],
+    'block-device-mapping.device-name': lambda i: [m['DeviceName'] for m in i['BlockDeviceMappings']],
+    'block-device-mapping.snapshot-id': lambda i: [m['Ebs'].get('SnapshotId') for m in i['BlockDeviceMappings']
+                                                   if 'Ebs' in m],
+    'block-device-mapping.volume-size': lambda i: [str(m['Ebs']['VolumeSize']) for m in i['BlockDeviceMappings']
+                                                   if 'VolumeSize' in m.get('Ebs', {})],
+    'block-device-mapping.volume-type': lambda i: [m['Ebs']['VolumeType'] for m in i['BlockDeviceMappings']
+                                                   if 'Ebs' in m],
+    'block-device-mapping.delete-on-termination': lambda i: [m['Ebs']['DeleteOnTermination']
+                                                             for m in i['BlockDeviceMappings'] if 'Ebs' in m],
 }
 
 

@@ -92,6 +92,8 @@ def test_an_ebs_backed_image_launches_on_a_root_volume_made_from_its_snapshot(se
     assert (image['RootDeviceType'], image['State']) == ('ebs', 'available')
     assert {m['DeviceName']: m['Ebs'].get('SnapshotId') for m in image['BlockDeviceMappings']} == \
         {'/dev/sda1': root_snapshot, '/dev/sdf': None}
+    assert [i['ImageId'] for i in ec2.describe_images(Filters=[
+        {'Name': 'block-device-mapping.snapshot-id', 'Values': [root_snapshot]}])['Images']] == [image_id]
 
     instance = launch(ec2, image_id, BlockDeviceMappings=[{'DeviceName': '/dev/sda1', 'Ebs': {'VolumeSize': 4}},
                                                           {'DeviceName': '/dev/sdf', 'NoDevice': ''}])
