@@ -14,7 +14,6 @@ from .drivers import open_driver
 from .drivers.ec2_peer import SCHEMES, PeerSettings, endpoint_of
 from .drivers.base import DriverError
 from .errors import InvalidValue, NotFound
-from .hosts import _find
 from .models import Host as HostRow, Image as ImageRow, Peer, PeerImage
 
 SIGNATURES = ('v4', 'v2')
@@ -52,15 +51,15 @@ class PeerService:
 
     def map_image(self, image_id, host_name, peer_image_id):
         """`reservoir image map`: instances of `image_id` run on `peer_image_id` at that peer."""
+        host_id = self.hosts.get(host_name).host_id
         with self.db.write() as session:
-            host = _find(session, host_name)
-            if session.get(Peer, host.id) is None:
+            if session.get(Peer, host_id) is None:
                 raise InvalidValue(f"host '{host_name}' is not a peer cloud")
             if session.get(ImageRow, image_id) is None:
                 raise NotFound('InvalidAMIID.NotFound', f"The image id '[{image_id}]' does not exist")
-            mapping = session.get(PeerImage, (host.id, image_id))
+            mapping = session.get(PeerImage, (host_id, image_id))
             if mapping is None:
-                session.add(PeerImage(host_id=host.id, image_id=image_id, peer_image_id=peer_image_id))
+                session.add(PeerImage(host_id=host_id, image_id=image_id, peer_image_id=peer_image_id))
             else:
                 mapping.peer_image_id = peer_image_id
 
@@ -93,10 +92,6 @@ class PeerService:
         finally:
             driver.close()
 
-    def peer_host_ids(self):
-        with self.db.read() as session:
-            return set(session.scalars(select(Peer.host_id)))
-
     def _capacity_of(self, capacity):
         cpus = memory_mib = 0
         for instance_type, count in capacity.items():
@@ -111,7 +106,3 @@ class PeerService:
             raise InvalidValue('say what the peer may run: --capacity TYPE=COUNT (repeatable)')
         return cpus, memory_mib
 
-
-def peer_hosts(session):
-    """Ids of the hosts that are peer clouds."""
-    return set(session.scalars(select(HostRow.id).join(Peer, Peer.host_id == HostRow.id)))
