@@ -161,6 +161,12 @@ class SnapshotJobs:
             if driver is None:
                 return self._release(ids)
             volumes = self._volumes_of(ids)
+            gone = [snapshot_id for snapshot_id in ids if snapshot_id not in volumes]
+            if gone:                           # deleted with their instance since the round began
+                self._fail(gone, 'The volume was deleted before its snapshot was taken.')
+                ids = [snapshot_id for snapshot_id in ids if snapshot_id in volumes]
+                if not ids:
+                    return True
             copies = [self._copy_of(volumes[snapshot_id], snapshot_id, host_id) for snapshot_id in ids
                       if not self.files.snapshot_exists(snapshot_id)]
             try:
