@@ -22,7 +22,8 @@ from .matching import wildcard
 from .networking.addresses import assign_public_ips, release_public_ips
 from .networking.interfaces import new_interface_row, release_interfaces
 from .storage.volumes import release_volumes
-from .storage.launch_volumes import ROOT_DEVICES, image_block_devices
+from .storage.ebs_images import block_devices_of
+from .storage.launch_volumes import ROOT_DEVICES
 from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
@@ -285,8 +286,8 @@ class InstanceService:
                 memberships += [{'interface_id': row['interface_id'], 'group_id': group_id} for row in extra_rows
                                 for group_id in extra_groups]
                 lease_rows += extra_lease_rows
-            self.volumes.add_launch_volumes(session, owner, image_block_devices(session, image.image_id),
-                                            request.block_devices, image.root_device_name,
+            image_devices = block_devices_of(session, [image.image_id]).get(image.image_id, [])
+            self.volumes.add_launch_volumes(session, owner, image_devices, request.block_devices, image.root_device_name,
                                             image.root_device_type == 'ebs', instance_ids,
                                             zones[placement.host_ids[0]])
             session.execute(InterfaceRow.__table__.insert(), interface_rows)

@@ -14,7 +14,7 @@ import dataclasses
 from sqlalchemy import select
 
 from ..errors import InvalidValue
-from ..models import ImageBlockDevice, Volume as VolumeRow, new_resource_id
+from ..models import Volume as VolumeRow, new_resource_id
 from .snapshots import restorable_snapshot
 from .volume_states import AttachmentState, VolumeState
 
@@ -39,9 +39,6 @@ class BlockDevice:
         return dataclasses.replace(below, **{field.name: getattr(self, field.name)
                                             for field in dataclasses.fields(self)
                                             if getattr(self, field.name) not in (None, False)})
-
-    def as_dict(self):
-        return {key: value for key, value in dataclasses.asdict(self).items() if value not in (None, False)}
 
 
 def is_root_device(device):
@@ -109,10 +106,3 @@ def creating_of(session, instance_ids):
     return session.execute(select(VolumeRow.volume_id, VolumeRow.size_gib, VolumeRow.backing_id).where(
         VolumeRow.instance_id.in_(list(instance_ids)), VolumeRow.state == VolumeState.CREATING.value)).all()
 
-
-def image_block_devices(session, image_id):
-    """The image's block device mappings, as BlockDevice values."""
-    return [BlockDevice(row.device, row.snapshot_id, row.size_gib, row.volume_type, row.iops, row.throughput,
-                        row.delete_on_termination, row.no_device)
-            for row in session.scalars(select(ImageBlockDevice).where(ImageBlockDevice.image_id == image_id)
-                                       .order_by(ImageBlockDevice.device))]

@@ -167,7 +167,8 @@ class SnapshotJobs:
                 ids = [snapshot_id for snapshot_id in ids if snapshot_id in volumes]
                 if not ids:
                     return True
-            copies = [self._copy_of(volumes[snapshot_id], snapshot_id, host_id) for snapshot_id in ids
+            domain_type = self.worker.domain_type_of(host_id)
+            copies = [self._copy_of(volumes[snapshot_id], snapshot_id, domain_type) for snapshot_id in ids
                       if not self.files.snapshot_exists(snapshot_id)]
             try:
                 held = driver.snapshot_disks(instance_id, copies)
@@ -188,9 +189,9 @@ class SnapshotJobs:
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _copy_of(self, volume, snapshot_id, host_id):
+    def _copy_of(self, volume, snapshot_id, domain_type):
         disk = volume_disk(self.files, volume.volume_id, volume.device, volume.volume_type, volume.size_gib,
-                           volume.iops, volume.throughput, self.worker.domain_type_of(host_id))
+                           volume.iops, volume.throughput, domain_type)
         base = str(self.files.snapshot_path(volume.backing_id).absolute()) if volume.backing_id else None
         return DiskCopy(disk=disk, target=str(self.files.snapshot_path(snapshot_id)), base=base)
 
