@@ -9,9 +9,9 @@ import re
 
 from sqlalchemy import func, select, update
 
-from .drivers import open_driver
-from .drivers.base import DriverError
-from .errors import Conflict, InvalidValue, NotFound
+from .drivers import features_of, open_driver
+from .drivers.base import DriverError, Feature
+from .errors import BackendError, Conflict, InvalidValue, NotFound
 from .lifecycle import HOLDS_CAPACITY
 from .models import Host as HostRow, Instance as InstanceRow
 
@@ -133,6 +133,18 @@ class HostService:
             names = session.scalars(select(HostRow.name).where(HostRow.name.like(f'{prefix}-%'))).all()
         numbers = [int(name.rsplit('-', 1)[1]) for name in names if name.rsplit('-', 1)[1].isdigit()]
         return max(numbers, default=0) + 1
+
+
+def require_feature(session, instance, feature, doing):
+    """Refuse, before anything is recorded, what the host of `instance` cannot do (`doing`: 'take
+    elastic IPs', say): a peer cloud's instances have no interfaces, volumes or disks here."""
+    if instance.host_id is None:
+        return
+    domain_type = session.scalar(select(HostRow.domain_type).where(HostRow.id == instance.host_id))
+    if Feature(feature) not in features_of(domain_type):
+        where = 'a peer cloud' if domain_type == 'ec2' else 'a host'
+        raise BackendError('UnsupportedOperation', f"The instance '{instance.instance_id}' runs on {where} "
+                                                   f'that cannot {doing}.')
 
 
 def _holding():

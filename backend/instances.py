@@ -28,7 +28,8 @@ from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
-                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PlacementGroup,
+                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PeerImage,
+                     PlacementGroup,
                      Tag, Volume as VolumeRow, Vpc as VpcRow, new_resource_id, utcnow)
 
 INSTANCE_ID = re.compile(r'i-[0-9a-f]{8}(?:[0-9a-f]{9})?')
@@ -246,7 +247,8 @@ class InstanceService:
                 min_count=request.min_count, max_count=allowed, vcpus=kind.vcpus,
                 memory_mib=kind.memory_mib, zone=self._launch_zone(session, owner, request),
                 host_id=_host_id(hosts, request.host_name), group_strategy=group.strategy if group else None,
-                group_hosts=_group_hosts(session, owner, group))
+                group_hosts=_group_hosts(session, owner, group),
+                refused=_peers_refused(session, hosts, request, image))
             placement = scheduler.place(hosts, wanted, self.policy)
             placed_zones = collections.Counter(zones[host_id] for host_id in placement.host_ids)
             if len(placed_zones) > 1:
@@ -256,49 +258,26 @@ class InstanceService:
             _reserve_capacity(session, placement.host_ids, kind)
             reservation_id = new_resource_id('r')
             instance_ids = [new_resource_id('i') for _ in placement.host_ids]
-            network = self._launch_subnet(session, owner, request, zones[placement.host_ids[0]], default_vpc)
-            interface_ids = [new_resource_id('eni') for _ in instance_ids]
-            leases, lease_rows = self.networks.lease(session, network, interface_ids, request.private_ip)
+            zone = zones[placement.host_ids[0]]
+            # Instances placed on a peer cloud take the peer's addresses, not a lease here (#948).
+            peers = {host.host_id for host in hosts if host.peer}
+            local_ids = [instance_id for instance_id, host_id in zip(instance_ids, placement.host_ids)
+                         if host_id not in peers]
+            plan = self._plan_network(session, owner, request, local_ids, zone, default_vpc) if local_ids else None
+            leases = plan.leases if plan else {}
             now = utcnow()
             session.execute(InstanceRow.__table__.insert(), [
                 _new_instance(owner, request, kind, image, reservation_id, instance_id, index, host_id,
-                              zones[host_id], network.id, lease, group, now)
-                for index, (instance_id, host_id, lease) in enumerate(zip(instance_ids, placement.host_ids, leases))])
-            interface_rows = [new_interface_row(owner, network.id, lease, instance_id, 0, now, delete_on_termination=True)
-                              for instance_id, lease in zip(instance_ids, leases)]
-            wants_public_ip = network.map_public_ip if request.associate_public_ip is None else request.associate_public_ip
-            for row in interface_rows:
-                row['wants_public_ip'] = bool(wants_public_ip)
-            eth0_groups = groups_for(session, owner, network.vpc_pk, request.security_group_ids,
-                                     request.security_group_names, self.config.security_groups.groups_per_interface)
-            memberships = [{'interface_id': row['interface_id'], 'group_id': group_id} for row in interface_rows
-                           for group_id in eth0_groups]
-            for device_index, subnet_id, private_ip, group_ids in request.extra_interfaces:
-                extra_network = self._extra_subnet(session, owner, subnet_id, network, zones[placement.host_ids[0]])
-                extra_ids = [new_resource_id('eni') for _ in instance_ids]
-                extra_leases, extra_lease_rows = self.networks.lease(session, extra_network, extra_ids, private_ip)
-                extra_rows = [new_interface_row(owner, extra_network.id, lease, instance_id, device_index, now,
-                                                delete_on_termination=True)
-                              for instance_id, lease in zip(instance_ids, extra_leases)]
-                interface_rows += extra_rows
-                extra_groups = groups_for(session, owner, extra_network.vpc_pk, group_ids,
-                                          limit=self.config.security_groups.groups_per_interface)
-                memberships += [{'interface_id': row['interface_id'], 'group_id': group_id} for row in extra_rows
-                                for group_id in extra_groups]
-                lease_rows += extra_lease_rows
-            image_devices = block_devices_of(session, [image.image_id]).get(image.image_id, [])
-            self.volumes.add_launch_volumes(session, owner, image_devices, request.block_devices, image.root_device_name,
-                                            image.root_device_type == 'ebs', instance_ids,
-                                            zones[placement.host_ids[0]])
-            session.execute(InterfaceRow.__table__.insert(), interface_rows)
-            session.execute(Lease.__table__.insert(), lease_rows)
-            join_groups(session, memberships)
-            assign_public_ips(session, instance_ids)
-            if request.interface_tags:
-                session.execute(Tag.__table__.insert(), [
-                    {'resource_id': row['interface_id'], 'key': key, 'value': value, 'owner': owner,
-                     'resource_type': 'network-interface'}
-                    for row in interface_rows for key, value in request.interface_tags])
+                              zones[host_id], plan.network.id if instance_id in leases else None,
+                              leases.get(instance_id), group, now)
+                for index, (instance_id, host_id) in enumerate(zip(instance_ids, placement.host_ids))])
+            if plan:
+                plan.write(session, owner, request.interface_tags)
+                image_devices = block_devices_of(session, [image.image_id]).get(image.image_id, [])
+                self.volumes.add_launch_volumes(session, owner, image_devices, request.block_devices,
+                                                image.root_device_name, image.root_device_type == 'ebs', local_ids,
+                                                zone)
+                assign_public_ips(session, local_ids)
             if request.tags:
                 session.execute(Tag.__table__.insert(), [
                     {'resource_id': instance_id, 'key': key, 'value': value, 'owner': owner,
@@ -307,6 +286,37 @@ class InstanceService:
                 session.add(ClientToken(owner=owner, token=request.client_token,
                                         request_hash=request.fingerprint(), reservation_id=reservation_id))
         return instance_ids
+
+    def _plan_network(self, session, owner, request, instance_ids, zone, default_vpc):
+        """Lease every interface the launch asks for and choose each one's groups: the rows to write
+        once the instances are."""
+        network = self._launch_subnet(session, owner, request, zone, default_vpc)
+        interface_ids = [new_resource_id('eni') for _ in instance_ids]
+        leases, lease_rows = self.networks.lease(session, network, interface_ids, request.private_ip)
+        now = utcnow()
+        interface_rows = [new_interface_row(owner, network.id, lease, instance_id, 0, now, delete_on_termination=True)
+                          for instance_id, lease in zip(instance_ids, leases)]
+        wants_public_ip = network.map_public_ip if request.associate_public_ip is None else request.associate_public_ip
+        for row in interface_rows:
+            row['wants_public_ip'] = bool(wants_public_ip)
+        eth0_groups = groups_for(session, owner, network.vpc_pk, request.security_group_ids,
+                                 request.security_group_names, self.config.security_groups.groups_per_interface)
+        memberships = [{'interface_id': row['interface_id'], 'group_id': group_id} for row in interface_rows
+                       for group_id in eth0_groups]
+        for device_index, subnet_id, private_ip, group_ids in request.extra_interfaces:
+            extra_network = self._extra_subnet(session, owner, subnet_id, network, zone)
+            extra_ids = [new_resource_id('eni') for _ in instance_ids]
+            extra_leases, extra_lease_rows = self.networks.lease(session, extra_network, extra_ids, private_ip)
+            extra_rows = [new_interface_row(owner, extra_network.id, lease, instance_id, device_index, now,
+                                            delete_on_termination=True)
+                          for instance_id, lease in zip(instance_ids, extra_leases)]
+            interface_rows += extra_rows
+            extra_groups = groups_for(session, owner, extra_network.vpc_pk, group_ids,
+                                      limit=self.config.security_groups.groups_per_interface)
+            memberships += [{'interface_id': row['interface_id'], 'group_id': group_id} for row in extra_rows
+                            for group_id in extra_groups]
+            lease_rows += extra_lease_rows
+        return _NetworkPlan(network, dict(zip(instance_ids, leases)), interface_rows, lease_rows, memberships)
 
     def _launch_zone(self, session, owner, request):
         """The zone a launch must land in: the one asked for, or its subnet's."""
@@ -614,6 +624,51 @@ def _host_views(session):
             for row in rows]
 
 
+@dataclasses.dataclass
+class _NetworkPlan:
+    """A launch's interfaces, leases and group memberships, written after its instances."""
+    network: NetworkRow                 # the primary subnet
+    leases: dict                        # instance_id -> eth0's lease
+    interface_rows: list
+    lease_rows: list
+    memberships: list
+
+    def write(self, session, owner, interface_tags):
+        session.execute(InterfaceRow.__table__.insert(), self.interface_rows)
+        session.execute(Lease.__table__.insert(), self.lease_rows)
+        join_groups(session, self.memberships)
+        if interface_tags:
+            session.execute(Tag.__table__.insert(), [
+                {'resource_id': row['interface_id'], 'key': key, 'value': value, 'owner': owner,
+                 'resource_type': 'network-interface'}
+                for row in self.interface_rows for key, value in interface_tags])
+
+
+def _peers_refused(session, hosts, request, image):
+    """{peer host id: why it cannot run this launch}: a peer runs only images mapped to one of its
+    own, and cannot give what the launch asks of this cloud's networks and storage."""
+    peer_ids = [host.host_id for host in hosts if host.peer]
+    if not peer_ids:
+        return {}
+    need = _local_need(request, image)
+    if need:
+        return {host_id: f'peer cloud cannot run it: {need}' for host_id in peer_ids}
+    mapped = set(session.scalars(select(PeerImage.host_id).where(PeerImage.image_id == request.image_id)))
+    return {host_id: f'peer cloud cannot run it: no image there is mapped to {request.image_id}'
+            for host_id in peer_ids if host_id not in mapped}
+
+
+def _local_need(request, image):
+    """What of this cloud's own a launch asks for, which a peer cloud cannot give; None if nothing."""
+    if request.subnet_id or request.private_ip or request.extra_interfaces:
+        return 'the launch names subnets, addresses or further interfaces of this cloud'
+    if request.security_group_ids or request.security_group_names:
+        return "the launch names security groups of this cloud"
+    if request.block_devices or image.root_device_type == 'ebs' or request.kernel_id or request.ramdisk_id:
+        return 'the launch needs volumes, kernels or ramdisks of this cloud'
+    return None
+
+
 def _refuse_dedicated_host(host_id):
     """No account has dedicated hosts here; which machine runs an instance is not a tenant's choice,
     since placing next to a chosen victim is a known attack on shared clouds."""
@@ -664,7 +719,7 @@ def _new_instance(owner, request, kind, image, reservation_id, instance_id, inde
         'ramdisk_id': request.ramdisk_id or image.ramdisk_id, 'instance_type': kind.name,
         'vcpus': kind.vcpus, 'memory_mib': kind.memory_mib, 'key_name': request.key_name,
         'user_data': request.user_data, 'state': State.PENDING.value, 'host_id': host_id, 'zone': zone,
-        'network_id': network_id, 'private_ip': lease.ip, 'mac': lease.mac,
+        'network_id': network_id, 'private_ip': lease.ip if lease else None, 'mac': lease.mac if lease else None,
         'placement_group': group.name if group else None, 'ami_launch_index': index,
         'client_token': request.client_token, 'launch_time': now, 'state_changed_at': now,
         'attempts': 0, 'disable_api_termination': request.disable_api_termination,

@@ -5,6 +5,8 @@
 - When it answers again, impaired instances whose domain still runs go back to `running`.
 - A running instance whose domain shut off (the guest powered down) or vanished becomes `stopped`,
   with a reason saying which.
+- On a peer cloud, an instance the peer no longer has was terminated there; the addresses the peer
+  gave an instance are its own, and its tags there are kept in step with the user's tags here.
 """
 import collections
 import datetime
@@ -12,10 +14,10 @@ import logging
 
 from sqlalchemy import select
 
-from .drivers.base import DomainState, DriverError, Feature
+from .drivers.base import OWN_TAG_PREFIX, DomainState, DriverError, Feature
 from .instances import transition
 from .lifecycle import Event, State
-from .models import Host as HostRow, Instance as InstanceRow, utcnow
+from .models import Host as HostRow, Instance as InstanceRow, Tag, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +31,24 @@ class Monitor:
 
     def run_round(self):
         """Ask every owned host for its domains, then reconcile them all in one transaction."""
-        observations, clouds = {}, set()
+        observations, clouds = {}, {}
         # What a host reports is already old when the slowest host has answered: an instance whose
         # state changed since (a deploy that finished meanwhile) is judged at the next round.
         observed_from = utcnow()
         for host_id, uri in self.worker.owned_hosts().items():
             host = self.worker.hosts.get(host_id, uri)
-            if host.supports(Feature.OWN_LIFECYCLE):
-                clouds.add(host_id)
             try:
-                observations[host_id] = host.states()
+                if host.supports(Feature.OWN_LIFECYCLE):
+                    clouds[host_id] = (host, host.report())
+                    observations[host_id] = {i: reported.state for i, reported in clouds[host_id][1].items()}
+                else:
+                    observations[host_id] = host.states()
             except DriverError as error:
                 observations[host_id] = error
+                clouds.pop(host_id, None)
         if not observations:
             return
+        tag_changes = []
         with self.worker.db.write() as session:
             hosts = session.scalars(select(HostRow).where(HostRow.id.in_(list(observations)))).all()
             watched = collections.defaultdict(list)
@@ -57,6 +63,13 @@ class Monitor:
                     self._host_lost(session, host, watched[host.id], str(observed))
                 else:
                     self._host_seen(session, host, watched[host.id], observed, host.id in clouds)
+            for host_id, (driver, reports) in clouds.items():
+                tag_changes += _take_cloud_view(session, driver, watched[host_id], reports)
+        for driver, instance_id, tags, removed in tag_changes:
+            try:
+                driver.mirror_tags(instance_id, tags, removed)
+            except DriverError as error:
+                log.warning('could not mirror the tags of %s: %s', instance_id, error)
 
     def _host_lost(self, session, host, instances, reason):
         if host.state != 'unreachable':
@@ -99,3 +112,27 @@ class Monitor:
         if code == 'Client.InstanceInitiatedShutdown' and row.shutdown_behavior == 'terminate':
             # InstanceInitiatedShutdownBehavior=terminate: a shutdown from inside ends the instance.
             transition(session, row, Event.TERMINATE, transition_reason=reason)
+
+
+def _take_cloud_view(session, driver, rows, reports):
+    """Show the addresses a peer cloud gave its running instances; [(driver, instance_id, tags to
+    set, keys to remove)] that bring the peer's tags in step with the user's."""
+    rows = [row for row in rows if row.instance_id in reports and row.state == State.RUNNING]
+    if not rows:
+        return []
+    wanted = collections.defaultdict(dict)
+    for resource_id, key, value in session.execute(select(Tag.resource_id, Tag.key, Tag.value).where(
+            Tag.resource_id.in_([row.instance_id for row in rows]))):
+        wanted[resource_id][key] = value
+    changes = []
+    for row in rows:
+        reported = reports[row.instance_id]
+        if (row.private_ip, row.public_ip) != (reported.private_ip, reported.public_ip):
+            row.private_ip, row.public_ip = reported.private_ip, reported.public_ip
+        mine = {key: value for key, value in wanted[row.instance_id].items() if not key.startswith(OWN_TAG_PREFIX)}
+        theirs = dict(reported.tags)
+        to_set = tuple(sorted((key, value) for key, value in mine.items() if theirs.get(key) != value))
+        to_remove = tuple(sorted(key for key in theirs if key not in mine))
+        if to_set or to_remove:
+            changes.append((driver, row.instance_id, to_set, to_remove))
+    return changes

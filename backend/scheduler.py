@@ -49,6 +49,9 @@ class Request:
     host_id: int | None = None          # Placement.HostId: pin to one host
     group_strategy: str | None = None   # 'cluster' or 'spread'
     group_hosts: frozenset = frozenset()  # hosts already holding members of the group
+    # Hosts that cannot run this launch whatever their capacity: {host id: why} (a peer cloud that
+    # has no copy of the image, or cannot give what the launch asks of the local network).
+    refused: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -86,6 +89,8 @@ def _filter(hosts, request):
 def _rejection(host, request):
     if request.host_id is not None and host.host_id != request.host_id:
         return 'requirement: not the requested host'
+    if host.host_id in request.refused:
+        return request.refused[host.host_id]
     if not host.enabled:
         return 'disabled'
     if not host.reachable:
@@ -93,10 +98,16 @@ def _rejection(host, request):
     if request.zone and host.zone != request.zone:
         return f'zone {host.zone} is not {request.zone}'
     if request.memory_mib > host.memory_mib - host.used_memory_mib:
-        return f'memory: {host.memory_mib - host.used_memory_mib} MiB free, {request.memory_mib} MiB needed'
+        return _capacity_reason(host, f'memory: {host.memory_mib - host.used_memory_mib} MiB free, '
+                                      f'{request.memory_mib} MiB needed')
     if request.vcpus > host.cpus - host.used_cpus:
-        return f'cpu: {host.cpus - host.used_cpus} vCPU free, {request.vcpus} needed'
+        return _capacity_reason(host, f'cpu: {host.cpus - host.used_cpus} vCPU free, {request.vcpus} needed')
     return None
+
+
+def _capacity_reason(host, reason):
+    # A full peer cloud is its own kind in the tenant's summary: the site burst and it was not enough.
+    return f'peer cloud full: {reason}' if host.peer else reason
 
 
 def _rank_key(host, policy):
@@ -186,6 +197,8 @@ def _refusal(request, placed, rejections, candidates):
 
 
 def _reason_kind(reason):
+    if reason.startswith('peer cloud'):
+        return reason.split(':', 1)[0]
     if reason.startswith(('memory:', 'cpu:')):
         return 'not enough free ' + reason.split(':', 1)[0]
     if reason.startswith('zone '):

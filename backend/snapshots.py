@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from .drivers.base import DriverError, Feature, SnapshotTarget
 from .errors import Conflict, NotFound
+from .hosts import require_feature
 from .image_lifetimes import check_quota
 from .images import ROOT_DEVICE_NAME, Registration, _check_registration, inspect_disk
 from .lifecycle import State
@@ -76,6 +77,7 @@ class SnapshotService:
             if instance.state not in SNAPSHOT_STATES:
                 raise Conflict('IncorrectInstanceState', f"The instance '{instance_id}' is not in a state from "
                                                          'which it can be imaged (running or stopped).')
+            require_feature(session, instance, Feature.SNAPSHOT, 'save its disk as an image here')
             source = session.get(ImageRow, instance.image_id)
             architecture = source.architecture if source else 'x86_64'
             _check_registration(name, 'machine', description, architecture, instance.kernel_id,

@@ -27,7 +27,7 @@ from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
-from .models import Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, Volume as VolumeRow, Vpc as VpcRow
+from .models import Lease, Network as NetworkRow, Tag, NetworkInterface as InterfaceRow, Volume as VolumeRow, Vpc as VpcRow
 from .models import utcnow
 from .monitor import Monitor
 from .attachments import Attachments
@@ -265,16 +265,31 @@ class Worker:
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(self.settings.worker_threads,
                                                                    thread_name_prefix='reservoir-work')
-        futures = []
-        # Chunks span hosts: a striped launch puts one instance on each of many hosts, and a chunk
-        # costs one read and one write transaction however many hosts it touches.
-        for state, items in groups.items():
-            for start in range(0, len(items), CHUNK):
-                chunk = items[start:start + CHUNK]
-                futures.append(self._executor.submit(self._work_guarded, State(state), chunk))
+        futures = [self._executor.submit(self._work_guarded, State(state), chunk)
+                   for state, items in groups.items() for chunk in self._chunks(State(state), items)]
         if wait:
             concurrent.futures.wait(futures)
         return bool(groups)
+
+    def _chunks(self, state, items):
+        """Chunks span hosts: a striped launch puts one instance on each of many hosts, and a chunk
+        costs one read and one write transaction however many hosts it touches. A host that deploys
+        together (a peer cloud: one request per reservation) gets all its deploys in one chunk."""
+        together = collections.defaultdict(list)
+        if state is State.PENDING:
+            hosts = {host_id for host_id, _ in items if self._deploys_together(host_id)}
+            for item in items:
+                if item[0] in hosts:
+                    together[item[0]].append(item)
+            items = [item for item in items if item[0] not in hosts]
+        return [*together.values(), *(items[start:start + CHUNK] for start in range(0, len(items), CHUNK))]
+
+    def _deploys_together(self, host_id):
+        uri = self._owned.get(host_id)
+        try:
+            return uri is not None and self.hosts.get(host_id, uri).deploys_together
+        except DriverError:
+            return False
 
     def claim_instance(self, instance_id):
         """Mark an instance busy for work done outside dispatch (CreateImage); False if it already is."""
@@ -348,7 +363,7 @@ class Worker:
     # retry later" for deploys and destroys, with the reason kept for the last attempt.
 
     def _deploy(self, host, host_id, ids, specs):
-        outcomes = {}
+        outcomes, ready = {}, []
         for instance_id in ids:
             spec = specs.get(instance_id)
             if spec is None:
@@ -361,11 +376,10 @@ class Worker:
                 outcomes[instance_id] = (None, 'Server.InternalError',
                                          f'security groups cannot be enforced here: {self.firewall.kernel_error}')
                 continue
-            try:
-                host.deploy(spec)
-                outcomes[instance_id] = (Event.DEPLOYED, None, None)
-            except DriverError as error:
-                outcomes[instance_id] = (None, 'Server.InternalError', str(error))
+            ready.append(spec)
+        for instance_id, error in host.deploy_many(ready).items():
+            outcomes[instance_id] = (Event.DEPLOYED, None, None) if error is None else \
+                (None, 'Server.InternalError', str(error))
         return outcomes
 
     def _reboot(self, host, host_id, ids, _specs=None):
@@ -483,17 +497,18 @@ class Worker:
             volumes = volumes_of(session, self.cloud.volumes.files, ids,
                                  {row.instance_id: _domain_type(domain_types[row.host_id]) for row in rows})
             keys = _public_keys(session, rows)
+            tags = _tags_of(session, ids)
         specs = {}
         for row in rows:
             try:
                 specs[row.instance_id] = self._launch_spec(row, images, nics.get(row.instance_id, ()), keys,
                                                            _domain_type(domain_types[row.host_id]),
-                                                           volumes.get(row.instance_id, ()))
+                                                           volumes.get(row.instance_id, ()), tags.get(row.instance_id, ()))
             except (HostNetworkError, OSError, ValueError) as error:
                 specs[row.instance_id] = error
         return specs
 
-    def _launch_spec(self, row, images, nics, keys, domain_type, volumes=()):
+    def _launch_spec(self, row, images, nics, keys, domain_type, volumes=(), tags=()):
         image = images.get(row.image_id)
         return LaunchSpec(
             instance_id=row.instance_id, image_id=row.image_id, instance_type=row.instance_type,
@@ -501,7 +516,8 @@ class Worker:
             root=self._disk(image), kernel=self._disk(images.get(row.kernel_id)),
             ramdisk=self._disk(images.get(row.ramdisk_id)), nics=tuple(nics),
             ssh_public_key=keys.get((row.owner, row.key_name)), user_data=row.user_data,
-            public_ip=row.public_ip, domain_type=domain_type, volumes=tuple(volumes))
+            public_ip=row.public_ip, domain_type=domain_type, volumes=tuple(volumes),
+            reservation_id=row.reservation_id, launch_index=row.ami_launch_index or 0, tags=tags)
 
     def domain_type_of(self, host_id):
         """The domain type ('qemu', 'kvm' or 'xen') instances of a host are defined with."""
@@ -547,6 +563,16 @@ def _domain_type(host_domain_type):
 def _images_for(session, rows):
     ids = {image_id for row in rows for image_id in (row.image_id, row.kernel_id, row.ramdisk_id) if image_id}
     return {image.image_id: image for image in session.scalars(select(ImageRow).where(ImageRow.image_id.in_(ids)))}
+
+
+def _tags_of(session, instance_ids):
+    """{instance_id: ((key, value), …)} of the instances' tags."""
+    found = collections.defaultdict(list)
+    for start in range(0, len(instance_ids), 900):
+        for resource_id, key, value in session.execute(select(Tag.resource_id, Tag.key, Tag.value).where(
+                Tag.resource_id.in_(instance_ids[start:start + 900])).order_by(Tag.key)):
+            found[resource_id].append((key, value))
+    return {instance_id: tuple(pairs) for instance_id, pairs in found.items()}
 
 
 def _public_keys(session, rows):

@@ -18,5 +18,15 @@ def open_driver(uri, files, network=None, peer=None, capacity=(0, 0)):
     raise DriverError(f'no driver for hosts of the scheme {scheme!r}')
 
 
+def features_of(domain_type):
+    """What a kind of host can do, known from its host row's domain type without opening it, so the
+    API can refuse at once what an instance's host cannot do."""
+    if domain_type == 'ec2':
+        from .ec2_peer import Ec2PeerDriver
+        return Ec2PeerDriver.features
+    from .libvirt import LibvirtDriver
+    return LibvirtDriver.features
+
+
 LIBVIRT_SCHEMES = frozenset({'qemu', 'xen', 'test'})
 PEER_SCHEMES = frozenset({'ec2+http', 'ec2+https'})

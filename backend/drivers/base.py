@@ -13,6 +13,11 @@ import dataclasses
 import enum
 
 
+# Tags whose keys start so are this cloud's own marks on what it keeps elsewhere (a peer cloud's
+# instances): never the user's, never mirrored.
+OWN_TAG_PREFIX = 'reservoir:'
+
+
 class DriverError(Exception):
     """The host could not do what was asked: unreachable, or it refused."""
 
@@ -25,6 +30,7 @@ class Feature(str, enum.Enum):
     NIC_HOTPLUG = 'nic-hotplug'           # network interfaces attached to and detached from instances
     DISK_HOTPLUG = 'disk-hotplug'         # volumes attached to and detached from instances
     OWN_LIFECYCLE = 'own-lifecycle'       # a cloud of its own: an instance gone from it was terminated there
+    LOCAL_NETWORK = 'local-network'       # instances join this cloud's subnets (leases, elastic IPs, groups)
 
 
 class DomainState(str, enum.Enum):
@@ -101,6 +107,19 @@ class LaunchSpec:
     public_ip: str | None = None
     domain_type: str = 'qemu'               # 'qemu', 'kvm' or 'xen' for hypervisor hosts
     volumes: tuple = ()                     # (VolumeDisk, …) attached to the instance
+    reservation_id: str = ''                # the launch it came from, and its place in it: a peer
+    launch_index: int = 0                   # cloud launches a reservation's instances together
+    tags: tuple = ()                        # ((key, value), …) the instance's tags
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudInstance:
+    """An instance as a peer cloud reports it: its state there, the addresses the peer gave it and
+    the user's tags it carries there."""
+    state: DomainState
+    private_ip: str | None = None
+    public_ip: str | None = None
+    tags: tuple = ()                        # ((key, value), …), this cloud's own marks left out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +134,9 @@ class HostDriver(abc.ABC):
 
     features: frozenset = frozenset()
     simulated: bool = False
+    # Deploys of one host are handed over together (deploy_many) rather than in the worker's chunks:
+    # a peer cloud launches a reservation's instances in one request.
+    deploys_together: bool = False
 
     def supports(self, feature):
         return Feature(feature) in self.features
@@ -126,6 +148,17 @@ class HostDriver(abc.ABC):
     @abc.abstractmethod
     def deploy(self, spec):
         """Prepare and start the instance; one already running is left running (restart safety)."""
+
+    def deploy_many(self, specs):
+        """Deploy several instances: {instance_id: the DriverError that stopped it, or None}."""
+        outcomes = {}
+        for spec in specs:
+            try:
+                self.deploy(spec)
+                outcomes[spec.instance_id] = None
+            except DriverError as error:
+                outcomes[spec.instance_id] = error
+        return outcomes
 
     def restore(self, spec):
         """Start again an instance the host lost without being asked (a simulated host whose
@@ -159,6 +192,16 @@ class HostDriver(abc.ABC):
     @abc.abstractmethod
     def console_output(self, instance_id):
         """The tail of the instance's console as bytes (b'' before its first boot)."""
+
+    def report(self):
+        """{instance_id: CloudInstance} of a host with a life of its own (Feature.OWN_LIFECYCLE), in
+        one call; other hosts report only states."""
+        return {instance_id: CloudInstance(state) for instance_id, state in self.states().items()}
+
+    def mirror_tags(self, instance_id, tags, removed_keys):
+        """Give the instance on a peer cloud the user's tags `tags` ((key, value), …) and take the
+        keys `removed_keys` off it."""
+        raise DriverError(f'{type(self).__name__} keeps no tags')
 
     def plug_nic(self, spec, nic):
         """Give a deployed instance the NIC `nic` (one of `spec.nics`), running or not; its context CD

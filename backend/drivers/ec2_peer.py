@@ -1,11 +1,13 @@
 """The EC2-peer driver: another EC2 cloud (another Reservoir, Eucalyptus, OpenStack's EC2 API, AWS)
 as a host, driven through its Query API with the credentials the administrator registered.
 
-An instance placed here is one instance on the peer, found again by the tag `reservoir:instance-id`
-(so a restarted worker finds what it launched) and launched with a ClientToken derived from
-Reservoir's own instance id, so a deploy repeated after a crash never launches a second one. Its
-context (host name, SSH key, the user's user data) goes as user data: a MIME multipart that
-cloud-init reads, whose first part is a cloud-config. The peer's states map onto `DomainState`; an
+The instances of one reservation placed here go out in one RunInstances, marked with the
+reservation's id and with a ClientToken derived from it, then each is marked with its own id
+(`reservoir:instance-id`), so a restarted worker finds what it launched: a deploy repeated after a
+crash takes over the instances the peer already has instead of launching more. The context (host
+name, SSH key, the user's user data) goes as user data: a MIME multipart that cloud-init reads,
+whose first part is a cloud-config. The user's tags go with the launch and are kept in step by the
+monitor. The peer's states map onto `DomainState`; an
 instance the peer no longer has (terminated there) is absent from `states()`. What a peer cannot do
 through EC2 (hot-plugging, CreateImage of its disk) is not in `features`.
 
@@ -23,15 +25,18 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from .base import DomainState, DriverError, Feature, HostDriver
+from .base import OWN_TAG_PREFIX, CloudInstance, DomainState, DriverError, Feature, HostDriver
 
 TAG = 'reservoir:instance-id'
+RESERVATION_TAG = 'reservoir:reservation-id'
 INSTALLATION_TAG = 'reservoir:installation'
 SCHEMES = ('ec2+http', 'ec2+https')
 # The peer's instance states, as a host's domain states; shutting-down and terminated are gone.
 STATES = {'pending': DomainState.RUNNING, 'running': DomainState.RUNNING, 'stopping': DomainState.SHUTOFF,
           'stopped': DomainState.SHUTOFF}
+GONE = ('shutting-down', 'terminated')
 TIMEOUT_SECONDS = 20
+MAX_TAG_KEYS = 50                      # EC2's tags per resource
 
 
 def endpoint_of(uri):
@@ -42,9 +47,11 @@ def endpoint_of(uri):
     return urllib.parse.urlunsplit((parsed.scheme.removeprefix('ec2+'), parsed.netloc, parsed.path or '/', '', ''))
 
 
-def client_token(instance_id):
-    """The ClientToken of the one RunInstances that launches `instance_id` on a peer."""
-    return 'reservoir-' + hashlib.sha256(instance_id.encode()).hexdigest()[:40]
+def client_token(reservation_id, instance_ids):
+    """The ClientToken of the one RunInstances that launches these instances of a reservation on a
+    peer: the same after a crash, so the peer answers a repeat with what it launched the first time."""
+    key = reservation_id + ':' + ','.join(sorted(instance_ids))
+    return 'reservoir-' + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 class PeerSettings:
@@ -61,11 +68,13 @@ class PeerSettings:
 
 class Ec2PeerDriver(HostDriver):
     features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.OWN_LIFECYCLE})
+    deploys_together = True
 
     def __init__(self, uri, settings, capacity=(0, 0)):
         self.uri = uri
         self.settings = settings
         self._capacity = capacity
+        self._peer_ids = {}                        # instance id -> the peer's, as last listed
         config = botocore.config.Config(
             signature_version='v2' if settings.signature == 'v2' else 'v4',
             connect_timeout=TIMEOUT_SECONDS, read_timeout=TIMEOUT_SECONDS, retries={'max_attempts': 1})
@@ -79,23 +88,72 @@ class Ec2PeerDriver(HostDriver):
     # -- the life cycle ------------------------------------------------------------------------------
 
     def deploy(self, spec):
-        """RunInstances on the peer (the same instance again after a crash, by ClientToken), or
-        StartInstances of the instance stopped there."""
-        found = self._find(spec.instance_id)
-        if found is not None:
+        error = self.deploy_many([spec])[spec.instance_id]
+        if error is not None:
+            raise error
+
+    def deploy_many(self, specs):
+        """Each reservation's instances in one RunInstances; instances the peer already has (started
+        again, or launched by an attempt that crashed before it could record them) are taken over."""
+        outcomes = {}
+        by_reservation = {}
+        for spec in specs:
+            by_reservation.setdefault(spec.reservation_id, []).append(spec)
+        for reservation_id, members in by_reservation.items():
+            try:
+                self._deploy_reservation(reservation_id, sorted(members, key=lambda spec: spec.launch_index),
+                                         outcomes)
+            except DriverError as error:
+                outcomes.update({spec.instance_id: error for spec in members if spec.instance_id not in outcomes})
+        return outcomes
+
+    def _deploy_reservation(self, reservation_id, specs, outcomes):
+        live = [i for i in self._list(f'tag:{RESERVATION_TAG}', [reservation_id]) if i['State']['Name'] not in GONE]
+        known = {tag_value(i): i for i in live if tag_value(i)}
+        untagged = sorted((i for i in live if not tag_value(i)), key=lambda i: i.get('AmiLaunchIndex', 0))
+        waiting = []
+        for spec in specs:
+            found = known.get(spec.instance_id)
+            if found is None:
+                waiting.append(spec)
+                continue
             if found['State']['Name'] in ('stopped', 'stopping'):
                 self._call('start_instances', InstanceIds=[found['InstanceId']])
-            return
-        peer_image = self.settings.images.get(spec.image_id)
+            outcomes[spec.instance_id] = None
+        # An attempt that launched but crashed before marking its instances left them untagged.
+        adopted, surplus = untagged[:len(waiting)], untagged[len(waiting):]
+        if surplus:   # launched for members terminated since: nobody here wants them
+            self._call('terminate_instances', InstanceIds=[i['InstanceId'] for i in surplus])
+        fresh = waiting[len(adopted):]
+        if fresh:
+            adopted += self._run(reservation_id, fresh)
+        for spec, instance in zip(waiting, adopted):
+            self._call('create_tags', Resources=[instance['InstanceId']],
+                       Tags=[{'Key': TAG, 'Value': spec.instance_id}])
+            self._peer_ids[spec.instance_id] = instance['InstanceId']
+            outcomes[spec.instance_id] = None
+
+    def _run(self, reservation_id, specs):
+        """RunInstances of `specs` (one reservation, one image and type, one user data): the peer's
+        instances in launch order."""
+        first = specs[0]
+        peer_image = self.settings.images.get(first.image_id)
         if peer_image is None:
-            raise DriverError(f'no image of the peer is mapped to {spec.image_id} '
-                              f'(reservoir image map {spec.image_id} --host … --peer-image …)')
-        tags = [{'Key': TAG, 'Value': spec.instance_id}]
+            raise DriverError(f'no image of the peer is mapped to {first.image_id} '
+                              f'(reservoir image map {first.image_id} --host … --peer-image …)')
+        tags = [{'Key': RESERVATION_TAG, 'Value': reservation_id}]
         if self.settings.installation:
             tags.append({'Key': INSTALLATION_TAG, 'Value': self.settings.installation})
-        self._call('run_instances', ImageId=peer_image, InstanceType=spec.instance_type, MinCount=1, MaxCount=1,
-                   ClientToken=client_token(spec.instance_id), UserData=context_user_data(spec),
-                   TagSpecifications=[{'ResourceType': 'instance', 'Tags': tags}])
+        tags += [{'Key': key, 'Value': value} for key, value in user_tags(first.tags)][:MAX_TAG_KEYS - len(tags) - 1]
+        answer = self._call('run_instances', ImageId=peer_image, InstanceType=first.instance_type,
+                            MinCount=len(specs), MaxCount=len(specs),
+                            ClientToken=client_token(reservation_id, [spec.instance_id for spec in specs]),
+                            UserData=context_user_data(first, hostname=len(specs) == 1),
+                            TagSpecifications=[{'ResourceType': 'instance', 'Tags': tags}])
+        launched = sorted(answer.get('Instances', ()), key=lambda i: i.get('AmiLaunchIndex', 0))
+        if len(launched) != len(specs):
+            raise DriverError(f'the peer {self.uri} launched {len(launched)} of {len(specs)} instances')
+        return launched
 
     def reboot(self, instance_id):
         self._call('reboot_instances', InstanceIds=[self._peer_id(instance_id)])
@@ -124,13 +182,23 @@ class Ec2PeerDriver(HostDriver):
         return None if found is None else STATES.get(found['State']['Name'])
 
     def states(self):
-        """{instance_id: DomainState} in one DescribeInstances (pages followed)."""
-        return {tag_value(i): STATES[i['State']['Name']] for i in self._ours() if i['State']['Name'] in STATES}
+        return {instance_id: reported.state for instance_id, reported in self.report().items()}
 
-    def addresses(self):
-        """{instance_id: (private IP, public IP)} the peer gave its instances."""
-        return {tag_value(i): (i.get('PrivateIpAddress'), i.get('PublicIpAddress')) for i in self._ours()
-                if i['State']['Name'] in STATES}
+    def report(self):
+        """{instance_id: CloudInstance} of every instance of ours the peer has, in one DescribeInstances
+        (pages followed)."""
+        listed = [i for i in self._list('tag-key', [TAG]) if i['State']['Name'] in STATES]
+        self._peer_ids = {tag_value(i): i['InstanceId'] for i in listed}
+        return {tag_value(i): CloudInstance(STATES[i['State']['Name']], i.get('PrivateIpAddress'),
+                                            i.get('PublicIpAddress'), user_tags(tag_pairs(i)))
+                for i in listed}
+
+    def mirror_tags(self, instance_id, tags, removed_keys):
+        peer_id = self._peer_id(instance_id)
+        if tags:
+            self._call('create_tags', Resources=[peer_id], Tags=[{'Key': k, 'Value': v} for k, v in tags])
+        if removed_keys:
+            self._call('delete_tags', Resources=[peer_id], Tags=[{'Key': key} for key in removed_keys])
 
     def console_output(self, instance_id):
         found = self._find(instance_id)
@@ -144,10 +212,9 @@ class Ec2PeerDriver(HostDriver):
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _ours(self, instance_id=None):
-        filters = [{'Name': 'tag-key', 'Values': [TAG]}]
-        if instance_id is not None:
-            filters = [{'Name': f'tag:{TAG}', 'Values': [instance_id]}]
+    def _list(self, filter_name, values):
+        """The peer's instances of this installation matching one tag filter, every page."""
+        filters = [{'Name': filter_name, 'Values': list(values)}]
         if self.settings.installation:
             filters.append({'Name': f'tag:{INSTALLATION_TAG}', 'Values': [self.settings.installation]})
         found, token = [], None
@@ -160,10 +227,13 @@ class Ec2PeerDriver(HostDriver):
 
     def _find(self, instance_id):
         """The peer's live instance for `instance_id` (not terminated), or None."""
-        live = [i for i in self._ours(instance_id) if i['State']['Name'] not in ('shutting-down', 'terminated')]
+        live = [i for i in self._list(f'tag:{TAG}', [instance_id]) if i['State']['Name'] not in GONE]
         return live[0] if live else None
 
     def _peer_id(self, instance_id):
+        known = self._peer_ids.get(instance_id)
+        if known is not None:
+            return known
         found = self._find(instance_id)
         if found is None:
             raise DriverError(f'{instance_id} is not on the peer {self.uri}')
@@ -180,15 +250,26 @@ class Ec2PeerDriver(HostDriver):
             raise DriverError(f'the peer {self.uri} cannot be reached: {error}') from None
 
 
+def tag_pairs(instance):
+    return tuple((tag['Key'], tag['Value']) for tag in instance.get('Tags') or ())
+
+
 def tag_value(instance):
-    return next(tag['Value'] for tag in instance.get('Tags', ()) if tag['Key'] == TAG)
+    """The local instance id a peer's instance is marked with, or None before it is marked."""
+    return dict(tag_pairs(instance)).get(TAG)
 
 
-def context_user_data(spec):
+def user_tags(pairs):
+    """The user's tags among (key, value) pairs: this cloud's own marks left out."""
+    return tuple(sorted((key, value) for key, value in pairs if not key.startswith(OWN_TAG_PREFIX)))
+
+
+def context_user_data(spec, hostname=True):
     """The instance's context as user data cloud-init reads: a cloud-config (host name, the SSH key)
-    and, after it, the user's own user data as it was given."""
+    and, after it, the user's own user data as it was given. Instances launched together share one
+    user data, so they keep the names the peer gives them."""
     message = email.mime.multipart.MIMEMultipart()
-    config = ['#cloud-config', f'hostname: {spec.instance_id}']
+    config = ['#cloud-config'] + ([f'hostname: {spec.instance_id}'] if hostname else [])
     if spec.ssh_public_key:
         config += ['ssh_authorized_keys:', f'  - {spec.ssh_public_key.strip()}']
     message.attach(email.mime.text.MIMEText('\n'.join(config) + '\n', 'cloud-config'))

@@ -23,7 +23,7 @@ DETACH_WAIT_SECONDS = 5
 
 class LibvirtDriver(HostDriver):
     features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT,
-                          Feature.NIC_HOTPLUG, Feature.DISK_HOTPLUG})
+                          Feature.NIC_HOTPLUG, Feature.DISK_HOTPLUG, Feature.LOCAL_NETWORK})
 
     def __init__(self, uri, files, network=None):
         """`files`: where instance files live on this machine; `network`: sets up bridges here."""

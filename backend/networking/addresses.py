@@ -10,7 +10,9 @@ import dataclasses
 
 from sqlalchemy import delete, select, update
 
+from ..drivers.base import Feature
 from ..errors import Conflict, InvalidValue, NotFound
+from ..hosts import require_feature
 from ..lifecycle import ec2_state
 from ..models import (CLOUD_ACCOUNT, Address as AddressRow, Instance as InstanceRow, Lease, Network as NetworkRow,
                       NetworkInterface as InterfaceRow, new_resource_id)
@@ -183,6 +185,7 @@ def _target_interface(session, owner, instance_id, interface_id):
         raise NotFound('InvalidInstanceID.NotFound', f"The instance ID '{instance_id}' does not exist")
     eth0 = session.scalar(select(InterfaceRow).where(InterfaceRow.instance_id == instance_id,
                                                      InterfaceRow.device_index == 0))
+    require_feature(session, instance, Feature.LOCAL_NETWORK, 'take elastic IPs of this cloud')
     if ec2_state(instance.state)[0] in ('shutting-down', 'terminated') or eth0 is None:
         raise Conflict('IncorrectInstanceState', f"The instance '{instance_id}' is not in a valid state "
                                                  'for this operation.')

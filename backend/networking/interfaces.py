@@ -13,7 +13,9 @@ import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..drivers.base import Feature
 from ..errors import Conflict, InvalidValue, NotFound
+from ..hosts import require_feature
 from ..lifecycle import ec2_state
 from ..models import (Address as AddressRow, Instance as InstanceRow, InterfaceGroup, Lease, Network as NetworkRow,
                       NetworkInterface as InterfaceRow, Tag, Vpc as VpcRow, is_resource_id, new_resource_id, utcnow)
@@ -188,6 +190,7 @@ class InterfaceService:
                                                          'for this operation.')
             if row.instance_id:
                 raise Conflict('InvalidNetworkInterface.InUse', f"Interface: [{interface_id}] in use.")
+            require_feature(session, instance, Feature.NIC_HOTPLUG, 'take network interfaces of this cloud')
             _check_same_vpc_and_zone(session, row, instance)
             taken = session.scalar(select(InterfaceRow.interface_id).where(
                 InterfaceRow.instance_id == instance_id, InterfaceRow.device_index == device_index))

@@ -19,7 +19,9 @@ import re
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..drivers.base import Feature
 from ..errors import Conflict, InvalidValue, NotFound
+from ..hosts import require_feature
 from ..lifecycle import State
 from ..models import (Instance as InstanceRow, Snapshot as SnapshotRow, Tag, Volume as VolumeRow,
                       VolumeModification as ModificationRow, is_resource_id, new_resource_id, utcnow)
@@ -392,6 +394,7 @@ class VolumeService:
                                    f'{instance_id}', code='InvalidVolume.ZoneMismatch')
             if instance.state not in ATTACHABLE:
                 raise Conflict('IncorrectState', f"Instance '{instance_id}' is not 'running' or 'stopped'.")
+            require_feature(session, instance, Feature.DISK_HOTPLUG, 'take volumes of this cloud')
             taken = session.scalar(select(func.count()).select_from(VolumeRow).where(
                 VolumeRow.instance_id == instance_id, _same_letter(device)))
             if taken:

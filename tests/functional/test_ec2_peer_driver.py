@@ -1,10 +1,13 @@
 """The EC2-peer driver against real EC2 endpoints on loopback: a second Reservoir on simulated hosts
 (SigV4 and SigV2), and a third-party implementation (moto's server), so the driver is not tied to
 Reservoir's own answers. The driver alone: deploy, the states it reports, stop and start, reboot,
-console output, destroy, and a deploy repeated after a crash that launches nothing twice."""
+console output, destroy, and a deploy repeated after a crash that launches nothing twice; a
+reservation's instances in one RunInstances; addresses and tags as the peer reports them."""
 import base64
+import collections
 import socket
 
+import botocore.exceptions
 import pytest
 
 from backend.drivers.base import DomainState, DriverError, LaunchSpec
@@ -45,10 +48,25 @@ def reservoir_driver(peer, signature='v4', installation='cloud-a'):
     return Ec2PeerDriver(f'ec2+http://127.0.0.1:{peer.port}/', settings, capacity=(8, 8192))
 
 
-def spec(instance_id, user_data=None):
+def spec(instance_id, user_data=None, reservation_id=None, launch_index=0, tags=()):
     return LaunchSpec(instance_id=instance_id, image_id=LOCAL_IMAGE, instance_type='t1.micro', vcpus=1,
                       memory_mib=512, zone='reservoir-1a', root=None, ssh_public_key='ssh-ed25519 AAAAC3 test',
-                      user_data=user_data)
+                      user_data=user_data, reservation_id=reservation_id or 'r-' + instance_id[2:],
+                      launch_index=launch_index, tags=tags)
+
+
+def on_peer(driver, instance_id):
+    """The peer's live instances marked with `instance_id`, asked of the peer directly."""
+    answer = driver.ec2.describe_instances(Filters=[{'Name': 'tag:reservoir:instance-id', 'Values': [instance_id]}])
+    return [i for r in answer['Reservations'] for i in r['Instances']
+            if i['State']['Name'] not in ('shutting-down', 'terminated')]
+
+
+def count_requests(driver):
+    """A Counter of the operations the driver sends from now on."""
+    sent = collections.Counter()
+    driver.ec2.meta.events.register('before-call.ec2.*', lambda model, **_: sent.update([model.name]))
+    return sent
 
 
 def exercise(driver, instance_id):
@@ -56,10 +74,10 @@ def exercise(driver, instance_id):
     launch = spec(instance_id, base64.b64encode(b'#!/bin/sh\necho hello\n').decode())
     driver.deploy(launch)
     driver.deploy(launch)             # again, as after a crash: still one instance on the peer
-    assert len(driver._ours(instance_id)) == 1
+    assert len(on_peer(driver, instance_id)) == 1
     wait_for(lambda: driver.states().get(instance_id) is DomainState.RUNNING, timeout=60)
-    private_ip, _public_ip = driver.addresses()[instance_id]
-    assert private_ip
+    reported = driver.report()[instance_id]
+    assert reported.private_ip == on_peer(driver, instance_id)[0]['PrivateIpAddress']
     assert driver.shutdown(instance_id)
     wait_for(lambda: driver.state(instance_id) is DomainState.SHUTOFF, timeout=60)
     driver.deploy(launch)             # a deploy of a stopped instance starts it
@@ -116,3 +134,52 @@ def test_a_third_party_ec2_peer_runs_the_life_cycle(moto_peer):
     driver = Ec2PeerDriver(moto_peer, PeerSettings('us-east-1', 'testing', 'testing',
                                                    images={LOCAL_IMAGE: image_id}, installation='cloud-a'))
     exercise(driver, 'i-0123456789abcdef4')
+
+
+def test_a_reservation_goes_out_in_one_run_instances(reservoir_peer):
+    driver = reservoir_driver(reservoir_peer)
+    ids = [f'i-0123456789abcde{n:02x}' for n in range(16, 19)]
+    specs = [spec(i, reservation_id='r-0000000000000abc1', launch_index=n, tags=(('team', 'red'),))
+             for n, i in enumerate(ids)]
+    sent = count_requests(driver)
+    assert driver.deploy_many(specs) == {i: None for i in ids}
+    assert sent['RunInstances'] == 1 and sent['DescribeInstances'] == 1
+    assert driver.deploy_many(specs) == {i: None for i in ids}     # again: nothing more launched
+    assert sent['RunInstances'] == 1
+    assert all(len(on_peer(driver, i)) == 1 for i in ids)
+    report = driver.report()
+    assert [report[i].tags for i in ids] == [(('team', 'red'),)] * 3     # the user's tags only
+    for instance_id in ids:
+        driver.destroy(instance_id)
+
+
+def test_a_deploy_that_crashed_before_marking_takes_the_launched_instances_over(reservoir_peer):
+    driver = reservoir_driver(reservoir_peer)
+    ids = ['i-0123456789abcde20', 'i-0123456789abcde21']
+    specs = [spec(i, reservation_id='r-0000000000000abc2', launch_index=n) for n, i in enumerate(ids)]
+    sent = count_requests(driver)
+
+    def lost_connection(**_):
+        raise botocore.exceptions.EndpointConnectionError(endpoint_url='peer')
+    driver.ec2.meta.events.register('before-call.ec2.CreateTags', lost_connection, unique_id='cut')
+    outcomes = driver.deploy_many(specs)
+    assert all(isinstance(error, DriverError) for error in outcomes.values())
+    driver.ec2.meta.events.unregister('before-call.ec2.CreateTags', unique_id='cut')
+    # One member was terminated meanwhile: the other takes one launched instance, the spare goes.
+    assert driver.deploy_many(specs[1:]) == {ids[1]: None}
+    assert sent['RunInstances'] == 1 and sent['TerminateInstances'] == 1
+    assert len(on_peer(driver, ids[1])) == 1 and not on_peer(driver, ids[0])
+    driver.destroy(ids[1])
+
+
+def test_tags_are_mirrored_and_addresses_reported(reservoir_peer):
+    driver = reservoir_driver(reservoir_peer)
+    instance_id = 'i-0123456789abcde30'
+    driver.deploy(spec(instance_id, tags=(('a', '1'), ('b', '2'))))
+    driver.mirror_tags(instance_id, (('a', 'one'), ('c', '3')), ('b',))
+    reported = driver.report()[instance_id]
+    assert reported.tags == (('a', 'one'), ('c', '3'))
+    (instance,) = on_peer(driver, instance_id)
+    assert (reported.private_ip, reported.public_ip) == (instance.get('PrivateIpAddress'),
+                                                         instance.get('PublicIpAddress'))
+    driver.destroy(instance_id)

@@ -121,3 +121,57 @@ def test_a_restarted_site_finds_its_burst_instance_and_launches_no_second(clouds
     assert state_of(ec2, burst) == 'running'
     ec2.terminate_instances(InstanceIds=[burst, local])
     ec2.get_waiter('instance_terminated').wait(InstanceIds=[burst, local], WaiterConfig=FAST)
+
+
+def test_a_burst_reservation_shows_the_peers_addresses_and_mirrors_tags(clouds):
+    site, peer = clouds
+    ec2 = site.client('alice')
+    launched = ec2.run_instances(ImageId=site.image_id, MinCount=3, MaxCount=3, InstanceType='t1.micro',
+                                 TagSpecifications=[{'ResourceType': 'instance',
+                                                     'Tags': [{'Key': 'team', 'Value': 'red'}]}])['Instances']
+    ids = [i['InstanceId'] for i in launched]
+    ec2.get_waiter('instance_running').wait(InstanceIds=ids, WaiterConfig=FAST)
+    burst = [i for i in ids if host_of(site, i) == 'partner-cloud']
+    local = [i for i in ids if i not in burst]
+    assert len(burst) == 2 and len(local) == 1
+    # The peer launched the reservation's burst instances together, with the user's tags.
+    on_the_peer = [on_peer(peer, i) for i in burst]
+    assert len({i['InstanceId'] for i in on_the_peer}) == 2
+    assert all({'Key': 'team', 'Value': 'red'} in i['Tags'] for i in on_the_peer)
+    partner = peer.client('partner')
+    peer_reservations = {r['ReservationId'] for r in partner.describe_instances(
+        InstanceIds=[i['InstanceId'] for i in on_the_peer])['Reservations']}
+    assert len(peer_reservations) == 1
+
+    # Their addresses are the peer's, and no lease or interface of this cloud is held for them.
+    def shown(instance_id):
+        return ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+    for instance_id, there in zip(burst, on_the_peer):
+        wait_for(lambda: shown(instance_id).get('PrivateIpAddress') == there['PrivateIpAddress'])
+        assert shown(instance_id)['NetworkInterfaces'] == [] and 'SubnetId' not in shown(instance_id)
+    attached = ec2.describe_network_interfaces(Filters=[{'Name': 'attachment.instance-id', 'Values': ids}])
+    assert [i['Attachment']['InstanceId'] for i in attached['NetworkInterfaces']] == local
+
+    # Tags changed here follow to the peer.
+    ec2.create_tags(Resources=[burst[0]], Tags=[{'Key': 'stage', 'Value': 'beta'}])
+    ec2.delete_tags(Resources=[burst[0]], Tags=[{'Key': 'team'}])
+    wait_for(lambda: {(t['Key'], t['Value']) for t in on_peer(peer, burst[0])['Tags']
+                      if not t['Key'].startswith('reservoir:')} == {('stage', 'beta')}, timeout=30)
+
+    # What only this cloud's network and storage can give is refused clearly, not attempted.
+    address = ec2.allocate_address(Domain='vpc')
+    with pytest.raises(ec2.exceptions.ClientError, match='UnsupportedOperation'):
+        ec2.associate_address(InstanceId=burst[0], AllocationId=address['AllocationId'])
+    ec2.release_address(AllocationId=address['AllocationId'])
+    volume = ec2.create_volume(AvailabilityZone=launched[0]['Placement']['AvailabilityZone'], Size=1)
+    ec2.get_waiter('volume_available').wait(VolumeIds=[volume['VolumeId']], WaiterConfig=FAST)
+    with pytest.raises(ec2.exceptions.ClientError, match='UnsupportedOperation'):
+        ec2.attach_volume(VolumeId=volume['VolumeId'], InstanceId=burst[0], Device='/dev/sdf')
+    ec2.delete_volume(VolumeId=volume['VolumeId'])
+    # A launch into a subnet of this cloud cannot burst, and says why.
+    subnet = ec2.describe_subnets()['Subnets'][0]['SubnetId']
+    with pytest.raises(ec2.exceptions.ClientError, match='peer cloud cannot run it'):
+        ec2.run_instances(ImageId=site.image_id, MinCount=1, MaxCount=1, InstanceType='t1.micro', SubnetId=subnet)
+
+    ec2.terminate_instances(InstanceIds=ids)
+    ec2.get_waiter('instance_terminated').wait(InstanceIds=ids, WaiterConfig=FAST)
