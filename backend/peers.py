@@ -3,7 +3,9 @@
 A peer is a host row (so the scheduler, claims and the monitor treat it as any host) with a `peers`
 row beside it: the region, the access key, the secret key encrypted by the vault like users' secrets,
 the signature version, and the capacity the administrator declared as instance types and counts
-(OpenNebula's EC2 driver did the same), summed into the host's vCPUs and memory. `peer_images` says
+(OpenNebula's EC2 driver did the same) or, when none is declared, the peer's own limit on running
+instances (DescribeAccountAttributes max-instances) counted in EC2's default instance type; either is
+summed into the host's vCPUs and memory. `peer_images` says
 which image of the peer runs instances of a local image there.
 """
 import json
@@ -17,6 +19,8 @@ from .errors import InvalidValue, NotFound
 from .models import Host as HostRow, Image as ImageRow, Peer, PeerImage
 
 SIGNATURES = ('v4', 'v2')
+# A peer's instance limit is a count of instances; it is taken as that many of EC2's default type.
+LIMIT_INSTANCE_TYPE = 'm1.small'
 
 
 def is_peer_uri(uri):
@@ -41,7 +45,9 @@ class PeerService:
             raise InvalidValue(f"signature must be one of {', '.join(SIGNATURES)}")
         if not region or not access_key or not secret_key:
             raise InvalidValue('a peer needs a region, an access key and a secret key')
-        cpus, memory_mib = self._capacity_of(capacity or {})
+        settings = PeerSettings(region, access_key, secret_key, signature, installation=self.installation)
+        capacity = capacity or self._capacity_from_peer(uri, settings)
+        cpus, memory_mib = self._capacity_of(capacity)
         host = self.hosts.add(uri, name=name, cpus=cpus, memory_mib=memory_mib, zone=zone, domain_type='ec2')
         with self.db.write() as session:
             session.add(Peer(host_id=host.host_id, region=region, access_key=access_key,
@@ -91,6 +97,20 @@ class PeerService:
             return b''
         finally:
             driver.close()
+
+    def _capacity_from_peer(self, uri, settings):
+        """{EC2's default type: the peer account's instance limit}, asked of the peer now."""
+        driver = open_driver(uri, None, peer=settings)
+        try:
+            limit = driver.instance_limit()
+        except DriverError as error:
+            raise InvalidValue(f'the peer cannot say its capacity ({error}); declare it: --capacity TYPE=COUNT') \
+                from None
+        finally:
+            driver.close()
+        if limit < 1:
+            raise InvalidValue('the peer allows this account no instances; declare the capacity: --capacity TYPE=COUNT')
+        return {LIMIT_INSTANCE_TYPE: limit}
 
     def _capacity_of(self, capacity):
         cpus = memory_mib = 0

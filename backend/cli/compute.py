@@ -37,7 +37,8 @@ def _host_commands(commands, json_flag):
     peer.add_argument('--secret-key')
     peer.add_argument('--signature', choices=('v4', 'v2'), default='v4')
     peer.add_argument('--capacity', action='append', default=[], metavar='TYPE=COUNT',
-                      help='instances of a type the peer may run for this cloud (repeatable)')
+                      help='instances of a type the peer may run for this cloud (repeatable; default: '
+                           "the peer's max-instances, as m1.small)")
     json_flag(add)
     add.set_defaults(command=host_add)
     add_local = actions.add_parser('add-local', help='register this machine (embedded QEMU driver) as host "local"')

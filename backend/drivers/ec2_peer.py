@@ -85,6 +85,18 @@ class Ec2PeerDriver(HostDriver):
     def capacity(self):
         return self._capacity
 
+    def instance_limit(self):
+        """How many instances the peer lets this cloud's account run (max-instances)."""
+        answer = self._call('describe_account_attributes', AttributeNames=['max-instances'])
+        for attribute in answer.get('AccountAttributes', ()):
+            if attribute.get('AttributeName') == 'max-instances':
+                values = attribute.get('AttributeValues') or ()
+                try:
+                    return int(values[0]['AttributeValue'])
+                except (IndexError, KeyError, ValueError):
+                    break
+        raise DriverError(f'the peer {self.uri} does not report max-instances')
+
     # -- the life cycle ------------------------------------------------------------------------------
 
     def deploy(self, spec):

@@ -5,6 +5,7 @@ console output, destroy, and a deploy repeated after a crash that launches nothi
 reservation's instances in one RunInstances; addresses and tags as the peer reports them."""
 import base64
 import collections
+import json
 import socket
 
 import botocore.exceptions
@@ -183,3 +184,17 @@ def test_tags_are_mirrored_and_addresses_reported(reservoir_peer):
     assert (reported.private_ip, reported.public_ip) == (instance.get('PrivateIpAddress'),
                                                          instance.get('PublicIpAddress'))
     driver.destroy(instance_id)
+
+
+def test_the_peers_instance_limit_is_its_capacity_when_none_is_declared(reservoir_peer, moto_peer, tmp_path):
+    limit = reservoir_driver(reservoir_peer).instance_limit()
+    shown = reservoir_peer.client('partner').describe_account_attributes(AttributeNames=['max-instances'])
+    assert limit == int(shown['AccountAttributes'][0]['AttributeValues'][0]['AttributeValue'])
+    assert Ec2PeerDriver(moto_peer, PeerSettings('us-east-1', 'testing', 'testing')).instance_limit() > 0
+    site = simulated_cloud(tmp_path / 'site', ('alice',), hosts=1, start=False)
+    partner = reservoir_peer.users['partner']
+    added = json.loads(site.admin('host', 'add', f'ec2+http://127.0.0.1:{reservoir_peer.port}/', '--name', 'p',
+                                  '--region', 'reservoir-1', '--access-key', partner['access_key_id'],
+                                  '--secret-key', partner['secret_access_key'], '--json'))
+    m1_small_vcpus = 1
+    assert added[0]['cpus'] == limit * m1_small_vcpus
