@@ -28,7 +28,7 @@ from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
-                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PeerImage,
+                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, Peer, PeerImage,
                      PlacementGroup,
                      Tag, Volume as VolumeRow, Vpc as VpcRow, new_resource_id, utcnow)
 
@@ -617,10 +617,11 @@ def _group_hosts(session, owner, group):
 def _host_views(session):
     rows = session.execute(select(HostRow.id, HostRow.name, HostRow.zone, HostRow.cpus, HostRow.memory_mib,
                                   HostRow.used_cpus, HostRow.used_memory_mib, HostRow.enabled,
-                                  HostRow.state, HostRow.load, HostRow.domain_type).order_by(HostRow.id)).all()
+                                  HostRow.state, HostRow.load, HostRow.domain_type, Peer.placement)
+                           .outerjoin(Peer, Peer.host_id == HostRow.id).order_by(HostRow.id)).all()
     return [scheduler.HostView(row.id, row.name, row.zone, row.cpus, row.memory_mib, row.used_cpus,
                                row.used_memory_mib, row.enabled, row.state == 'ok', row.load,
-                               peer=row.domain_type == 'ec2')
+                               peer=row.domain_type == 'ec2', zone_only=row.placement == 'zone')
             for row in rows]
 
 

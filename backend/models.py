@@ -171,6 +171,8 @@ class Peer(Base):
     encrypted_secret: Mapped[str] = mapped_column(Text, nullable=False)
     signature: Mapped[str] = mapped_column(String(4), nullable=False, default='v4')
     capacity: Mapped[str] = mapped_column(Text, nullable=False, default='{}')      # JSON
+    # 'burst': used once the local hosts are full; 'zone': only by launches that ask for its zone.
+    placement: Mapped[str] = mapped_column(String(8), nullable=False, default='burst', server_default='burst')
 
 
 class PeerImage(Base):

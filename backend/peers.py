@@ -19,6 +19,7 @@ from .errors import InvalidValue, NotFound
 from .models import Host as HostRow, Image as ImageRow, Peer, PeerImage
 
 SIGNATURES = ('v4', 'v2')
+PLACEMENTS = ('burst', 'zone')
 # A peer's instance limit is a count of instances; it is taken as that many of EC2's default type.
 LIMIT_INSTANCE_TYPE = 'm1.small'
 
@@ -35,14 +36,18 @@ class PeerService:
         self.vault = vault
         self.instance_types = instance_types
 
-    def add(self, uri, name, region, access_key, secret_key, signature='v4', capacity=None, zone=None):
-        """Register a peer cloud as a host with the capacity `capacity` ({instance type: count})."""
+    def add(self, uri, name, region, access_key, secret_key, signature='v4', capacity=None, zone=None,
+            placement='burst'):
+        """Register a peer cloud as a host with the capacity `capacity` ({instance type: count}), used
+        once the local hosts are full (placement 'burst') or only by launches into its zone ('zone')."""
         try:
             endpoint_of(uri)
         except DriverError as error:
             raise InvalidValue(str(error)) from None
         if signature not in SIGNATURES:
             raise InvalidValue(f"signature must be one of {', '.join(SIGNATURES)}")
+        if placement not in PLACEMENTS:
+            raise InvalidValue(f"placement must be one of {', '.join(PLACEMENTS)}")
         if not region or not access_key or not secret_key:
             raise InvalidValue('a peer needs a region, an access key and a secret key')
         settings = PeerSettings(region, access_key, secret_key, signature, installation=self.installation)
@@ -52,7 +57,7 @@ class PeerService:
         with self.db.write() as session:
             session.add(Peer(host_id=host.host_id, region=region, access_key=access_key,
                              encrypted_secret=self.vault.encrypt(secret_key), signature=signature,
-                             capacity=json.dumps(capacity or {}, sort_keys=True)))
+                             capacity=json.dumps(capacity or {}, sort_keys=True), placement=placement))
         return host
 
     def map_image(self, image_id, host_name, peer_image_id):

@@ -29,6 +29,7 @@ class HostView:
     reachable: bool = True
     load: float = 0.0   # 0..1 CPU load reported by the monitor
     peer: bool = False  # another cloud: used once the local hosts are full (cloud bursting)
+    zone_only: bool = False  # a peer used only by launches that ask for its zone
 
     def fits(self, vcpus, memory_mib):
         return (self.used_cpus + vcpus <= self.cpus
@@ -97,6 +98,8 @@ def _rejection(host, request):
         return 'unreachable'
     if request.zone and host.zone != request.zone:
         return f'zone {host.zone} is not {request.zone}'
+    if host.zone_only and request.zone != host.zone:
+        return f'peer cloud cannot run it: it takes only launches into its zone {host.zone}'
     if request.memory_mib > host.memory_mib - host.used_memory_mib:
         return _capacity_reason(host, f'memory: {host.memory_mib - host.used_memory_mib} MiB free, '
                                       f'{request.memory_mib} MiB needed')

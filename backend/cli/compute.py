@@ -39,6 +39,9 @@ def _host_commands(commands, json_flag):
     peer.add_argument('--capacity', action='append', default=[], metavar='TYPE=COUNT',
                       help='instances of a type the peer may run for this cloud (repeatable; default: '
                            "the peer's max-instances, as m1.small)")
+    peer.add_argument('--placement', choices=('burst', 'zone'), default='burst',
+                      help='burst: used once the local hosts are full (default); zone: only by launches that '
+                           "ask for the peer's zone (--zone)")
     json_flag(add)
     add.set_defaults(command=host_add)
     add_local = actions.add_parser('add-local', help='register this machine (embedded QEMU driver) as host "local"')
@@ -71,7 +74,8 @@ def host_add(args):
             hosts = cloud.hosts.add_simulated(args.count, args.cpus, args.memory, zone=args.zone)
         elif args.uri and is_peer_uri(args.uri):
             hosts = [cloud.peers.add(args.uri, args.name or _peer_name(args.uri), args.region, args.access_key,
-                                     args.secret_key, args.signature, _capacity(args.capacity), zone=args.zone)]
+                                     args.secret_key, args.signature, _capacity(args.capacity), zone=args.zone,
+                                     placement=args.placement)]
         elif args.uri:
             hosts = [cloud.hosts.add(args.uri, name=args.name, cpus=args.cpus, memory_mib=args.memory,
                                      zone=args.zone, domain_type=args.domain_type)]

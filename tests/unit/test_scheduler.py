@@ -41,6 +41,28 @@ def test_zone_and_host_requirements():
     assert place(hosts(3), Request(1, 1, 1, 128, host_id=1)).host_ids == [1]
 
 
+def test_peer_clouds_come_after_local_hosts_and_say_why_they_cannot_help():
+    pool = hosts(1, cpus=1) + [HostView(7, 'partner', 'z1', 8, 8192, peer=True)]
+    assert place(pool, Request(3, 3, 1, 128)).host_ids == [0, 7, 7]
+    pool = hosts(1, cpus=1) + [HostView(7, 'partner', 'z1', 8, 8192, peer=True)]
+    with pytest.raises(CapacityError) as raised:
+        place(pool, Request(2, 2, 1, 128, refused={7: 'peer cloud cannot run it: no image'}))
+    assert 'peer cloud cannot run it (1)' in raised.value.message
+    full = hosts(1, cpus=1) + [HostView(7, 'partner', 'z1', 1, 8192, used_cpus=1, peer=True)]
+    with pytest.raises(CapacityError) as raised:
+        place(full, Request(2, 2, 1, 128))
+    assert 'peer cloud full (1)' in raised.value.message
+
+
+def test_a_zone_only_peer_takes_only_launches_into_its_zone():
+    def pool():
+        return hosts(1, cpus=1) + [HostView(7, 'partner', 'zp', 8, 8192, peer=True, zone_only=True)]
+    with pytest.raises(CapacityError) as raised:
+        place(pool(), Request(2, 2, 1, 128))
+    assert 'peer cloud cannot run it (1)' in raised.value.message
+    assert place(pool(), Request(2, 2, 1, 128, zone='zp')).host_ids == [7, 7]
+
+
 def test_cluster_group_shares_a_host_and_spread_group_never_does():
     assert len(set(place(hosts(3), Request(3, 3, 1, 128, group_strategy='cluster')).host_ids)) == 1
     spread = place(hosts(3), Request(2, 3, 1, 128, group_strategy='spread', group_hosts=frozenset({0})))
