@@ -3,6 +3,7 @@ import datetime
 
 from .networking.addresses import AddressService
 from .catalog import Catalog
+from .compute.migration import MigrationService
 from .config import load_config
 from .db import Database
 from .drivers.instance_files import InstanceFiles
@@ -67,6 +68,7 @@ class Cloud:
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
             max_launch=compute.max_launch, quotas=self.quotas.defaults, volumes=self.volumes)
         self.tags = TagService(db)
+        self.migrations = MigrationService(db, policy=compute.scheduler_policy, wake_workers=self._wake_worker)
         self.addresses = AddressService(db, wake_workers=self._wake_worker, quotas=self.quotas.defaults)
         self.placement_groups = PlacementGroupService(db)
         # Consoles of instances on this machine's hosts, which the workers write beside their disks.

@@ -13,7 +13,8 @@ from .drivers import features_of, open_driver
 from .drivers.base import DriverError, Feature
 from .errors import BackendError, Conflict, InvalidValue, NotFound
 from .lifecycle import HOLDS_CAPACITY
-from .models import Host as HostRow, Instance as InstanceRow
+from . import scheduler
+from .models import Host as HostRow, Instance as InstanceRow, Peer
 
 _HOST_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,63}')
 DOMAIN_TYPES = ('qemu', 'kvm', 'xen', 'test', 'ec2')     # ec2: a peer cloud (peers)
@@ -133,6 +134,19 @@ class HostService:
             names = session.scalars(select(HostRow.name).where(HostRow.name.like(f'{prefix}-%'))).all()
         numbers = [int(name.rsplit('-', 1)[1]) for name in names if name.rsplit('-', 1)[1].isdigit()]
         return max(numbers, default=0) + 1
+
+
+def host_views(session):
+    """What the scheduler sees of every host: capacity, state, and whether it is a peer cloud."""
+    rows = session.execute(select(HostRow.id, HostRow.name, HostRow.zone, HostRow.cpus, HostRow.memory_mib,
+                                  HostRow.used_cpus, HostRow.used_memory_mib, HostRow.enabled,
+                                  HostRow.state, HostRow.load, HostRow.domain_type, Peer.placement)
+                           .outerjoin(Peer, Peer.host_id == HostRow.id).order_by(HostRow.id)).all()
+    return [scheduler.HostView(row.id, row.name, row.zone, row.cpus, row.memory_mib, row.used_cpus,
+                               row.used_memory_mib, row.enabled, row.state == 'ok', row.load,
+                               peer=row.domain_type == 'ec2', zone_only=row.placement == 'zone',
+                               domain_type=row.domain_type)
+            for row in rows]
 
 
 def require_feature(session, instance, feature, doing):

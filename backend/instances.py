@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from . import scheduler
 from .db import Prepared
 from .errors import CapacityError, Conflict, InvalidValue, NotFound
+from .hosts import host_views
 from .images import IMAGE_ID, visible_to
 from .tags import check_tags
 from .matching import wildcard
@@ -28,7 +29,7 @@ from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
 from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
 from .models import (ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
-                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, Peer, PeerImage,
+                     KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PeerImage,
                      PlacementGroup,
                      Tag, Volume as VolumeRow, Vpc as VpcRow, new_resource_id, utcnow)
 
@@ -241,7 +242,7 @@ class InstanceService:
             group = _placement_group(session, owner, request.group_name)
             lock_account(session, owner)
             allowed = instances_allowed(session, self.quotas, owner, request.max_count, request.min_count, kind.vcpus)
-            hosts = _host_views(session)
+            hosts = host_views(session)
             zones = {host.host_id: host.zone for host in hosts}
             wanted = scheduler.Request(
                 min_count=request.min_count, max_count=allowed, vcpus=kind.vcpus,
@@ -517,8 +518,11 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
     if change > 0:
         _reserve_capacity(session, [row.host_id], row, message_host=True)
     elif change < 0:
-        session.execute(update(HostRow).where(HostRow.id == row.host_id).values(
-            used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
+        _free_capacity(session, row.host_id, row)
+    if target is State.MIGRATING and previous is not State.MIGRATING:
+        _reserve_capacity(session, [row.migration_host_id], row, message_host=True)   # both hosts, while moving
+    elif previous is State.MIGRATING and target is not State.MIGRATING:
+        _end_migration(session, row, Event(event) is Event.MIGRATED)
     if target in (State.STOPPED, *FINAL_STATES) and previous not in (State.STOPPED, *FINAL_STATES):
         release_public_ips(session, row.instance_id)     # as on AWS: a new one at the next start
     if previous is State.STOPPED and target is State.PENDING:
@@ -542,6 +546,21 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
     if target is not State.STOPPING:
         row.stop_forced = False
     return target
+
+
+def _free_capacity(session, host_id, row):
+    session.execute(update(HostRow).where(HostRow.id == host_id).values(
+        used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
+
+
+def _end_migration(session, row, moved):
+    """A move ended: the instance keeps the share of the host it runs on now and frees the other."""
+    if moved:
+        _free_capacity(session, row.host_id, row)
+        row.host_id = row.migration_host_id
+    else:
+        _free_capacity(session, row.migration_host_id, row)
+    row.migration_host_id, row.migration_live = None, False
 
 
 def _user_reason(event):
@@ -612,17 +631,6 @@ def _group_hosts(session, owner, group):
     return frozenset(session.scalars(select(InstanceRow.host_id).where(
         InstanceRow.owner == owner, InstanceRow.placement_group == group.name,
         InstanceRow.state.in_([state.value for state in HOLDS_CAPACITY]))))
-
-
-def _host_views(session):
-    rows = session.execute(select(HostRow.id, HostRow.name, HostRow.zone, HostRow.cpus, HostRow.memory_mib,
-                                  HostRow.used_cpus, HostRow.used_memory_mib, HostRow.enabled,
-                                  HostRow.state, HostRow.load, HostRow.domain_type, Peer.placement)
-                           .outerjoin(Peer, Peer.host_id == HostRow.id).order_by(HostRow.id)).all()
-    return [scheduler.HostView(row.id, row.name, row.zone, row.cpus, row.memory_mib, row.used_cpus,
-                               row.used_memory_mib, row.enabled, row.state == 'ok', row.load,
-                               peer=row.domain_type == 'ec2', zone_only=row.placement == 'zone')
-            for row in rows]
 
 
 @dataclasses.dataclass

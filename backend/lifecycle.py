@@ -1,7 +1,8 @@
 """The instance state machine: every allowed transition in one table.
 
 Internal states are richer than EC2's six: `impaired` (host unreachable) and `failed` (could not be
-deployed) keep what happened instead of pretending the instance was terminated. The front-end maps
+deployed) keep what happened instead of pretending the instance was terminated, and `migrating`
+(moving to another host) holds capacity on both hosts until the move ends. The front-end maps
 them to EC2 names and codes with `ec2_state`, and shows the reason as `stateReason`.
 """
 import enum
@@ -20,6 +21,7 @@ class State(str, enum.Enum):
     TERMINATED = 'terminated'
     FAILED = 'failed'              # deploy failed for good; nothing is held any more
     IMPAIRED = 'impaired'          # its host stopped answering; it may still be running there
+    MIGRATING = 'migrating'        # moving to `migration_host_id`; running on one host throughout
 
 
 class Event(str, enum.Enum):
@@ -35,6 +37,9 @@ class Event(str, enum.Enum):
     POWERED_OFF = 'powered-off'    # the guest shut itself down, or its domain vanished
     HOST_LOST = 'host-lost'
     HOST_BACK = 'host-back'
+    MIGRATE = 'migrate'
+    MIGRATED = 'migrated'          # it runs on the target host now, and nothing of it on the source
+    MIGRATE_FAILED = 'migrate-failed'   # it still runs where it was
 
 
 S, E = State, Event
@@ -73,14 +78,19 @@ TRANSITIONS = {
     (S.IMPAIRED, E.POWERED_OFF): S.STOPPED,
     (S.IMPAIRED, E.TERMINATE): S.SHUTTING_DOWN,
     (S.IMPAIRED, E.HOST_LOST): S.IMPAIRED,
+    (S.RUNNING, E.MIGRATE): S.MIGRATING,
+    (S.MIGRATING, E.MIGRATED): S.RUNNING,
+    (S.MIGRATING, E.MIGRATE_FAILED): S.RUNNING,
+    (S.MIGRATING, E.START): S.MIGRATING,
 }
 
 # States in which the instance holds a host's capacity. Capacity follows the table: a transition
 # from a state outside this set into it reserves the instance's share, one out of it frees it, so
 # each is taken and given back exactly once (`capacity_change`).
-HOLDS_CAPACITY = frozenset({S.PENDING, S.RUNNING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.IMPAIRED})
+# A migrating instance holds its source host's share this way and its target's besides (`migration_host_id`).
+HOLDS_CAPACITY = frozenset({S.PENDING, S.RUNNING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.IMPAIRED, S.MIGRATING})
 # States a worker acts on, and what it does there.
-WORK_STATES = frozenset({S.PENDING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.CLEANING_UP})
+WORK_STATES = frozenset({S.PENDING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.CLEANING_UP, S.MIGRATING})
 # States after which nothing more happens to the instance.
 FINAL_STATES = frozenset({S.TERMINATED, S.FAILED})
 
@@ -90,6 +100,7 @@ _EC2_STATES = {
     S.RUNNING: ('running', 16),
     S.REBOOTING: ('running', 16),
     S.IMPAIRED: ('running', 16),
+    S.MIGRATING: ('running', 16),
     S.STOPPING: ('stopping', 64),
     S.STOPPED: ('stopped', 80),
     S.SHUTTING_DOWN: ('shutting-down', 32),
@@ -102,6 +113,9 @@ _EC2_STATES = {
 def next_state(current, event):
     """The state `event` leads to from `current`, or Conflict (IncorrectInstanceState)."""
     target = TRANSITIONS.get((State(current), Event(event)))
+    if target is None and State(current) is S.MIGRATING:
+        raise Conflict('IncorrectInstanceState', 'The instance is moving to another host and cannot '
+                       f'{_verb(event)} until the move ends; try again in a moment.')
     if target is None:
         raise Conflict('IncorrectInstanceState',
                        f"The instance is in state '{ec2_state(current)[0]}' and cannot {_verb(event)}.")

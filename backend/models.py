@@ -266,6 +266,13 @@ class Host(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime.datetime] = _created_at()
+    # Left empty by a packing rebalance and kept out of placement until enabled (Green IT).
+    standby: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # Where instance disks live when every host sees the same files (no copies when moving).
+    shared_storage: Mapped[str | None] = mapped_column(String(512))
+    # Run with the host's name once it has been unreachable long enough; success means it is off.
+    fence_command: Mapped[str | None] = mapped_column(Text)
+    unreachable_since: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime())
 
 
 class Vpc(Base):
@@ -465,6 +472,9 @@ class Instance(Base):
     disable_api_stop: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     shutdown_behavior: Mapped[str] = mapped_column(String(16), nullable=False, default='stop',
                                                    server_default='stop')
+    # While `migrating`: the host it moves to (whose capacity it holds too), and whether live.
+    migration_host_id: Mapped[int | None] = mapped_column(ForeignKey('hosts.id'))
+    migration_live: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class Volume(Base):

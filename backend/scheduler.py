@@ -30,6 +30,7 @@ class HostView:
     load: float = 0.0   # 0..1 CPU load reported by the monitor
     peer: bool = False  # another cloud: used once the local hosts are full (cloud bursting)
     zone_only: bool = False  # a peer used only by launches that ask for its zone
+    domain_type: str = ''    # 'kvm', 'qemu', 'xen', 'test' (simulated) or 'ec2' (peer): moves stay within a kind
 
     def fits(self, vcpus, memory_mib):
         return (self.used_cpus + vcpus <= self.cpus

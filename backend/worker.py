@@ -234,6 +234,14 @@ class Worker:
                        func.sum(InstanceRow.memory_mib).label('memory'))
                 .where(InstanceRow.state.in_(holding), InstanceRow.host_id.in_(list(self._owned)))
                 .group_by(InstanceRow.host_id))}
+            for row in session.execute(   # a migrating instance holds its target's share too
+                    select(InstanceRow.migration_host_id, func.sum(InstanceRow.vcpus).label('cpus'),
+                           func.sum(InstanceRow.memory_mib).label('memory'))
+                    .where(InstanceRow.state == State.MIGRATING.value,
+                           InstanceRow.migration_host_id.in_(list(self._owned)))
+                    .group_by(InstanceRow.migration_host_id)):
+                cpus, memory = totals.get(row.migration_host_id, (0, 0))
+                totals[row.migration_host_id] = ((cpus or 0) + row.cpus, (memory or 0) + row.memory)
             for host_id in self._owned:
                 cpus, memory = totals.get(host_id, (0, 0))
                 session.execute(update(HostRow).where(HostRow.id == host_id)
@@ -342,7 +350,7 @@ class Worker:
         specs = self._launch_specs(work) if state is State.PENDING else None
         handler = {State.PENDING: self._deploy, State.REBOOTING: self._reboot,
                    State.STOPPING: self._stop, State.SHUTTING_DOWN: self._destroy,
-                   State.CLEANING_UP: self._destroy}[state]
+                   State.CLEANING_UP: self._destroy, State.MIGRATING: self._migrate}[state]
         outcomes = {}
         for host_id, (host, ids) in work.items():
             outcomes.update(handler(host, host_id, ids, specs))
@@ -433,6 +441,27 @@ class Worker:
                                          'Client.UserInitiatedShutdown: User initiated shutdown')
             except DriverError as error:
                 outcomes[instance_id] = (None, 'Server.InternalError', str(error))
+        return outcomes
+
+    def _migrate(self, host, host_id, ids, _specs=None):
+        """Move each instance to its target host; a move that fails leaves it running where it was."""
+        with self.db.read() as session:
+            targets = {row.instance_id: row for row in session.execute(
+                select(InstanceRow.instance_id, InstanceRow.migration_live, HostRow.id, HostRow.uri)
+                .join(HostRow, HostRow.id == InstanceRow.migration_host_id)
+                .where(InstanceRow.instance_id.in_(ids)))}
+        outcomes = {}
+        for instance_id in ids:
+            target = targets.get(instance_id)
+            if target is None:
+                continue
+            try:
+                host.migrate(instance_id, self.hosts.get(target.id, target.uri), target.migration_live)
+                outcomes[instance_id] = (Event.MIGRATED, None, None)
+            except DriverError as error:
+                log.warning('moving %s failed: %s', instance_id, error)
+                outcomes[instance_id] = (Event.MIGRATE_FAILED, 'Server.MigrationFailed',
+                                         f'Server.MigrationFailed: the move to another host failed: {error}')
         return outcomes
 
     def _record(self, state, outcomes):

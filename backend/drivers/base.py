@@ -31,6 +31,7 @@ class Feature(str, enum.Enum):
     DISK_HOTPLUG = 'disk-hotplug'         # volumes attached to and detached from instances
     OWN_LIFECYCLE = 'own-lifecycle'       # a cloud of its own: an instance gone from it was terminated there
     LOCAL_NETWORK = 'local-network'       # instances join this cloud's subnets (leases, elastic IPs, groups)
+    MIGRATE = 'migrate'                   # instances move to another host of the same kind
 
 
 class DomainState(str, enum.Enum):
@@ -232,6 +233,12 @@ class HostDriver(abc.ABC):
         write each DiskCopy, resume. False when no running guest holds the disks (the caller then
         snapshots their files itself)."""
         raise DriverError(f'{type(self).__name__} cannot snapshot attached volumes')
+
+    def migrate(self, instance_id, target, live):
+        """Move the instance to the host `target` (a driver of the same kind): live keeps the guest
+        running throughout, cold saves it here and restores it there. Never two copies running; a
+        move repeated after a crash finishes what the first began."""
+        raise DriverError(f'{type(self).__name__} cannot move instances')
 
     def snapshot(self, instance_id, target, stop_timeout):
         """Write the instance's root disk, flattened, to `target.path` (CreateImage)."""

@@ -10,6 +10,7 @@ import datetime
 import os
 import subprocess
 import time
+import urllib.parse
 import uuid
 
 from . import domain_xml
@@ -23,7 +24,7 @@ DETACH_WAIT_SECONDS = 5
 
 class LibvirtDriver(HostDriver):
     features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT,
-                          Feature.NIC_HOTPLUG, Feature.DISK_HOTPLUG, Feature.LOCAL_NETWORK})
+                          Feature.NIC_HOTPLUG, Feature.DISK_HOTPLUG, Feature.LOCAL_NETWORK, Feature.MIGRATE})
 
     def __init__(self, uri, files, network=None):
         """`files`: where instance files live on this machine; `network`: sets up bridges here."""
@@ -100,6 +101,60 @@ class LibvirtDriver(HostDriver):
             return _flatten(disk, target.path, force_share=False)
         finally:
             self._host(self.host.boot, instance_id)
+
+    def migrate(self, instance_id, target, live):
+        if not isinstance(target, LibvirtDriver) or target.simulated != self.simulated:
+            raise DriverError(f'{instance_id} cannot move from {self.uri} to a host of another kind')
+        here, there = self.state(instance_id), target.state(instance_id)
+        if there in (DomainState.RUNNING, DomainState.PAUSED) or (here is None and there is not None):
+            # Already there (a move a crash interrupted): only the copy here, stopped, is left to remove.
+            if here is not None:
+                self._host(self.host.remove, instance_id)
+            return
+        if here is None:
+            raise DriverError(f'{instance_id} is on neither {self.uri} nor {target.uri}')
+        if live and here is DomainState.RUNNING and self.live_migration_to(target):
+            self._host(self.host.migrate_live, instance_id, target.host, target.migration_uri(),
+                       not self.shares_storage_with(target))
+        else:
+            self._cold_move(instance_id, target, here)
+        self._note(instance_id, f'domain {instance_id} moved from {self.label} to {target.label}')
+        target._note(instance_id, f'domain {instance_id} arrived from {self.label}')
+
+    def live_migration_to(self, target):
+        """Both hosts are hypervisor daemons (the test driver and embedded QEMU cannot migrate live)."""
+        return not self.simulated and not target.simulated and 'embed' not in self.uri and 'embed' not in target.uri
+
+    def shares_storage_with(self, target):
+        """Both hosts see this machine's instance files (two daemons of one machine do: copying a
+        disk onto the file it is read from would destroy it)."""
+        return on_this_machine(self.uri) and on_this_machine(target.uri)
+
+    def migration_uri(self):
+        """Where the source's QEMU sends the guest: this host's address (libvirt refuses 127.0.0.1 as
+        a configured migration address, so it is given per call)."""
+        hostname = urllib.parse.urlsplit(self.uri).hostname
+        return f'tcp://{hostname or "127.0.0.1"}'
+
+    def _cold_move(self, instance_id, target, state):
+        """Save the guest here, restore it there, then forget it here; a stopped domain is only
+        defined there. The save file is removed as soon as it is restored: restored twice, it would
+        give two copies."""
+        definition = self._host(self.host.definition, instance_id)
+        if state in (DomainState.RUNNING, DomainState.PAUSED):
+            saved = self.files.directory(instance_id) / 'migration.save'
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            self._host(self.host.save, instance_id, str(saved))
+            try:
+                self._host(target.host.restore, str(saved), definition)
+            except DriverError:
+                self._host(self.host.restore, str(saved), definition)   # it runs where it was, as it was
+                raise
+            finally:
+                saved.unlink(missing_ok=True)
+        else:
+            self._host(target.host.define, definition)
+        self._host(self.host.remove, instance_id)
 
     def plug_nic(self, spec, nic):
         definition = self._host(self.host.definition, spec.instance_id)
@@ -223,6 +278,12 @@ class LibvirtDriver(HostDriver):
             return operation(*args)
         except HostError as error:
             raise DriverError(str(error)) from None
+
+
+def on_this_machine(uri):
+    """A libvirt URI of this machine: a local socket, or a daemon on loopback."""
+    parsed = urllib.parse.urlsplit(uri)
+    return not parsed.hostname or parsed.hostname in ('localhost', '127.0.0.1', '::1')
 
 
 def _flatten(disk, target, force_share):

@@ -202,6 +202,32 @@ class LibvirtHost:
                     for domain in connection.listAllDomains()}
         return self._call(states)
 
+    def save(self, name, path):
+        """Stop a running domain, its memory written to `path`; its definition stays."""
+        self._call(lambda connection: _existing(connection, name, self.uri).save(path))
+
+    def restore(self, path, domain_xml):
+        """Start a domain from a saved image and keep it defined with `domain_xml` (a restored domain
+        is transient until defined)."""
+        def restore(connection):
+            connection.restore(path)
+            connection.defineXML(domain_xml)
+        self._call(restore)
+
+    def define(self, domain_xml):
+        self._call(lambda connection: connection.defineXML(domain_xml))
+
+    def migrate_live(self, name, target, migration_uri, copy_storage):
+        """Move a running domain to the host `target` (a LibvirtHost) while it runs; it is defined
+        there and undefined here once the move completes."""
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+                 | libvirt.VIR_MIGRATE_AUTO_CONVERGE)
+        if copy_storage:
+            flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+        params = {libvirt.VIR_MIGRATE_PARAM_URI: migration_uri} if migration_uri else {}
+        destination = target.connection()
+        self._call(lambda connection: _existing(connection, name, self.uri).migrate3(destination, params, flags))
+
     def _call(self, operation):
         with self._lock:
             try:

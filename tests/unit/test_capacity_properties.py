@@ -15,11 +15,11 @@ from backend.lifecycle import HOLDS_CAPACITY, Event, can
 from backend.models import Host as HostRow, Instance as InstanceRow
 
 ACCOUNTS = itertools.count(1)      # a fresh account per example
-REQUESTS = ('run', 'stop', 'force-stop', 'start', 'reboot', 'terminate')
+REQUESTS = ('run', 'stop', 'force-stop', 'start', 'reboot', 'terminate', 'migrate')
 # A worker round carries out every instance's due work (or fails a deploy for good); the monitor
 # reports a guest that powered off, a host lost and back. Each applies only where the table allows.
 WORKER_OUTCOMES = {'pending': Event.DEPLOYED, 'stopping': Event.STOPPED, 'rebooting': Event.REBOOTED,
-                   'shutting-down': Event.CLEANED_UP, 'cleaning-up': Event.CLEANED_UP}
+                   'shutting-down': Event.CLEANED_UP, 'cleaning-up': Event.CLEANED_UP, 'migrating': Event.MIGRATED}
 REPORTS = ('deploy-fails', Event.POWERED_OFF, Event.HOST_LOST, Event.HOST_BACK)
 
 # Each step: what happens, to which instance, how many to launch, and whether a worker round follows.
@@ -44,6 +44,8 @@ def assert_capacity_is_consistent(cloud):
             holding = session.scalars(select(InstanceRow).where(
                 InstanceRow.host_id == host.id,
                 InstanceRow.state.in_([state.value for state in HOLDS_CAPACITY]))).all()
+            holding += session.scalars(select(InstanceRow).where(     # moving here
+                InstanceRow.migration_host_id == host.id, InstanceRow.state == 'migrating')).all()
             assert host.used_cpus == sum(row.vcpus for row in holding), host.name
             assert host.used_memory_mib == sum(row.memory_mib for row in holding), host.name
             assert 0 <= host.used_cpus <= host.cpus and 0 <= host.used_memory_mib <= host.memory_mib
@@ -60,7 +62,8 @@ def request(cloud, owner, image_id, ids, action, index, count):
     target = [ids[index % len(ids)]]
     {'stop': lambda: service.stop(owner, target), 'force-stop': lambda: service.stop(owner, target, force=True),
      'start': lambda: service.start(owner, target), 'reboot': lambda: service.reboot(owner, target),
-     'terminate': lambda: service.terminate(owner, target)}[action]()
+     'terminate': lambda: service.terminate(owner, target),
+     'migrate': lambda: cloud.migrations.migrate(target)}[action]()
 
 
 def report(cloud, ids, event, index):
@@ -78,6 +81,8 @@ def worker_round(cloud, ids, deploy_fails=False):
             event = WORKER_OUTCOMES.get(row.state)
             if event is Event.DEPLOYED and deploy_fails:
                 event = Event.DEPLOY_FAILED
+            if event is Event.MIGRATED and deploy_fails:
+                event = Event.MIGRATE_FAILED
             if event is not None:
                 transition(session, row, event, reason='reported', reason_code='Server.Test')
 
@@ -109,7 +114,7 @@ def test_any_sequence_of_events_keeps_capacity_consistent(world, steps):
     # Leave the hosts empty for the next example.
     ids = [record.instance_id for record in cloud.instances.describe(owner)]
     for instance_id in ids:
-        for event in (Event.TERMINATE, Event.CLEANED_UP, Event.TERMINATE):
+        for event in (Event.MIGRATED, Event.TERMINATE, Event.CLEANED_UP, Event.TERMINATE):
             report(cloud, [instance_id], event, 0)
     assert_capacity_is_consistent(cloud)
 
