@@ -37,6 +37,7 @@ class Host:
     simulated: bool
     instances: int
     last_seen: datetime.datetime | None
+    standby: bool = False
 
     def as_json(self):
         record = dataclasses.asdict(self)
@@ -93,8 +94,12 @@ class HostService:
             return _record(row, count)
 
     def set_enabled(self, name, enabled):
+        """Enable or disable a host; enabling also ends a standby."""
         with self.db.write() as session:
-            _find(session, name).enabled = enabled
+            host = _find(session, name)
+            host.enabled = enabled
+            if enabled:
+                host.standby = False
         return self.get(name)
 
     def remove(self, name):
@@ -185,7 +190,7 @@ def _find(session, name):
 def _record(row, instances):
     return Host(row.id, row.name, row.uri, row.zone, row.cpus, row.memory_mib, row.used_cpus,
                 row.used_memory_mib, row.enabled, row.state, row.state_reason, row.domain_type,
-                row.simulated, instances, row.last_seen)
+                row.simulated, instances, row.last_seen, row.standby)
 
 
 def _name_from_uri(uri):

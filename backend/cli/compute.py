@@ -1,6 +1,9 @@
 """`reservoir host|net|instance|worker`: the compute side of administration."""
+import dataclasses
 import signal
+import sys
 import threading
+import time
 
 from ..cloud import Cloud
 from ..peers import is_peer_uri
@@ -62,6 +65,21 @@ def _host_commands(commands, json_flag):
         parser.add_argument('name')
         json_flag(parser)
         parser.set_defaults(command=function)
+    evacuate = actions.add_parser('evacuate', help='disable a host and move everything running on it elsewhere')
+    evacuate.add_argument('name')
+    _move_flags(evacuate)
+    json_flag(evacuate)
+    evacuate.set_defaults(command=host_evacuate)
+    rebalance = actions.add_parser('rebalance', help="move instances toward a placement policy's target")
+    rebalance.add_argument('--policy', choices=('packing', 'striping', 'load-aware'), default='packing')
+    rebalance.add_argument('--dry-run', action='store_true', help='print the plan, move nothing')
+    rebalance.add_argument('--max-moves', type=int, metavar='N')
+    rebalance.add_argument('--parallel', type=int, default=4, metavar='N', help='moves at a time (default 4)')
+    rebalance.add_argument('--standby', action='store_true',
+                           help='put hosts that packing emptied on standby (out of placement until enabled)')
+    rebalance.add_argument('--cold', action='store_true', help='save and restore instead of live migration')
+    json_flag(rebalance)
+    rebalance.set_defaults(command=host_rebalance)
 
 
 def host_add(args):
@@ -127,6 +145,83 @@ def host_enable(args):
         _print_hosts([cloud.hosts.set_enabled(args.name, True)], args.json)
 
 
+def host_evacuate(args):
+    with Cloud.open() as cloud:
+        moves = cloud.migrations.evacuate(args.name, live=not args.cold)
+        moves = _wait_for_moves(cloud, moves, args)
+    _print_moves(moves, args.json)
+    return 0 if all(move.outcome in ('moved', 'moving') for move in moves) else 1
+
+
+def host_rebalance(args):
+    from ..compute.rebalancing import Rebalancer
+    if args.parallel < 1:
+        raise InvalidValue('--parallel must be at least 1')
+    with Cloud.open() as cloud:
+        rebalancer = Rebalancer(cloud.db, cloud.migrations)
+        started = time.perf_counter()
+        planned = rebalancer.plan(args.policy, args.max_moves)
+        planning = time.perf_counter() - started
+        if args.dry_run:
+            if args.json:
+                print_json({'policy': args.policy, 'planning_seconds': round(planning, 4),
+                            'moves': [dataclasses.asdict(move) for move in planned]})
+            else:
+                print_table(('INSTANCE', 'FROM', 'TO'), [(m.instance_id, m.source, m.target) for m in planned])
+                print(f'{len(planned)} move(s) planned in {planning:.3f} s', file=sys.stderr)
+            return 0
+        print(f'{len(planned)} move(s) planned in {planning:.3f} s', file=sys.stderr)
+        done = []
+        outcomes = rebalancer.carry_out(planned, parallel=args.parallel, live=not args.cold,
+                                        report=lambda move: _progress(done, move, len(planned)))
+        emptied = sorted({m.source for m in planned} - {m.source for m in outcomes if m.outcome != 'moved'})
+        if args.standby and args.policy == 'packing':
+            rebalancer.standby(emptied)
+    if args.json:
+        print_json({'policy': args.policy, 'planning_seconds': round(planning, 4), 'emptied': emptied,
+                    'standby': emptied if args.standby and args.policy == 'packing' else [],
+                    'moves': [move.as_json() for move in outcomes]})
+    else:
+        _print_moves(outcomes, False)
+    return 0 if all(move.outcome == 'moved' for move in outcomes) else 1
+
+
+def _progress(done, move, total):
+    done.append(move)
+    print(f'[{len(done)}/{total}] {move.instance_id} {move.source} -> {move.target}: {move.outcome}',
+          file=sys.stderr, flush=True)
+
+
+def _move_flags(parser):
+    parser.add_argument('--cold', action='store_true', help='save and restore instead of live migration')
+    parser.add_argument('--no-wait', action='store_true', help='return once the moves have begun')
+
+
+def _wait_for_moves(cloud, moves, args, timeout=600):
+    """The moves as they ended (or as they began, with --no-wait)."""
+    moving = {move.instance_id: move for move in moves if move.outcome == 'moving'}
+    if args.no_wait or not moving:
+        return moves
+    deadline = time.monotonic() + timeout
+    ended = {}
+    while moving and time.monotonic() < deadline:
+        for instance_id, (state, host_name, reason) in cloud.migrations.progress(list(moving)).items():
+            if state != 'migrating':
+                move = moving.pop(instance_id)
+                ended[instance_id] = dataclasses.replace(
+                    move, outcome='moved' if host_name == move.target else (reason or f'{state} on {host_name}'))
+        time.sleep(0.1)
+    return [ended.get(move.instance_id, move) for move in moves]
+
+
+def _print_moves(moves, as_json):
+    if as_json:
+        print_json([move.as_json() for move in moves])
+        return
+    print_table(('INSTANCE', 'FROM', 'TO', 'HOW', 'OUTCOME'),
+                [(m.instance_id, m.source, m.target or '-', 'live' if m.live else 'cold', m.outcome) for m in moves])
+
+
 def host_remove(args):
     with Cloud.open() as cloud:
         cloud.hosts.remove(args.name)
@@ -141,7 +236,8 @@ def _print_hosts(hosts, as_json):
         print_json([host.as_json() for host in hosts])
         return
     print_table(('NAME', 'URI', 'ZONE', 'STATE', 'ENABLED', 'VCPU USED/TOTAL', 'MEMORY MiB USED/TOTAL', 'INSTANCES'),
-                [(h.name, h.uri, h.zone, h.state, 'yes' if h.enabled else 'no', f'{h.used_cpus}/{h.cpus}',
+                [(h.name, h.uri, h.zone, h.state, 'standby' if h.standby else 'yes' if h.enabled else 'no',
+                  f'{h.used_cpus}/{h.cpus}',
                   f'{h.used_memory_mib}/{h.memory_mib}', h.instances) for h in hosts])
 
 
@@ -203,6 +299,13 @@ def _instance_commands(commands, json_flag):
     listing.add_argument('--owner', metavar='ACCOUNT_ID')
     json_flag(listing)
     listing.set_defaults(command=instance_list)
+    migrate = actions.add_parser('migrate', help='move running instances to another host')
+    migrate.add_argument('instance_ids', nargs='+', metavar='ID')
+    migrate.add_argument('--host', metavar='NAME', help="the target (default: the scheduler's choice)")
+    migrate.add_argument('--live', action='store_true', help='keep the guest running while it moves (the default)')
+    _move_flags(migrate)
+    json_flag(migrate)
+    migrate.set_defaults(command=instance_migrate)
 
 
 def instance_list(args):
@@ -215,6 +318,14 @@ def instance_list(args):
                 [(i.instance_id, i.owner, i.state, i.instance_type, i.host_name or '-', i.private_ip or '-',
                   i.public_ip or '-', timestamp(i.launch_time), i.state_reason_message or '')
                  for i in instances])
+
+
+def instance_migrate(args):
+    with Cloud.open() as cloud:
+        moves = cloud.migrations.migrate(args.instance_ids, host_name=args.host, live=not args.cold)
+        moves = _wait_for_moves(cloud, moves, args)
+    _print_moves(moves, args.json)
+    return 0 if all(move.outcome in ('moved', 'moving') for move in moves) else 1
 
 
 # --- worker -----------------------------------------------------------------------------------------
