@@ -10,6 +10,8 @@ import re
 import os
 from pathlib import Path
 
+from .host_names import DEFAULT_PREFIX, HostNames, prefix_problem
+
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / 'conf'
 MAIN_FILE = 'reservoir.ini'
 INSTANCE_TYPES_FILE = 'instance-types.ini'
@@ -95,6 +97,8 @@ class Config:
     zones: tuple
     instance_types: dict
     endpoint_host: str = ''
+    # What the names of everything the installation makes on a machine start with (host_names).
+    host_prefix: str = DEFAULT_PREFIX
     compute: ComputeSettings = ComputeSettings()
     quotas: QuotaSettings = QuotaSettings()
     server: ServerSettings = ServerSettings()
@@ -107,6 +111,10 @@ class Config:
     @property
     def secret_key_path(self):
         return self.home / 'secret.key'
+
+    @property
+    def host_names(self):
+        return HostNames(self.host_prefix, str(self.home))
 
     @property
     def endpoint_url(self):
@@ -136,6 +144,7 @@ def load_config(environ=None):
         zones=_zones(main),
         instance_types=_instance_types(_read_ini(conf_dir, home, INSTANCE_TYPES_FILE)),
         endpoint_host=main.get('cloud', 'endpoint_host', fallback='').strip(),
+        host_prefix=_host_prefix(main, environ),
         compute=_compute(main, environ),
         quotas=_quotas(main, environ),
         server=_server(main, environ),
@@ -193,6 +202,15 @@ def _section(parser, environ, section, settings_type):
             continue
         values[field.name] = _typed(section, field, text.strip())
     return settings_type(**values)
+
+
+def _host_prefix(parser, environ):
+    prefix = (environ.get('RESERVOIR_CLOUD_HOST_PREFIX') or
+              parser.get('cloud', 'host_prefix', fallback='')).strip() or DEFAULT_PREFIX
+    problem = prefix_problem(prefix)
+    if problem:
+        raise ConfigError(f'[cloud] host_prefix {prefix!r} {problem}')
+    return prefix
 
 
 def _security_groups(parser, environ):

@@ -99,3 +99,19 @@ def test_parse_listen(text, expected):
 def test_parse_listen_refuses_malformed(text):
     with pytest.raises(ConfigError):
         parse_listen(text)
+
+
+def test_the_host_prefix_names_what_the_installation_makes_on_a_machine(environ, tmp_path):
+    assert load_config(environ).host_prefix == 'rsv'
+    (tmp_path / 'home').mkdir()
+    (tmp_path / 'home' / 'reservoir.ini').write_text('[cloud]\nhost_prefix = peer\n')
+    names = load_config(environ).host_names
+    assert names.prefix == 'peer' and names.domain('i-1') == 'peer-i-1' and names.installation == str(tmp_path / 'home')
+    assert load_config({**environ, 'RESERVOIR_CLOUD_HOST_PREFIX': 'ab'}).host_prefix == 'ab'
+
+
+@pytest.mark.parametrize('prefix, complaint', [('Rsv', 'lowercase'), ('toolong', '2 to 4'), ('r', '2 to 4'),
+                                               ('rsv-', 'letters and digits'), ('ra1', 'tap devices')])
+def test_a_host_prefix_that_cannot_name_interfaces_is_refused(environ, prefix, complaint):
+    with pytest.raises(ConfigError, match=rf'\[cloud\] host_prefix .*{complaint}'):
+        load_config({**environ, 'RESERVOIR_CLOUD_HOST_PREFIX': prefix})
