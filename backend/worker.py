@@ -53,8 +53,9 @@ RESTORED_STATES = (State.RUNNING.value, State.REBOOTING.value, State.IMPAIRED.va
 class HostPool:
     """One driver per host row in this process (for test:/// URIs, the connection is the host)."""
 
-    def __init__(self, on_first_connect, files, network, peer_settings=lambda host_id: None):
+    def __init__(self, on_first_connect, files, network, peer_settings=lambda host_id: None, names=None):
         self._hosts = {}
+        self._names = names                     # the installation's HostNames: its domain names
         self._lock = threading.Lock()
         self._on_first_connect = on_first_connect
         self._files = files
@@ -67,7 +68,7 @@ class HostPool:
             fresh = host is None or host.uri != uri
             if fresh:
                 host = self._hosts[host_id] = open_driver(uri, self._files, self._network,
-                                                          peer=self._peer_settings(host_id))
+                                                          peer=self._peer_settings(host_id), names=self._names)
         if fresh:
             self._on_first_connect(host_id, host)
         return host
@@ -100,14 +101,14 @@ class Worker:
         self.worker_id = worker_id or f'{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}'
         self.images_dir = cloud.config.images_dir
         self.files = InstanceFiles(cloud.config.home / 'instances')   # overlays, context CDs, consoles
-        self.host_network = HostNetwork(uplink=self.settings.vlan_uplink,     # bridges, routers, NAT
-                                        namespaces=namespace_prefix(cloud.config.home))
+        names = cloud.config.host_names      # what everything made on a machine is called
+        self.host_network = HostNetwork(uplink=self.settings.vlan_uplink, names=names)   # bridges, routers, NAT
         self.installation = str(cloud.config.home)
         groups = cloud.config.security_groups
         self.firewall = HostFirewall(groups.table_prefix, self.installation, cloud.config.home / 'firewall',
-                                     simulated_host_rules=groups.simulated_host_rules)     # security groups
+                                     simulated_host_rules=groups.simulated_host_rules, names=names)  # security groups
         self.hosts = HostPool(self._restore_host, self.files, self.host_network,
-                              cloud.peers.settings)
+                              cloud.peers.settings, names)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self.attachments = Attachments(self)  # network interfaces plugged into and out of instances

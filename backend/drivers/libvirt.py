@@ -5,7 +5,12 @@ A deploy makes the instance's files on this machine (a copy-on-write overlay of 
 context CD, see `instance_files`), joins its NICs to their bridges, and defines and starts the
 domain. Simulated hosts get only a console log, where the driver writes what happened to the
 domain, so GetConsoleOutput shows something on them too.
+
+Domains and bridges are named the installation's way (`host_names`), so installations can share a
+hypervisor: a domain is `<prefix>-<instance id>`, and a NIC whose network names no bridge of its own
+joins the installation's bridge of that network.
 """
+import dataclasses
 import datetime
 import os
 import subprocess
@@ -14,6 +19,7 @@ import urllib.parse
 import uuid
 
 from . import domain_xml
+from ..host_names import HostNames
 from .base import DomainState, DriverError, Feature, HostDriver
 from .libvirt_host import HostError, LibvirtHost
 
@@ -26,10 +32,12 @@ class LibvirtDriver(HostDriver):
     features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT,
                           Feature.NIC_HOTPLUG, Feature.DISK_HOTPLUG, Feature.LOCAL_NETWORK, Feature.MIGRATE})
 
-    def __init__(self, uri, files, network=None):
-        """`files`: where instance files live on this machine; `network`: sets up bridges here."""
+    def __init__(self, uri, files, network=None, names=HostNames()):
+        """`files`: where instance files live on this machine; `network`: sets up bridges here;
+        `names`: the installation's HostNames."""
         self.uri = uri
-        self.host = LibvirtHost(uri)
+        self.names = names
+        self.host = LibvirtHost(uri, names)
         self.files = files
         self.network = network
         self.simulated = self.host.simulated
@@ -166,6 +174,7 @@ class LibvirtDriver(HostDriver):
             # The test driver keeps no devices to plug; what happened goes on the console, as for its other verbs.
             self._note(spec.instance_id, f'nic {nic.mac} plugged into domain {spec.instance_id}')
             return
+        nic = self._on_bridge(nic)
         if self.local and self.network is not None:
             self.network.ensure_segment(nic)
         _, iso = self.files.prepare(spec)
@@ -239,14 +248,16 @@ class LibvirtDriver(HostDriver):
     # -- helpers -------------------------------------------------------------------------------------
 
     def _definition(self, spec):
-        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f'reservoir:{spec.instance_id}'))
-        common = dict(name=spec.instance_id, uuid=uid, domain_type=spec.domain_type, vcpus=spec.vcpus,
+        name = self.names.domain(spec.instance_id)
+        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f'reservoir:{name}'))
+        common = dict(name=name, uuid=uid, domain_type=spec.domain_type, vcpus=spec.vcpus,
                       memory_mib=spec.memory_mib, description=f'Reservoir instance {spec.instance_id}')
         if self.simulated:
             self.files.directory(spec.instance_id).mkdir(parents=True, exist_ok=True)
             return domain_xml.DomainSpec(**common, nics=tuple(domain_xml.Nic(nic.mac) for nic in spec.nics))
+        nics = tuple(self._on_bridge(nic) for nic in spec.nics)
         if self.local and self.network is not None:
-            for nic in spec.nics:
+            for nic in nics:
                 self.network.ensure_segment(nic)
         disk, iso = self.files.prepare(spec)
         return domain_xml.DomainSpec(
@@ -254,8 +265,14 @@ class LibvirtDriver(HostDriver):
             kernel=spec.kernel.path if spec.kernel else None,
             initrd=spec.ramdisk.path if spec.ramdisk else None,
             cmdline=DEFAULT_CMDLINE if spec.kernel else None, context_iso=str(iso),
-            nics=tuple(domain_xml.Nic(nic.mac, nic.bridge, nic.tap) for nic in spec.nics),
+            nics=tuple(domain_xml.Nic(nic.mac, nic.bridge, nic.tap) for nic in nics),
             console_log=str(self.files.console_path(spec.instance_id)), volumes=tuple(spec.volumes))
+
+    def _on_bridge(self, nic):
+        """The NIC with its bridge named: the one its network names, else the installation's."""
+        if nic.bridge is None and nic.network_key is not None:
+            return dataclasses.replace(nic, bridge=self.names.bridge(nic.network_key))
+        return nic
 
     def _wait_down(self, instance_id, timeout):
         if not self.shutdown(instance_id):

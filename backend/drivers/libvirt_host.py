@@ -4,11 +4,18 @@ Works for every libvirt URI: `qemu:///embed?root=…` (no daemon; needs an event
 `qemu:///system`, `qemu+ssh://…`, `xen://…`, and `test:///…/node.xml`, which is a fresh
 in-memory host on every open — so the connection object *is* the simulated host, and this class
 keeps exactly one per host.
+
+Domains are addressed by instance id and named the installation's way on the host (`host_names`):
+other installations' domains are neither reported nor touched. A domain an earlier version named by
+the bare instance id is still found; stopped, it is replaced by the new definition when started.
 """
 import logging
+import re
 import threading
 
 import libvirt
+
+from ..host_names import HostNames
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,10 @@ _STATE_NAMES = {
     libvirt.VIR_DOMAIN_CRASHED: 'crashed',
     libvirt.VIR_DOMAIN_PMSUSPENDED: 'paused',
 }
+
+
+# How domains were named before they carried the installation's prefix.
+LEGACY_NAME = re.compile(r'i-[0-9a-f]+')
 
 
 class HostError(Exception):
@@ -52,8 +63,9 @@ def _run_event_loop():
 
 
 class LibvirtHost:
-    def __init__(self, uri):
+    def __init__(self, uri, names=HostNames()):
         self.uri = uri
+        self.names = names
         self._connection = None
         self._lock = threading.RLock()
 
@@ -95,60 +107,63 @@ class LibvirtHost:
         info = self._call(lambda c: c.getInfo())
         return info[2], info[1]
 
-    def start(self, name, domain_xml):
+    def start(self, instance_id, domain_xml):
         """Define and start a domain; starting one that already runs is not an error (restart safety)."""
         def start(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
+            if domain is not None and domain.name() != self.names.domain(instance_id) and domain.isActive() != 1:
+                domain.undefine()       # named by an earlier version: defined again under the new name
+                domain = None
             if domain is None:
                 domain = connection.defineXML(domain_xml)
             if domain.isActive() != 1:
                 domain.create()
         self._call(start)
 
-    def shutdown(self, name):
+    def shutdown(self, instance_id):
         """Ask the guest to power off (ACPI). Returns False if the domain is not running."""
         def shutdown(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             if domain is None or domain.isActive() != 1:
                 return False
             domain.shutdown()
             return True
         return self._call(shutdown)
 
-    def power_off(self, name):
+    def power_off(self, instance_id):
         """Pull the plug, keep the definition."""
         def power_off(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             if domain is not None and domain.isActive() == 1:
                 domain.destroy()
         self._call(power_off)
 
-    def reboot(self, name):
+    def reboot(self, instance_id):
         def reboot(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             if domain is None:
-                raise HostError(f'domain {name} is not on {self.uri}')
+                raise HostError(f'domain {instance_id} is not on {self.uri}')
             domain.reboot(0)
         self._call(reboot)
 
-    def suspend(self, name):
-        self._call(lambda connection: _existing(connection, name, self.uri).suspend())
+    def suspend(self, instance_id):
+        self._call(lambda connection: self._existing(connection, instance_id).suspend())
 
-    def resume(self, name):
-        self._call(lambda connection: _existing(connection, name, self.uri).resume())
+    def resume(self, instance_id):
+        self._call(lambda connection: self._existing(connection, instance_id).resume())
 
-    def boot(self, name):
+    def boot(self, instance_id):
         """Start a defined domain that is shut off."""
         def boot(connection):
-            domain = _existing(connection, name, self.uri)
+            domain = self._existing(connection, instance_id)
             if domain.isActive() != 1:
                 domain.create()
         self._call(boot)
 
-    def remove(self, name):
+    def remove(self, instance_id):
         """Destroy and undefine: after this nothing of the domain is left on the host."""
         def remove(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             if domain is None:
                 return
             if domain.isActive() == 1:
@@ -156,11 +171,11 @@ class LibvirtHost:
             domain.undefine()
         self._call(remove)
 
-    def change_device(self, name, xml, how):
+    def change_device(self, instance_id, xml, how):
         """Attach, detach or update (`how`) a device, in the running domain and in its definition.
         Returns False when the host has no such domain."""
         def change(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             if domain is None:
                 return False
             flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
@@ -171,40 +186,44 @@ class LibvirtHost:
             return True
         return self._call(change)
 
-    def resize_block(self, name, target, size_bytes):
+    def resize_block(self, instance_id, target, size_bytes):
         """Grow a disk of a running domain; False when the domain does not run."""
         def resize(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             if domain is None or domain.isActive() != 1:
                 return False
             domain.blockResize(target, size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
             return True
         return self._call(resize)
 
-    def definition(self, name):
+    def definition(self, instance_id):
         """The domain's XML as it runs (or as defined), or None when the host has no such domain."""
         def definition(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             return None if domain is None else domain.XMLDesc(0)
         return self._call(definition)
 
-    def state(self, name):
+    def state(self, instance_id):
         """'running', 'shutoff', 'paused', 'crashed' … or None when the host has no such domain."""
         def state(connection):
-            domain = _lookup(connection, name)
+            domain = self._domain(connection, instance_id)
             return None if domain is None else _STATE_NAMES.get(domain.state()[0], 'nostate')
         return self._call(state)
 
     def domain_states(self):
-        """{name: state} of every domain on the host, in one call."""
+        """{instance id: state} of every domain of the installation on the host, in one call."""
         def states(connection):
-            return {domain.name(): _STATE_NAMES.get(domain.state()[0], 'nostate')
-                    for domain in connection.listAllDomains()}
+            found = {}
+            for domain in connection.listAllDomains():
+                instance_id = self._instance_of(domain.name())
+                if instance_id is not None:
+                    found.setdefault(instance_id, _STATE_NAMES.get(domain.state()[0], 'nostate'))
+            return found
         return self._call(states)
 
-    def save(self, name, path):
+    def save(self, instance_id, path):
         """Stop a running domain, its memory written to `path`; its definition stays."""
-        self._call(lambda connection: _existing(connection, name, self.uri).save(path))
+        self._call(lambda connection: self._existing(connection, instance_id).save(path))
 
     def restore(self, path, domain_xml):
         """Start a domain from a saved image and keep it defined with `domain_xml` (a restored domain
@@ -217,7 +236,7 @@ class LibvirtHost:
     def define(self, domain_xml):
         self._call(lambda connection: connection.defineXML(domain_xml))
 
-    def migrate_live(self, name, target, migration_uri, copy_storage):
+    def migrate_live(self, instance_id, target, migration_uri, copy_storage):
         """Move a running domain to the host `target` (a LibvirtHost) while it runs; it is defined
         there and undefined here once the move completes."""
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
@@ -226,7 +245,7 @@ class LibvirtHost:
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
         params = {libvirt.VIR_MIGRATE_PARAM_URI: migration_uri} if migration_uri else {}
         destination = target.connection()
-        self._call(lambda connection: _existing(connection, name, self.uri).migrate3(destination, params, flags))
+        self._call(lambda connection: self._existing(connection, instance_id).migrate3(destination, params, flags))
 
     def _call(self, operation):
         with self._lock:
@@ -235,12 +254,25 @@ class LibvirtHost:
             except libvirt.libvirtError as error:
                 raise HostError(f'{self.uri}: {error.get_error_message()}') from None
 
+    def _domain(self, connection, instance_id):
+        """The instance's domain: named the installation's way, else by an earlier version's name."""
+        domain = _lookup(connection, self.names.domain(instance_id))
+        if domain is None and LEGACY_NAME.fullmatch(instance_id):
+            domain = _lookup(connection, instance_id)
+        return domain
 
-def _existing(connection, name, uri):
-    domain = _lookup(connection, name)
-    if domain is None:
-        raise HostError(f'domain {name} is not on {uri}')
-    return domain
+    def _existing(self, connection, instance_id):
+        domain = self._domain(connection, instance_id)
+        if domain is None:
+            raise HostError(f'domain {self.names.domain(instance_id)} is not on {self.uri}')
+        return domain
+
+    def _instance_of(self, domain_name):
+        """The instance a domain runs, if it is the installation's (or an earlier version's)."""
+        instance_id = self.names.instance_of(domain_name)
+        if instance_id is None and LEGACY_NAME.fullmatch(domain_name):
+            return domain_name
+        return instance_id
 
 
 def _lookup(connection, name):

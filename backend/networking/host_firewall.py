@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import nft_ruleset
+from ..host_names import HostNames
 from .host_network import installation_digest, is_on_this_machine, tap_prefix
 from .security_policy import EMPTY, desired_policy, policies_by_host
 
@@ -135,8 +136,10 @@ class Target:
 class HostFirewall:
     """The firewall of this machine's hosts and of each simulated host this worker drives."""
 
-    def __init__(self, prefix, installation, files_dir, command_prefix=(), simulated_host_rules=True):
+    def __init__(self, prefix, installation, files_dir, command_prefix=(), simulated_host_rules=True, names=None):
+        """`prefix`: of the table names; `names`: the installation's HostNames (bridge names)."""
         self.installation = str(installation)
+        self.names = names or HostNames(installation=self.installation)
         self.simulated_host_rules = simulated_host_rules
         self.name = table_name(prefix, installation)
         self.taps = tap_prefix(installation)
@@ -163,8 +166,8 @@ class HostFirewall:
             for host_id in set(self.simulated) - set(simulated):
                 del self.simulated[host_id]
             with db.read() as session:
-                policies = policies_by_host(session, simulated, self.installation)
-                kernel_policy = desired_policy(session, local, self.installation) if local else None
+                policies = policies_by_host(session, simulated, self.installation, self.names)
+                kernel_policy = desired_policy(session, local, self.installation, self.names) if local else None
             changed = False
             # A machine with no host of ours keeps its tables as they are (another worker may own them).
             if kernel_policy is not None or self.kernel.applied is not None:

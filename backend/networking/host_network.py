@@ -1,17 +1,21 @@
 """Virtual networks made real on this machine: a bridge per subnet, a router namespace per VPC, NAT.
 
-- Each subnet is one L2 segment: the bridge `rsv-<network id>` (or the bridge the network names),
+Every name starts with the installation's prefix (`host_names`; `rsv…` below), so installations
+can share the machine.
+
+- Each subnet is one L2 segment: the bridge `rsv…-<network id>` (or the bridge the network names),
   with no address on the host. With a VLAN id and an uplink configured ([compute] vlan_uplink), the
   uplink's VLAN subinterface joins the bridge, so the segment spans hosts.
 - Each VPC has a router: a network namespace of its own (`rsv-<installation>-<vpc id>`). A veth pair
-  per subnet joins the subnet's bridge (host end `rsv-g<network id>`) to the router (end
+  per subnet joins the subnet's bridge (host end `rsv…g<network id>`) to the router (end
   `g<network id>`), which holds the subnet's gateway address and routes between the VPC's subnets.
   Nothing else joins two VPCs, so VPCs may use the same addresses; the host itself has no address in
   any subnet, and its filter table drops whatever a guest tries to route through it.
-- Elastic IPs live in their VPC's router: its uplink veth (host end `rsv-u<vpc key>`, router end
+- Elastic IPs live in their VPC's router: its uplink veth (host end `rsv…u<vpc key>`, router end
   `up0`) holds the VPC's associated public addresses; the router DNATs each to its private address
   and SNATs what that address sends out. The host routes each public address to the router's uplink
   and answers the router's ARP for everything else (proxy ARP), so public traffic flows both ways.
+  Those routes carry protocol number 98; the uplink they go through says whose they are.
 
 Everything is rebuilt from the database (`reconcile`), so applying is idempotent: a removed
 association leaves no rule or address, and a VPC without instances here loses its router. Only hosts
@@ -21,26 +25,33 @@ import dataclasses
 import hashlib
 import ipaddress
 import logging
+import re
 import subprocess
 import threading
 
 from sqlalchemy import select
 
 from ..drivers.base import DriverError
+from ..host_names import DEFAULT_PREFIX, INTERFACE_NAME_LIMIT, HostNames, installation_digest
 from ..models import (Address as AddressRow, InternetGateway as GatewayRow, Lease, Network as NetworkRow,
                       NetworkInterface as InterfaceRow, Vpc as VpcRow)
 
 log = logging.getLogger(__name__)
 
-BRIDGE_PREFIX = 'rsv-'
-FORWARD_CHAIN = 'RSV-FORWARD'
 ROUTER_UPLINK = 'up0'
-# Routes to elastic IPs carry this protocol number, so stale ones can be found and removed.
+# Routes to elastic IPs carry this protocol number, so stale ones can be found and removed. The
+# protocol is one byte, too few values to give each installation its own: the route's device (an
+# uplink of the installation's) tells them apart.
 ROUTE_PROTOCOL = '98'
-# Rules an earlier version kept on the host itself (NAT there, isolation by chains): removed once.
+# Rules an earlier version kept on the host itself (NAT there, isolation by chains, and the filter
+# chain before it carried the installation's prefix): removed once.
 LEGACY_CHAINS = (('filter', 'FORWARD', 'RSV-ISOLATE'), ('nat', 'PREROUTING', 'RSV-DNAT'),
-                 ('nat', 'OUTPUT', 'RSV-DNAT'), ('nat', 'POSTROUTING', 'RSV-SNAT'))
+                 ('nat', 'OUTPUT', 'RSV-DNAT'), ('nat', 'POSTROUTING', 'RSV-SNAT'),
+                 ('filter', 'FORWARD', 'RSV-FORWARD'))
 LEGACY_PUBLIC_BRIDGE = 'rsv-eip'
+# Bridges (rsv-<network>) and veths (rsv-g<network>, rsv-u<vpc>) named before names carried the
+# installation's prefix: their ports move to the new bridges, then they are removed once.
+LEGACY_LINK = re.compile(r'rsv-([gu]?)(\d+)')
 COMMAND_TIMEOUT_SECONDS = 30
 
 
@@ -48,18 +59,17 @@ class HostNetworkError(Exception):
     """A bridge, router or firewall rule could not be set up on the host."""
 
 
-def bridge_name(network):
-    """The host bridge of a network row: the one it names, else rsv-<id>."""
-    return network.bridge or f'{BRIDGE_PREFIX}{network.id}'
+def bridge_name(network, names=None):
+    """The host bridge of a network row: the one it names, else the installation's bridge for it
+    (None without `names`: the host driver names it, from the NIC's network key)."""
+    if network.bridge or names is None:
+        return network.bridge
+    return names.bridge(network.id)
 
 
-def namespace_prefix(home):
+def namespace_prefix(home, prefix=DEFAULT_PREFIX):
     """The prefix of this installation's router namespaces (namespace names are machine-wide)."""
-    return f'{BRIDGE_PREFIX}{installation_digest(home)[:6]}-'
-
-
-def installation_digest(installation):
-    return hashlib.sha256(str(installation).encode()).hexdigest()
+    return HostNames(prefix, str(home)).namespaces
 
 
 def tap_prefix(installation):
@@ -74,6 +84,11 @@ def tap_name(installation, attachment_id):
     return f'{tap_prefix(installation)}{digest[:11]}'
 
 
+def _check_length(interface):
+    if len(interface) > INTERFACE_NAME_LIMIT:
+        raise HostNetworkError(f'interface name {interface} is longer than {INTERFACE_NAME_LIMIT} characters')
+
+
 def is_on_this_machine(uri):
     return uri.startswith('qemu:///')
 
@@ -86,14 +101,12 @@ class Segment:
     cidr: str
     gateway: str | None
     vlan: int | None
+    host_link: str              # the host end of the veth to the VPC's router
 
     @classmethod
-    def of(cls, network):
-        return cls(network.id, bridge_name(network), network.cidr, network.gateway, network.vlan)
-
-    @property
-    def host_link(self):
-        return f'{BRIDGE_PREFIX}g{self.network_key}'
+    def of(cls, network, names):
+        return cls(network.id, bridge_name(network, names), network.cidr, network.gateway, network.vlan,
+                   names.gateway_link(network.id))
 
     @property
     def router_link(self):
@@ -113,10 +126,6 @@ class Router:
     segments: tuple
     associations: tuple
 
-    @property
-    def host_uplink(self):
-        return f'{BRIDGE_PREFIX}u{self.vpc_key}'
-
 
 @dataclasses.dataclass(frozen=True)
 class Desired:
@@ -124,14 +133,14 @@ class Desired:
     routers: tuple
 
 
-def filter_rules(segments):
-    """iptables-restore lines for the host's filter table: frames bridged within a subnet pass;
-    nothing a guest sends is routed by the host itself."""
-    lines = ['*filter', f':{FORWARD_CHAIN} - [0:0]']
+def filter_rules(segments, chain):
+    """iptables-restore lines for the installation's chain of the host's filter table: frames bridged
+    within a subnet pass; nothing a guest sends is routed by the host itself."""
+    lines = ['*filter', f':{chain} - [0:0]']
     for segment in segments:
-        lines.append(f'-A {FORWARD_CHAIN} -i {segment.bridge} -o {segment.bridge} -j RETURN')
+        lines.append(f'-A {chain} -i {segment.bridge} -o {segment.bridge} -j RETURN')
     for segment in segments:
-        lines.append(f'-A {FORWARD_CHAIN} -i {segment.bridge} -j DROP')
+        lines.append(f'-A {chain} -i {segment.bridge} -j DROP')
     lines.append('COMMIT')
     return lines
 
@@ -158,14 +167,14 @@ def router_rules(router):
     return lines
 
 
-def desired_state(session):
+def desired_state(session, names):
     """Read from the database what the host must look like: a router for every VPC holding leases."""
     vpcs = session.execute(select(VpcRow.id, VpcRow.vpc_id).where(
         VpcRow.id.in_(select(NetworkRow.vpc_pk).join(Lease, Lease.network_id == NetworkRow.id)))).all()
     keys = [key for key, _ in vpcs]
     segments = {}
     for network in session.scalars(select(NetworkRow).where(NetworkRow.vpc_pk.in_(keys))):
-        segments.setdefault(network.vpc_pk, []).append(Segment.of(network))
+        segments.setdefault(network.vpc_pk, []).append(Segment.of(network, names))
     associations = {}
     # Only a VPC routed to an attached internet gateway translates its elastic IPs.
     for vpc_key, public_ip, private_ip in session.execute(
@@ -182,12 +191,14 @@ def desired_state(session):
 
 
 class HostNetwork:
-    """Applies networks to this machine. `prefix` runs every command elsewhere (e.g. `ip netns exec NS`)."""
+    """Applies networks to this machine, naming what it makes by `names` (the installation's
+    HostNames). `prefix` runs every command elsewhere (e.g. `ip netns exec NS`)."""
 
-    def __init__(self, uplink=None, prefix=(), namespaces='rsv-'):
+    def __init__(self, uplink=None, prefix=(), names=HostNames()):
         self.uplink = uplink or None
         self.prefix = tuple(prefix)
-        self.namespaces = namespaces        # the start of this installation's router namespace names
+        self.names = names
+        self.namespaces = names.namespaces  # the start of this installation's router namespace names
         self._ready = set()                 # (segment, router namespace) set up by this process
         self._applied = None                # the Desired state last applied
         self._legacy_removed = False
@@ -204,7 +215,8 @@ class HostNetwork:
         only): the bridge exists, up, linked to its VPC's router, which holds the gateway."""
         if nic.bridge is None:
             return
-        segment = Segment(nic.network_key, nic.bridge, nic.cidr, nic.gateway, nic.vlan)
+        segment = Segment(nic.network_key, nic.bridge, nic.cidr, nic.gateway, nic.vlan,
+                          self.names.gateway_link(nic.network_key))
         try:
             with self._lock:
                 namespace = self.router_namespace(nic.vpc_id) if nic.vpc_id else None
@@ -219,6 +231,7 @@ class HostNetwork:
             raise DriverError(str(error)) from None
 
     def _set_up_bridge(self, segment):
+        _check_length(segment.bridge)
         if not self._exists(segment.bridge):
             self._run('ip', 'link', 'add', segment.bridge, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0')
         # The gateway lives in the router now; an address an earlier version put here must go.
@@ -236,7 +249,7 @@ class HostNetwork:
         inside = ('ip', 'netns', 'exec', namespace)
         self._run(*inside, 'ip', 'link', 'set', 'lo', 'up')
         self._run(*inside, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
-        host_uplink = f'{BRIDGE_PREFIX}u{vpc_key}'
+        host_uplink = self.names.uplink(vpc_key)
         self._ensure_veth(host_uplink, ROUTER_UPLINK, namespace)
         self._run('sysctl', '-q', '-w', f'net.ipv4.conf.{host_uplink}.proxy_arp=1')
         self._run('ip', 'link', 'set', host_uplink, 'up')
@@ -254,11 +267,16 @@ class HostNetwork:
     def _ensure_veth(self, host_end, router_end, namespace):
         """A veth pair from this machine into a router. The kernel destroys a deleted namespace's
         interfaces in the background, so a host end may outlive its router for a moment: a pair
-        missing its router end is made anew."""
+        missing its router end is made anew. A router end whose host end has another name (one an
+        earlier version gave it) goes with it."""
+        inside = ('ip', 'netns', 'exec', namespace)
+        _check_length(host_end)
         if self._exists(host_end):
-            if self._succeeds('ip', 'netns', 'exec', namespace, 'ip', 'link', 'show', 'dev', router_end):
+            if self._succeeds(*inside, 'ip', 'link', 'show', 'dev', router_end):
                 return
             self._succeeds('ip', 'link', 'del', host_end)     # gone by itself meanwhile is as good
+        else:
+            self._succeeds(*inside, 'ip', 'link', 'del', router_end)
         self._run('ip', 'link', 'add', host_end, 'type', 'veth', 'peer', 'name', router_end, 'netns', namespace)
 
     def _attach_vlan(self, segment):
@@ -290,7 +308,7 @@ class HostNetwork:
         if not any(is_on_this_machine(uri) for uri in host_uris):
             return False
         with db.read() as session:
-            desired = desired_state(session)
+            desired = desired_state(session, self.names)
         with self._lock:
             if desired == self._applied:
                 return False
@@ -306,8 +324,7 @@ class HostNetwork:
 
     def apply(self, desired):
         if not self._legacy_removed:
-            self._remove_legacy()
-            self._legacy_removed = True
+            self._remove_legacy_rules()
         segments = [segment for router in desired.routers for segment in router.segments]
         for router in desired.routers:
             namespace = self.router_namespace(router.vpc_id)
@@ -316,10 +333,14 @@ class HostNetwork:
                 self._set_up_bridge(segment)
                 self._link_to_router(segment, namespace)
             self._apply_router_rules(namespace, router)
-        self._run('iptables-restore', '--noflush', input='\n'.join(filter_rules(segments)) + '\n')
-        if not self._succeeds('iptables', '-C', 'FORWARD', '-j', FORWARD_CHAIN):
-            self._run('iptables', '-I', 'FORWARD', '1', '-j', FORWARD_CHAIN)
-        self._sync_public_routes({public: router.host_uplink for router in desired.routers
+        if not self._legacy_removed:
+            self._remove_legacy_links(keep={segment.bridge for segment in segments})
+            self._legacy_removed = True
+        chain = self.names.forward_chain
+        self._run('iptables-restore', '--noflush', input='\n'.join(filter_rules(segments, chain)) + '\n')
+        if not self._succeeds('iptables', '-C', 'FORWARD', '-j', chain):
+            self._run('iptables', '-I', 'FORWARD', '1', '-j', chain)
+        self._sync_public_routes({public: self.names.uplink(router.vpc_key) for router in desired.routers
                                   for public, _ in router.associations})
         if any(router.associations for router in desired.routers):
             self._run('sysctl', '-q', '-w', 'net.ipv4.ip_forward=1')
@@ -336,17 +357,24 @@ class HostNetwork:
             self._run(*inside, 'ip', 'addr', 'del', f'{address}/32', 'dev', ROUTER_UPLINK)
 
     def _sync_public_routes(self, wanted):
-        """Exactly the associated elastic IPs routed, each to its router's uplink."""
-        present = {}
+        """Exactly the associated elastic IPs routed, each to its router's uplink. Routes through
+        another installation's uplinks are left alone; an address one of them routes already is not
+        taken over (their pools overlap), and said so."""
+        present, elsewhere = {}, {}
         for line in self._run('ip', '-4', 'route', 'show', 'proto', ROUTE_PROTOCOL).splitlines():
             parts = line.split()
             if len(parts) >= 3 and parts[1] == 'dev':
-                present[parts[0].split('/')[0]] = parts[2]
+                mine = self.names.is_uplink(parts[2])
+                (present if mine else elsewhere)[parts[0].split('/')[0]] = parts[2]
         for address, uplink in sorted(wanted.items()):
-            if present.get(address) != uplink:
+            if address in elsewhere:
+                log.warning('elastic IP %s is routed to %s, not a link of this installation: another '
+                            'installation on this machine hands out the same address ([compute] public_pool)',
+                            address, elsewhere[address])
+            elif present.get(address) != uplink:
                 self._run('ip', 'route', 'replace', f'{address}/32', 'dev', uplink, 'proto', ROUTE_PROTOCOL)
         for address in sorted(set(present) - set(wanted)):
-            self._run('ip', 'route', 'del', f'{address}/32', 'proto', ROUTE_PROTOCOL)
+            self._run('ip', 'route', 'del', f'{address}/32', 'dev', present[address], 'proto', ROUTE_PROTOCOL)
 
     def _remove_routers_except(self, wanted):
         for namespace in sorted(self._namespaces()):
@@ -354,7 +382,7 @@ class HostNetwork:
                 self._run_here('ip', 'netns', 'del', namespace)
                 self._ready = {(segment, ns) for segment, ns in self._ready if ns != namespace}
 
-    def _remove_legacy(self):
+    def _remove_legacy_rules(self):
         for table, chain, target in LEGACY_CHAINS:
             while self._succeeds('iptables', '-t', table, '-D', chain, '-j', target):
                 pass
@@ -362,6 +390,29 @@ class HostNetwork:
                 self._succeeds('iptables', '-t', table, '-X', target)
         if self._exists(LEGACY_PUBLIC_BRIDGE):
             self._run('ip', 'link', 'del', LEGACY_PUBLIC_BRIDGE)
+
+    def _remove_legacy_links(self, keep):
+        """Bridges and veths with the names of an earlier version (but for bridges a network names
+        itself, in `keep`). The taps of instances still running on an old bridge move to the
+        network's bridge first, so their traffic goes on; a veth's routes go with it."""
+        for link in self._links():
+            found = LEGACY_LINK.fullmatch(link)
+            if found is None or link in keep:
+                continue
+            kind, key = found.groups()
+            if kind == '':
+                self._move_ports(link, self.names.bridge(key))
+            self._succeeds('ip', 'link', 'del', link)
+
+    def _move_ports(self, old_bridge, new_bridge):
+        if not self._exists(new_bridge):
+            return
+        for port in self._links('master', old_bridge):
+            self._succeeds('ip', 'link', 'set', port, 'master', new_bridge)
+
+    def _links(self, *selector):
+        listing = self._run('ip', '-o', 'link', 'show', *selector)
+        return [line.split(':')[1].strip().split('@')[0] for line in listing.splitlines() if ':' in line]
 
     def _addresses(self, interface, inside=()):
         listing = self._run(*inside, 'ip', '-o', '-4', 'addr', 'show', 'dev', interface)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from ..lifecycle import State
 from ..models import (Instance as InstanceRow, InterfaceGroup, Lease, Network as NetworkRow,
                       NetworkInterface as InterfaceRow, SecurityGroupRule as RuleRow)
+from ..host_names import HostNames
 from . import addressing
 from .host_network import Segment as HostSegment, tap_name
 
@@ -32,8 +33,8 @@ class Segment:
     zone: int                   # conntrack zone: connections on two bridges never mix
 
     @classmethod
-    def of(cls, network):
-        host = HostSegment.of(network)
+    def of(cls, network, names):
+        host = HostSegment.of(network, names)
         return cls(host.bridge, host.host_link, network.cidr, network.gateway, 1 + (network.id - 1) % 65535)
 
 
@@ -78,20 +79,23 @@ class Policy:
 EMPTY = Policy((), (), (), ())
 
 
-def desired_policy(session, host_ids, installation):
-    """The Policy of the ports of instances on `host_ids`, together."""
+def desired_policy(session, host_ids, installation, names=None):
+    """The Policy of the ports of instances on `host_ids`, together. `names`: the installation's
+    HostNames (its default prefix unless given)."""
     if not host_ids:
         return EMPTY
-    return _policies(session, host_ids, installation, lambda _host_id: 'all').get('all', EMPTY)
+    names = names or HostNames(installation=str(installation))
+    return _policies(session, host_ids, installation, names, lambda _host_id: 'all').get('all', EMPTY)
 
 
-def policies_by_host(session, host_ids, installation):
+def policies_by_host(session, host_ids, installation, names=None):
     """{host id: Policy of that host's ports}, read in one pass (a worker may drive many hosts)."""
-    found = _policies(session, host_ids, installation, lambda host_id: host_id) if host_ids else {}
+    names = names or HostNames(installation=str(installation))
+    found = _policies(session, host_ids, installation, names, lambda host_id: host_id) if host_ids else {}
     return {host_id: found.get(host_id, EMPTY) for host_id in host_ids}
 
 
-def _policies(session, host_ids, installation, key_of):
+def _policies(session, host_ids, installation, names, key_of):
     """{key: Policy}, the ports of each host going to the Policy `key_of(host id)`."""
     rows = session.execute(
         select(InstanceRow.host_id, InterfaceRow.interface_id, InterfaceRow.attachment_id, InterfaceRow.mac,
@@ -105,7 +109,7 @@ def _policies(session, host_ids, installation, key_of):
     groups = _groups_of(session, interface_ids)
     ports, segments = {}, {}
     for host_id, interface_id, attachment_id, mac, source_dest_check, network in rows:
-        segment = segments.get(network.id) or segments.setdefault(network.id, Segment.of(network))
+        segment = segments.get(network.id) or segments.setdefault(network.id, Segment.of(network, names))
         ports.setdefault(key_of(host_id), []).append((segment, Port(
             interface_id, tap_name(installation, attachment_id), segment.bridge, mac.lower(),
             tuple(addresses.get(interface_id, ())), source_dest_check, tuple(sorted(groups.get(interface_id, ()))))))

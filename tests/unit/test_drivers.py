@@ -9,6 +9,7 @@ from backend.drivers import open_driver
 from backend.drivers.base import DiskImage, DomainState, DriverError, Feature, LaunchSpec, NicSpec
 from backend.drivers.instance_files import InstanceFiles, context_script
 from backend.drivers.libvirt import LibvirtDriver
+from backend.host_names import HostNames
 
 NIC = NicSpec(mac='02:00:0a:00:00:05', ip='10.0.0.5', cidr='10.0.0.0/20', gateway='10.0.0.1', dns='10.0.0.1',
               bridge='rsv-1')
@@ -59,6 +60,49 @@ def test_a_simulated_host_runs_the_whole_lifecycle(simulated):
     assert simulated.state(launch.instance_id) is None
     assert simulated.console_output(launch.instance_id) == b''
     simulated.destroy(launch.instance_id)                   # idempotent
+
+
+def test_installations_sharing_a_hypervisor_see_only_their_own_domains(tmp_path):
+    # test:///default is one host for every connection of this process, with a domain 'test' of its own.
+    ours = open_driver('test:///default', InstanceFiles(tmp_path / 'ours'), names=HostNames('aaa', '/a'))
+    theirs = open_driver('test:///default', InstanceFiles(tmp_path / 'theirs'), names=HostNames('bbb', '/b'))
+    mine, other = spec('i-0000000000000000a'), spec('i-0000000000000000b')
+    try:
+        ours.deploy(mine)
+        theirs.deploy(other)
+        assert ours.states() == {mine.instance_id: DomainState.RUNNING}
+        assert theirs.states() == {other.instance_id: DomainState.RUNNING}
+        assert ours.state(other.instance_id) is None
+        ours.destroy(other.instance_id)                     # not ours: nothing happens to it
+        assert theirs.state(other.instance_id) is DomainState.RUNNING
+        assert 'aaa-i-0000000000000000a' in ours.host.connection().listDefinedDomains() + [
+            domain.name() for domain in ours.host.connection().listAllDomains()]
+    finally:
+        ours.destroy(mine.instance_id)
+        theirs.destroy(other.instance_id)
+        ours.close()
+        theirs.close()
+
+
+def test_a_domain_named_by_an_earlier_version_is_found_and_renamed_when_started_again(simulated):
+    legacy = spec('i-0000000000000000c')
+    connection = simulated.host.connection()
+    connection.defineXML('<domain type="test"><name>i-0000000000000000c</name><memory>131072</memory>'
+                         '<os><type>hvm</type></os></domain>').create()
+    assert simulated.states() == {legacy.instance_id: DomainState.RUNNING}
+    simulated.power_off(legacy.instance_id)
+    assert simulated.state(legacy.instance_id) is DomainState.SHUTOFF
+    simulated.deploy(legacy)                                # started again: under the installation's name
+    names = [domain.name() for domain in connection.listAllDomains()]
+    assert simulated.names.domain(legacy.instance_id) in names and legacy.instance_id not in names
+    assert simulated.states() == {legacy.instance_id: DomainState.RUNNING}
+
+
+def test_a_nic_whose_network_names_no_bridge_joins_the_installations_bridge(tmp_path):
+    driver = LibvirtDriver('qemu:///system', InstanceFiles(tmp_path), names=HostNames('ab12', '/a'))
+    unnamed = NicSpec(mac='02:00:0a:00:00:05', ip='10.0.0.5', cidr='10.0.0.0/20', network_key=7)
+    assert driver._on_bridge(unnamed).bridge == HostNames('ab12', '/a').bridge(7)
+    assert driver._on_bridge(NIC).bridge == 'rsv-1'
 
 
 def test_verbs_on_a_missing_instance_raise_the_driver_error(simulated):

@@ -7,6 +7,7 @@ the database is `security_policy`'s (tests/unit/test_security_policy.py).
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from backend.host_names import HostNames
 from backend.networking import nft_ruleset
 from backend.networking.host_firewall import KernelTables, Target
 from backend.networking.security_policy import GroupPolicy, Permission, Policy, Port, Segment
@@ -15,8 +16,9 @@ from tests.support.netns_lab import connects, needs_root, reaches, sh
 pytestmark = needs_root
 
 TAPS = 'rfff'           # the tap prefix of this "installation"
-BLUE = Segment('rsv-1', 'rsv-g1', '10.0.0.0/20', '10.0.0.1', 1)
-TEAL = Segment('rsv-3', 'rsv-g3', '10.2.0.0/20', '10.2.0.1', 3)
+NAMES = HostNames('rsvt', '/lab/firewall')
+BLUE = Segment(NAMES.bridge(1), NAMES.gateway_link(1), '10.0.0.0/20', '10.0.0.1', 1)
+TEAL = Segment(NAMES.bridge(3), NAMES.gateway_link(3), '10.2.0.0/20', '10.2.0.1', 3)
 ANYWHERE_OUT = Permission('-1', None, None, ('0.0.0.0/0',), ())
 DEFAULT = GroupPolicy('sg-default', (Permission('-1', None, None, (), ('sg-default',)),), (ANYWHERE_OUT,))
 # Guests: name -> (segment, address, MAC).
@@ -53,11 +55,13 @@ def machine():
     from tests.support.netns_lab import Lab
     lab = Lab()
     try:
-        network = HostNetwork(prefix=lab.inside, namespaces=f'rsvt-r-{lab.tag}-')
+        network = HostNetwork(prefix=lab.inside, names=NAMES)
+        vpc_id = f'vpc-{lab.tag}'           # router namespaces are machine-wide: one of this lab's own
+        lab.namespaces.append(network.router_namespace(vpc_id))
         for key, segment in ((1, BLUE), (3, TEAL)):
             network.ensure_segment(NicSpec(mac='02:00:00:00:00:01', ip='0.0.0.0', cidr=segment.cidr,
                                            gateway=segment.gateway, bridge=segment.bridge, network_key=key,
-                                           vpc_id='vpc-0000000000000000a', vpc_key=1))
+                                           vpc_id=vpc_id, vpc_key=1))
         guests = {}
         for name, (segment, address, mac) in GUESTS.items():
             guests[name] = lab.guest(name, segment.bridge, f'{address}/20', segment.gateway, port=f'{TAPS}{name}',
