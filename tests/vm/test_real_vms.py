@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from backend.host_names import HostNames
+
 from .conftest import (CONTEXTUALIZED, console, icmp_in, qemu_pids, security_group, tcp_in, wait_for_console,
                        wait_for_states)
 
@@ -163,7 +165,8 @@ def test_terminate_leaves_no_process_overlay_or_context_cd(ec2, vm_cloud):
     wait_for_console(ec2, instance_id, CONTEXTUALIZED)
     directory = vm_cloud.home / 'home' / 'instances' / instance_id
     assert (directory / 'disk.qcow2').is_file() and (directory / 'context.iso').is_file()
-    definition = vm_cloud.home / 'home' / 'qemu' / 'etc' / 'qemu' / f'{instance_id}.xml'   # libvirt's own
+    domain = HostNames().domain(instance_id)            # the default [cloud] host_prefix
+    definition = vm_cloud.home / 'home' / 'qemu' / 'etc' / 'qemu' / f'{domain}.xml'   # libvirt's own
     assert definition.is_file()
     assert len(qemu_pids(instance_id)) == 1
     terminate(ec2, instance_id)
