@@ -17,7 +17,8 @@ from backend.cloud import Cloud
 from backend.config import load_config
 from ec2api import auth
 from ec2api.actions import RequestContext, handler_for
-from ec2api.app import _merged_params, create_app
+from ec2api.app import create_app
+from ec2api.query import merged_params as _merged_params
 from ec2api.parser import parse_params
 from ec2api.renderer import render_response
 from ec2api.service_model import operation

@@ -5,7 +5,7 @@
     GET    /upload/<name>   the same as XML
     DELETE /upload/<name>   abandon it
 
-Authentication is SigV4 with the caller's EC2 keys, verified by `auth.authenticate` exactly as for
+Authentication is SigV4 with the caller's EC2 keys, verified by the Authenticator exactly as for
 the Query API. A PUT's body is streamed to disk, so it cannot be hashed before the signature is
 checked: the request declares `x-amz-content-sha256: UNSIGNED-PAYLOAD`, and must sign the header
 `x-reservoir-sha256` instead, the hex SHA-256 of the whole object. The back-end verifies that digest
@@ -51,13 +51,15 @@ _STATUS = {'InvalidUpload.NotFound': 404, 'InvalidUpload.Offset': 409, 'InvalidU
            'InvalidImage.TooLarge': 413, 'InvalidUpload.Range': 416}
 
 
-def register(app, cloud):
-    app.add_url_rule(ROUTE, endpoint='upload', view_func=UploadEndpoint(cloud).handle, methods=METHODS)
+def register(app, cloud, authenticator):
+    app.add_url_rule(ROUTE, endpoint='upload', view_func=UploadEndpoint(cloud, authenticator).handle,
+                     methods=METHODS)
 
 
 class UploadEndpoint:
-    def __init__(self, cloud):
+    def __init__(self, cloud, authenticator):
         self.cloud = cloud
+        self.authenticator = authenticator
 
     def handle(self, name):
         request_id = str(uuid.uuid4())
@@ -90,14 +92,10 @@ class UploadEndpoint:
         )
         if request.method == 'PUT' and _is_signed():
             _check_unsigned_payload_is_declared()
-        access_key = auth.authenticate(signed, self._secret_for, region=self.cloud.config.region)
+        principal = self.authenticator.signed(signed)
         if request.method == 'PUT' and SHA256_HEADER not in _signed_header_names():
             raise EC2Error('AuthFailure', f'The {SHA256_HEADER} header must be signed')
-        return self.cloud.users.secret_for(access_key).account_id
-
-    def _secret_for(self, access_key_id):
-        credential = self.cloud.users.secret_for(access_key_id)
-        return credential.secret if credential else None
+        return principal.account_id
 
 
 class _Body:
