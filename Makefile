@@ -23,8 +23,10 @@ $(PY): | system
 	$(PY) -m pip install -q --upgrade pip
 
 # Reinstalled only when the package metadata changes; the source itself is an editable install.
+# xmlsec only from its wheel, which carries its own libxmlsec1 and the libxml2 of lxml's wheel: no
+# Debian package is needed, and a source build against Debian's libxml2 would fail at import.
 $(VENV)/bin/reservoir: setup.cfg pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test,postgres]'
+	$(PY) -m pip install -q --only-binary xmlsec -e '.[test,postgres]'
 	@touch $@
 
 $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json | system

@@ -3,6 +3,7 @@ import datetime
 
 from .networking.addresses import AddressService
 from .catalog import Catalog
+from .certificates import CertificateService
 from .compute.migration import MigrationService
 from .config import load_config
 from .db import Database
@@ -40,6 +41,7 @@ class Cloud:
         compute = config.compute
         self.vault = Vault(config.secret_key_path)
         self.users = UserService(db, self.vault)
+        self.certificates = CertificateService(db, self.vault, config.home)   # for SOAP's WS-Security
         self.keypairs = KeyPairService(db)
         limits = load_limits(config)
         self.quotas = QuotaService(db, load_quota_defaults(config, limits.account_quota))

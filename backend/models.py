@@ -637,3 +637,27 @@ class AccountQuota(Base):
     owner: Mapped[str] = mapped_column(ForeignKey('users.account_id', ondelete='CASCADE'), primary_key=True)
     resource: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class UserCertificate(Base):
+    """An X.509 certificate a user signs SOAP requests with: issued by the cloud's CA or brought."""
+    __tablename__ = 'user_certificates'
+
+    certificate_id: Mapped[str] = mapped_column(String(64), primary_key=True)   # SHA-256 of the DER, hex
+    user_id: Mapped[int] = mapped_column(ForeignKey('users.id', ondelete='CASCADE'), nullable=False, index=True)
+    certificate_pem: Mapped[str] = mapped_column(Text, nullable=False)
+    subject: Mapped[str] = mapped_column(String(512), nullable=False)
+    not_before: Mapped[datetime.datetime] = mapped_column(UTCDateTime, nullable=False)
+    not_after: Mapped[datetime.datetime] = mapped_column(UTCDateTime, nullable=False)
+    issued_here: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class SeenSignature(Base):
+    """A WS-Security signature already accepted, kept until its Timestamp would be refused anyway:
+    the replay cache, here so that every server process shares it."""
+    __tablename__ = 'seen_signatures'
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)

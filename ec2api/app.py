@@ -13,6 +13,7 @@ from .authentication import Authenticator
 from .dispatch import Dispatcher
 from .errors import EC2Error
 from .query import QueryProtocol, error_response, xml_response
+from .soap import SoapProtocol
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Endpoint:
         self.cloud = cloud
         self.dispatcher = Dispatcher(cloud)
         self.query = QueryProtocol(authenticator)
-        self.protocols = (self.query,)     # the first that accepts a request speaks it
+        self.protocols = (SoapProtocol(authenticator), self.query)     # the first that accepts a request speaks it
 
     def handle(self):
         request_id = str(uuid.uuid4())

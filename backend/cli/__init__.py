@@ -11,7 +11,7 @@ from ..config import ConfigError, load_config, parse_listen
 from ..errors import BackendError
 from ..upload_client import UploadFailed
 from ..vault import VaultError
-from . import compute, images, quotas
+from . import certificates, compute, images, quotas
 from .output import plain, print_json, print_table, timestamp
 
 PROGRAM = 'reservoir'
@@ -87,6 +87,7 @@ def _parser():
     _json_flag(rotate)
     rotate.set_defaults(command=user_rotate_keys)
     quotas.add_commands(user_commands, _json_flag)
+    certificates.add_commands(user_commands, _json_flag)
 
     images.add_commands(commands, _json_flag)
     compute.add_commands(commands, _json_flag)
