@@ -47,6 +47,24 @@ class Signature(MemorySignature):
         return envelope
 
 
+class WsSecurity:
+    """The Timestamp, then the signature over it and the Body (zeep verifies a response with one
+    wsse object only, so the two are composed here)."""
+
+    def __init__(self, timestamp, signature=None):
+        self.timestamp = timestamp
+        self.signature = signature
+
+    def apply(self, envelope, headers):
+        envelope, headers = self.timestamp.apply(envelope, headers)
+        if self.signature is not None:
+            envelope, headers = self.signature.apply(envelope, headers)
+        return envelope, headers
+
+    def verify(self, envelope):
+        return envelope
+
+
 def certificate_of(live, user):
     """A key and certificate issued to `user` by the live server's cloud CA (`reservoir user
     create-certificate`): {'certificate_id', 'certificate', 'private_key'}."""
@@ -56,12 +74,10 @@ def certificate_of(live, user):
 def client(endpoint, credentials, version='2010-08-31', path='/', sha256=False, offset=datetime.timedelta(0),
            sign=True):
     """A zeep client of the EC2 SOAP API at `endpoint` + `path`, signing with `credentials`."""
-    signers = [Timestamp(offset)]
-    if sign:
-        signers.append(Signature(credentials['private_key'].encode(), credentials['certificate'].encode(),
-                                 signature_method=RSA_SHA256 if sha256 else None,
-                                 digest_method=SHA256 if sha256 else None))
-    soap = zeep.Client(str(WSDL_DIRECTORY / f'ec2-{version}.wsdl'), wsse=signers)
+    signature = Signature(credentials['private_key'].encode(), credentials['certificate'].encode(),
+                          signature_method=RSA_SHA256 if sha256 else None,
+                          digest_method=SHA256 if sha256 else None) if sign else None
+    soap = zeep.Client(str(WSDL_DIRECTORY / f'ec2-{version}.wsdl'), wsse=WsSecurity(Timestamp(offset), signature))
     return soap, soap.create_service(BINDING % version, endpoint.rstrip('/') + path)
 
 

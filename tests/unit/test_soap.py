@@ -156,7 +156,7 @@ def test_an_operation_no_wsdl_has_is_an_invalid_action(world):
     envelope = caller.message('DescribeRegions', regionSet={'item': []})
     body_element = envelope.find(f'{{{SOAP_ENV}}}Body')[0]
     body_element.tag = body_element.tag.replace('DescribeRegions', 'LaunchRockets')
-    signed = caller.client.wsse[1].apply(_unsigned_copy(envelope), {})[0]
+    signed = caller.client.wsse.signature.apply(_unsigned_copy(envelope), {})[0]
     assert fault_of(caller.post(etree.tostring(signed)))[0] == 'soapenv:Client.InvalidAction'
 
 
@@ -174,7 +174,7 @@ def test_a_request_the_schema_refuses_is_named(world):
     operation_element = envelope.find(f'{{{SOAP_ENV}}}Body')[0]
     etree.SubElement(operation_element, etree.QName(operation_element).namespace and
                      f'{{{etree.QName(operation_element).namespace}}}bogus')
-    signed = caller.client.wsse[1].apply(_unsigned_copy(envelope), {})[0]
+    signed = caller.client.wsse.signature.apply(_unsigned_copy(envelope), {})[0]
     code, message = fault_of(caller.post(etree.tostring(signed)))
     assert code == 'soapenv:Client.InvalidParameterValue' and 'bogus' in message
 
