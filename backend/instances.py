@@ -558,6 +558,7 @@ def _end_migration(session, row, moved):
     if moved:
         _free_capacity(session, row.host_id, row)
         row.host_id = row.migration_host_id
+        row.nic_generation += 1
     else:
         _free_capacity(session, row.migration_host_id, row)
     row.migration_host_id, row.migration_live = None, False

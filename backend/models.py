@@ -475,6 +475,8 @@ class Instance(Base):
     # While `migrating`: the host it moves to (whose capacity it holds too), and whether live.
     migration_host_id: Mapped[int | None] = mapped_column(ForeignKey('hosts.id'))
     migration_live: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # Moves so far: names its NICs' taps (host_network.tap_name), new ones on the host it moves to.
+    nic_generation: Mapped[int] = mapped_column(nullable=False, default=0, server_default='0')
 
 
 class Volume(Base):

@@ -457,7 +457,11 @@ class Worker:
             if target is None:
                 continue
             try:
-                host.migrate(instance_id, self.hosts.get(target.id, target.uri), target.migration_live)
+                driver = self.hosts.get(target.id, target.uri)
+                spec = self._launch_specs({target.id: (driver, [instance_id])}, moving=True)[instance_id]
+                if isinstance(spec, Exception):
+                    raise DriverError(str(spec))
+                host.migrate(instance_id, driver, target.migration_live, spec)
                 outcomes[instance_id] = (Event.MIGRATED, None, None)
             except DriverError as error:
                 log.warning('moving %s failed: %s', instance_id, error)
@@ -514,16 +518,17 @@ class Worker:
             raise DriverError(str(spec))
         return spec
 
-    def _launch_specs(self, work):
+    def _launch_specs(self, work, moving=False):
         """{instance_id: LaunchSpec or the exception that prevented making one}, for
-        work = {host_id: (driver, [instance ids])}, read in one transaction."""
+        work = {host_id: (driver, [instance ids])}, read in one transaction; with `moving`, as the
+        instances will be on the host they move to."""
         ids = [instance_id for _, host_ids in work.values() for instance_id in host_ids]
         with self.db.read() as session:
-            domain_types = dict(session.execute(select(HostRow.id, HostRow.domain_type)
-                                                .where(HostRow.id.in_(list(work)))).all())
             rows = session.scalars(select(InstanceRow).where(InstanceRow.instance_id.in_(ids))).all()
+            domain_types = dict(session.execute(select(HostRow.id, HostRow.domain_type).where(
+                HostRow.id.in_(list({*work, *(row.host_id for row in rows)})))).all())
             images = _images_for(session, rows)
-            nics = _nics_of(session, ids, self.installation)
+            nics = _nics_of(session, ids, self.installation, moving)
             volumes = volumes_of(session, self.cloud.volumes.files, ids,
                                  {row.instance_id: _domain_type(domain_types[row.host_id]) for row in rows})
             keys = _public_keys(session, rows)
@@ -614,22 +619,24 @@ def _public_keys(session, rows):
         select(KeyPairRow).where(KeyPairRow.owner.in_(owners)))}
 
 
-def _nics_of(session, instance_ids, installation):
-    """{instance_id: (NicSpec, …)} of every attached (or attaching) interface, by device index."""
+def _nics_of(session, instance_ids, installation, moving=False):
+    """{instance_id: (NicSpec, …)} of every attached (or attaching) interface, by device index; with
+    `moving`, as they will be on the host the instance moves to (the next generation of taps)."""
     result = {}
     for start in range(0, len(instance_ids), 900):
         rows = session.execute(
             select(InterfaceRow.instance_id, InterfaceRow.attachment_id, Lease.address, Lease.mac, NetworkRow,
-                   VpcRow.vpc_id)
+                   VpcRow.vpc_id, InstanceRow.nic_generation)
+            .join(InstanceRow, InstanceRow.instance_id == InterfaceRow.instance_id)
             .join(Lease, (Lease.interface_id == InterfaceRow.interface_id) & Lease.is_primary.is_(True))
             .join(NetworkRow, NetworkRow.id == InterfaceRow.network_id)
             .outerjoin(VpcRow, VpcRow.id == NetworkRow.vpc_pk)
             .where(InterfaceRow.instance_id.in_(instance_ids[start:start + 900]),
                    InterfaceRow.attachment_status.in_(('attaching', 'attached')))
             .order_by(InterfaceRow.instance_id, InterfaceRow.device_index)).all()
-        for instance_id, attachment_id, address, mac, network, vpc_id in rows:
-            result.setdefault(instance_id, []).append(nic_spec(network, vpc_id, addressing.to_text(address), mac,
-                                                               tap_name(installation, attachment_id)))
+        for instance_id, attachment_id, address, mac, network, vpc_id, generation in rows:
+            tap = tap_name(installation, attachment_id, generation + 1 if moving else generation)
+            result.setdefault(instance_id, []).append(nic_spec(network, vpc_id, addressing.to_text(address), mac, tap))
     return result
 
 

@@ -234,10 +234,11 @@ class HostDriver(abc.ABC):
         snapshots their files itself)."""
         raise DriverError(f'{type(self).__name__} cannot snapshot attached volumes')
 
-    def migrate(self, instance_id, target, live):
+    def migrate(self, instance_id, target, live, spec):
         """Move the instance to the host `target` (a driver of the same kind): live keeps the guest
-        running throughout, cold saves it here and restores it there. Never two copies running; a
-        move repeated after a crash finishes what the first began."""
+        running throughout, cold saves it here and restores it there; `spec` is the instance as it
+        will be there (its NICs' taps). Never two copies running; a move repeated after a crash
+        finishes what the first began."""
         raise DriverError(f'{type(self).__name__} cannot move instances')
 
     def snapshot(self, instance_id, target, stop_timeout):

@@ -89,6 +89,21 @@ def interface_macs(document):
     return {mac.get('address').lower() for mac in root.iterfind('./devices/interface/mac')}
 
 
+def with_taps(document, taps):
+    """The domain XML with each interface's tap named as `taps` ({mac: tap name}) says: what it is
+    given on the host it moves to."""
+    root = etree.fromstring(document.encode() if isinstance(document, str) else document)
+    for element in root.iterfind('./devices/interface'):
+        mac = element.find('mac')
+        tap = taps.get(mac.get('address', '').lower()) if mac is not None else None
+        if tap:
+            target = element.find('target')
+            if target is None:
+                target = etree.SubElement(element, 'target')
+            target.set('dev', tap)
+    return _serialize(root)
+
+
 def _serialize(root):
     return etree.tostring(root, pretty_print=True, encoding='unicode')
 

@@ -41,7 +41,7 @@ class LibvirtDriver(HostDriver):
         self.files = files
         self.network = network
         self.simulated = self.host.simulated
-        self.local = uri.startswith('qemu:///')
+        self.local = uri.startswith(('qemu:///', 'qemu+unix:///'))     # its guests join this machine's bridges
 
     @property
     def label(self):
@@ -110,7 +110,7 @@ class LibvirtDriver(HostDriver):
         finally:
             self._host(self.host.boot, instance_id)
 
-    def migrate(self, instance_id, target, live):
+    def migrate(self, instance_id, target, live, spec):
         if not isinstance(target, LibvirtDriver) or target.simulated != self.simulated:
             raise DriverError(f'{instance_id} cannot move from {self.uri} to a host of another kind')
         here, there = self.state(instance_id), target.state(instance_id)
@@ -121,11 +121,14 @@ class LibvirtDriver(HostDriver):
             return
         if here is None:
             raise DriverError(f'{instance_id} is on neither {self.uri} nor {target.uri}')
+        taps = {nic.mac.lower(): nic.tap for nic in spec.nics if nic.tap}
         if live and here is DomainState.RUNNING and self.live_migration_to(target):
+            running, defined = self._host(self.host.migratable_definition, instance_id)
             self._host(self.host.migrate_live, instance_id, target.host, target.migration_uri(),
-                       not self.shares_storage_with(target))
+                       not self.shares_storage_with(target), domain_xml.with_taps(running, taps),
+                       domain_xml.with_taps(defined, taps))
         else:
-            self._cold_move(instance_id, target, here)
+            self._cold_move(instance_id, target, here, taps)
         self._note(instance_id, f'domain {instance_id} moved from {self.label} to {target.label}')
         target._note(instance_id, f'domain {instance_id} arrived from {self.label}')
 
@@ -144,24 +147,27 @@ class LibvirtDriver(HostDriver):
         hostname = urllib.parse.urlsplit(self.uri).hostname
         return f'tcp://{hostname or "127.0.0.1"}'
 
-    def _cold_move(self, instance_id, target, state):
+    def _cold_move(self, instance_id, target, state, taps):
         """Save the guest here, restore it there, then forget it here; a stopped domain is only
         defined there. The save file is removed as soon as it is restored: restored twice, it would
         give two copies."""
-        definition = self._host(self.host.definition, instance_id)
+        running, defined = self._host(self.host.migratable_definition, instance_id)
+        persistent = domain_xml.with_taps(defined, taps)
         if state in (DomainState.RUNNING, DomainState.PAUSED):
             saved = self.files.directory(instance_id) / 'migration.save'
             saved.parent.mkdir(parents=True, exist_ok=True)
             self._host(self.host.save, instance_id, str(saved))
+            # Simulated domains have no taps to rename (their NICs join no bridge).
+            renamed = domain_xml.with_taps(running, taps) if taps and not self.simulated else None
             try:
-                self._host(target.host.restore, str(saved), definition)
+                self._host(target.host.restore, str(saved), renamed, persistent)
             except DriverError:
-                self._host(self.host.restore, str(saved), definition)   # it runs where it was, as it was
+                self._host(self.host.restore, str(saved))   # it runs where it was, as it was
                 raise
             finally:
                 saved.unlink(missing_ok=True)
         else:
-            self._host(target.host.define, definition)
+            self._host(target.host.define, persistent)
         self._host(self.host.remove, instance_id)
 
     def plug_nic(self, spec, nic):

@@ -225,25 +225,47 @@ class LibvirtHost:
         """Stop a running domain, its memory written to `path`; its definition stays."""
         self._call(lambda connection: self._existing(connection, instance_id).save(path))
 
-    def restore(self, path, domain_xml):
-        """Start a domain from a saved image and keep it defined with `domain_xml` (a restored domain
-        is transient until defined)."""
+    def restore(self, path, running_xml=None, persistent_xml=None):
+        """Start a domain from a saved image, as `running_xml` describes it when given (its taps
+        renamed: the test driver cannot, and needs not), and define it as `persistent_xml` (a restored
+        domain is transient until defined; a domain restored where it is defined stays so)."""
         def restore(connection):
-            connection.restore(path)
-            connection.defineXML(domain_xml)
+            connection.restoreFlags(path, running_xml, 0)
+            if persistent_xml:
+                connection.defineXML(persistent_xml)
         self._call(restore)
+
+    def migratable_definition(self, instance_id):
+        """The running domain's XML as a destination host may be given it, and its persistent
+        definition: (running, defined), both migratable."""
+        def definitions(connection):
+            domain = self._existing(connection, instance_id)
+            return (domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE),
+                    domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE
+                                   | libvirt.VIR_DOMAIN_XML_SECURE))
+        return self._call(definitions)
 
     def define(self, domain_xml):
         self._call(lambda connection: connection.defineXML(domain_xml))
 
-    def migrate_live(self, instance_id, target, migration_uri, copy_storage):
-        """Move a running domain to the host `target` (a LibvirtHost) while it runs; it is defined
-        there and undefined here once the move completes."""
+    def migrate_live(self, instance_id, target, migration_uri, copy_storage, destination_xml=None,
+                     persistent_xml=None):
+        """Move a running domain to the host `target` (a LibvirtHost) while it runs, as
+        `destination_xml` describes it there; it is defined there (as `persistent_xml`) and undefined
+        here once the move completes."""
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
                  | libvirt.VIR_MIGRATE_AUTO_CONVERGE)
         if copy_storage:
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+        else:
+            # The files are shared because both hosts are daemons of one machine, which libvirt cannot
+            # tell from a shared file system: it would refuse the move as unsafe.
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
         params = {libvirt.VIR_MIGRATE_PARAM_URI: migration_uri} if migration_uri else {}
+        if destination_xml:
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = destination_xml
+        if persistent_xml:
+            params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persistent_xml
         destination = target.connection()
         self._call(lambda connection: self._existing(connection, instance_id).migrate3(destination, params, flags))
 

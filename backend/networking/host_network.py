@@ -77,10 +77,13 @@ def tap_prefix(installation):
     return 'r' + installation_digest(installation)[:3]
 
 
-def tap_name(installation, attachment_id):
+def tap_name(installation, attachment_id, generation=0):
     """The tap device of an attached interface: stable, unique per installation and attachment, 15
-    characters (the kernel's limit), so the firewall knows a port by name before it exists."""
-    digest = hashlib.sha256(f'{installation}/{attachment_id}'.encode()).hexdigest()
+    characters (the kernel's limit), so the firewall knows a port by name before it exists. Each move
+    of its instance gives the next generation's name: two hosts of one machine hold both taps for a
+    moment while a guest moves between them."""
+    key = f'{installation}/{attachment_id}' + (f'/{generation}' if generation else '')
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return f'{tap_prefix(installation)}{digest[:11]}'
 
 
@@ -90,7 +93,9 @@ def _check_length(interface):
 
 
 def is_on_this_machine(uri):
-    return uri.startswith('qemu:///')
+    """A host whose guests join this machine's bridges: the local QEMU drivers, and libvirt daemons
+    reached through a local socket (another daemon of this machine)."""
+    return uri.startswith(('qemu:///', 'qemu+unix:///'))
 
 
 @dataclasses.dataclass(frozen=True)

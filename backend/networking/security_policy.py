@@ -9,7 +9,7 @@ objects; nothing here knows about nftables.
 import dataclasses
 import ipaddress
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ..lifecycle import State
 from ..models import (Instance as InstanceRow, InterfaceGroup, Lease, Network as NetworkRow,
@@ -98,21 +98,27 @@ def policies_by_host(session, host_ids, installation, names=None):
 def _policies(session, host_ids, installation, names, key_of):
     """{key: Policy}, the ports of each host going to the Policy `key_of(host id)`."""
     rows = session.execute(
-        select(InstanceRow.host_id, InterfaceRow.interface_id, InterfaceRow.attachment_id, InterfaceRow.mac,
+        select(InstanceRow.host_id, InstanceRow.migration_host_id, InstanceRow.nic_generation,
+               InterfaceRow.interface_id, InterfaceRow.attachment_id, InterfaceRow.mac,
                InterfaceRow.source_dest_check, NetworkRow)
         .join(InstanceRow, InstanceRow.instance_id == InterfaceRow.instance_id)
         .join(NetworkRow, NetworkRow.id == InterfaceRow.network_id)
-        .where(InstanceRow.host_id.in_(list(host_ids)), InstanceRow.state != State.TERMINATED.value,
-               InterfaceRow.attachment_status.in_(PLUGGED))).all()
+        .where(or_(InstanceRow.host_id.in_(list(host_ids)), InstanceRow.migration_host_id.in_(list(host_ids))),
+               InstanceRow.state != State.TERMINATED.value, InterfaceRow.attachment_status.in_(PLUGGED))).all()
     interface_ids = [row.interface_id for row in rows]
     addresses = _addresses_of(session, interface_ids)
     groups = _groups_of(session, interface_ids)
-    ports, segments = {}, {}
-    for host_id, interface_id, attachment_id, mac, source_dest_check, network in rows:
+    ports, segments, host_ids = {}, {}, set(host_ids)
+    for host_id, moving_to, generation, interface_id, attachment_id, mac, source_dest_check, network in rows:
         segment = segments.get(network.id) or segments.setdefault(network.id, Segment.of(network, names))
-        ports.setdefault(key_of(host_id), []).append((segment, Port(
-            interface_id, tap_name(installation, attachment_id), segment.bridge, mac.lower(),
-            tuple(addresses.get(interface_id, ())), source_dest_check, tuple(sorted(groups.get(interface_id, ()))))))
+        # A moving instance has a port on each host: this generation's tap here, the next one there.
+        for on_host, tap_generation in ((host_id, generation), (moving_to, generation + 1)):
+            if on_host is None or on_host not in host_ids:
+                continue
+            ports.setdefault(key_of(on_host), []).append((segment, Port(
+                interface_id, tap_name(installation, attachment_id, tap_generation), segment.bridge, mac.lower(),
+                tuple(addresses.get(interface_id, ())), source_dest_check,
+                tuple(sorted(groups.get(interface_id, ()))))))
     all_groups = _group_policies(session, sorted({g for held in ports.values() for _, port in held for g in port.groups}))
     by_id = {group.group_id: group for group in all_groups}
     all_members = dict(_members(session, sorted({peer for group in all_groups for permission in

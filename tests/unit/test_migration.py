@@ -106,7 +106,7 @@ def test_a_move_interrupted_after_the_restore_is_finished_not_repeated(setup):
     # The crash came after the target started the guest, before the source forgot its copy.
     saved = source.files.directory(first) / 'x.save'
     source.host.save(first, str(saved))
-    target.host.restore(str(saved), source.host.definition(first))
+    target.host.restore(str(saved), None, source.host.definition(first))
     worker.dispatch(wait=True)
     assert record(cloud, owner, first).host_name == move.target
     assert list(domains(worker, first).values()) == [DomainState.RUNNING]

@@ -18,6 +18,7 @@ def upgrade():
     with op.batch_alter_table('instances') as batch:
         batch.add_column(sa.Column('migration_host_id', sa.Integer(), nullable=True))
         batch.add_column(sa.Column('migration_live', sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column('nic_generation', sa.Integer(), nullable=False, server_default='0'))
         batch.create_foreign_key(op.f('fk_instances_migration_host_id_hosts'), 'hosts', ['migration_host_id'], ['id'])
     with op.batch_alter_table('hosts') as batch:
         batch.add_column(sa.Column('standby', sa.Boolean(), nullable=False, server_default=sa.false()))
@@ -34,5 +35,6 @@ def downgrade():
         batch.drop_column('standby')
     with op.batch_alter_table('instances') as batch:
         batch.drop_constraint(op.f('fk_instances_migration_host_id_hosts'), type_='foreignkey')
+        batch.drop_column('nic_generation')
         batch.drop_column('migration_live')
         batch.drop_column('migration_host_id')

@@ -1,0 +1,119 @@
+"""Real VMs moving between two real libvirt hosts of this machine: two `libvirtd` daemons of their
+own (own directories, own host UUIDs, own sockets), registered as qemu+unix hosts. A stock image VM
+boots on one and is contextualized; it moves live to the other while a neighbour in its subnet pings
+it, and keeps answering; it moves back cold; `host evacuate` empties a host; terminating leaves no
+domain on either daemon."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support.libvirt_daemon import LibvirtDaemon
+from tests.vm.conftest import (CONTEXTUALIZED, NetnsCloud, icmp_in, missing_requirement, security_group,
+                               wait_for_console, wait_for_states)
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope='module')
+def two_hosts():
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    cloud = NetnsCloud(local_host=False)
+    daemons, ec2 = [], None
+    try:
+        cloud.start()
+        for name in ('left', 'right'):
+            daemon = LibvirtDaemon(cloud.home / f'libvirtd-{name}', netns=cloud.namespace).start()
+            daemons.append(daemon)
+            cloud.admin('host', 'add', daemon.uri, '--name', name, '--domain-type', 'qemu')
+        ec2 = cloud.client()
+        yield cloud, ec2, dict(zip(('left', 'right'), daemons))
+    finally:
+        try:
+            cloud.close(ec2)
+        finally:
+            for daemon in daemons:
+                daemon.stop()
+
+
+def moves(cloud, *arguments):
+    """The moves a `reservoir` command printed, whether or not they all succeeded."""
+    result = subprocess.run(['ip', 'netns', 'exec', cloud.namespace, sys.executable, '-m', 'backend.cli',
+                             *arguments, '--json'], env=cloud.env, capture_output=True, text=True, timeout=600)
+    assert result.stdout, result.stderr
+    return json.loads(result.stdout)
+
+
+def on(daemon, instance_id):
+    """Whether the daemon has a domain of the instance (named <prefix>-<instance id>)."""
+    return any(name.endswith(instance_id) for name in daemon.domains())
+
+
+def host_of(cloud, instance_id):
+    listed = json.loads(cloud.admin('instance', 'list', '--json'))
+    return next(row['host_name'] for row in listed if row['instance_id'] == instance_id)
+
+
+class Pinger:
+    """Pings an address from a VPC's router once every 0.1 s in the background; counts the answers."""
+
+    def __init__(self, cloud, vpc_id, address):
+        self.process = subprocess.Popen(cloud.vpc_command(vpc_id, 'ping', '-i', '0.1', '-W', '1', address),
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self):
+        self.process.terminate()
+        output, _ = self.process.communicate(timeout=10)
+        return output.count('bytes from'), output
+
+
+def test_a_vm_moves_live_and_cold_and_leaves_nothing_behind(two_hosts):
+    cloud, ec2, daemons = two_hosts
+    group = security_group(ec2, 'pingable', icmp_in())
+    (instance,) = ec2.run_instances(ImageId=cloud.image_id, MinCount=1, MaxCount=1, InstanceType='m1.small',
+                                    SecurityGroupIds=[group])['Instances']
+    instance_id = instance['InstanceId']
+    wait_for_states(ec2, [instance_id], {'running'})
+    wait_for_console(ec2, instance_id, CONTEXTUALIZED)
+    shown = ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+    address, vpc_id = shown['PrivateIpAddress'], shown['VpcId']
+    source = host_of(cloud, instance_id)
+    target = 'right' if source == 'left' else 'left'
+    assert on(daemons[source], instance_id)
+    cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', address)
+
+    # Live: the guest keeps answering while it moves.
+    pinger = Pinger(cloud, vpc_id, address)
+    time.sleep(2)
+    (move,) = moves(cloud, 'instance', 'migrate', instance_id, '--host', target)
+    time.sleep(3)
+    answered, output = pinger.stop()
+    assert move['outcome'] == 'moved', (move, cloud.log()[-3000:])
+    assert host_of(cloud, instance_id) == target
+    assert on(daemons[target], instance_id) and not on(daemons[source], instance_id)
+    assert answered >= 20, output[-2000:]
+    assert ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]['State']['Name'] \
+        == 'running'
+    cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', address)
+
+    # Cold, back where it came from: saved there, restored here, answering again.
+    (move,) = moves(cloud, 'instance', 'migrate', instance_id, '--host', source, '--cold')
+    assert move['outcome'] == 'moved', move
+    assert on(daemons[source], instance_id) and not on(daemons[target], instance_id)
+    cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '5', address)
+
+    # Evacuation empties the host it is on.
+    evacuated = moves(cloud, 'host', 'evacuate', source)
+    assert [m['outcome'] for m in evacuated] == ['moved'], evacuated
+    assert not daemons[source].domains() and on(daemons[target], instance_id)
+    cloud.admin('host', 'enable', source)
+    cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', address)
+
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_for_states(ec2, [instance_id], {'terminated'})
+    assert not daemons['left'].domains() and not daemons['right'].domains()
+    assert not (cloud.home / 'home' / 'instances' / instance_id).exists()
