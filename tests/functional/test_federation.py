@@ -17,7 +17,10 @@ TAG = 'reservoir:instance-id'
 @pytest.fixture(scope='module', params=['v4', 'v2'])
 def clouds(tmp_path_factory, request):
     """(site, peer): the peer signed to in SigV4, then again in SigV2 as Nimbus-era peers were."""
-    peer = simulated_cloud(tmp_path_factory.mktemp('peer-cloud'), ('partner',))
+    # The peer is another installation: its own prefix for what it makes on a machine, its own pool.
+    peer = simulated_cloud(tmp_path_factory.mktemp('peer-cloud'), ('partner',),
+                           extra_env={'RESERVOIR_CLOUD_HOST_PREFIX': 'peer',
+                                      'RESERVOIR_COMPUTE_PUBLIC_POOL': '198.51.100.0/24'})
     site = simulated_cloud(tmp_path_factory.mktemp('site-cloud'), ('alice',), hosts=1, cpus=1, memory_mib=1024,
                            start=False)
     partner = peer.users['partner']
@@ -148,6 +151,7 @@ def test_a_burst_reservation_shows_the_peers_addresses_and_mirrors_tags(clouds):
         return ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
     for instance_id, there in zip(burst, on_the_peer):
         wait_for(lambda: shown(instance_id).get('PrivateIpAddress') == there['PrivateIpAddress'])
+        assert shown(instance_id).get('PublicIpAddress') == there.get('PublicIpAddress')
         assert shown(instance_id)['NetworkInterfaces'] == [] and 'SubnetId' not in shown(instance_id)
     attached = ec2.describe_network_interfaces(Filters=[{'Name': 'attachment.instance-id', 'Values': ids}])
     assert [i['Attachment']['InstanceId'] for i in attached['NetworkInterfaces']] == local
