@@ -1,33 +1,17 @@
 """Moving instances between simulated hosts: capacity on both hosts while moving, the domain on
 exactly one host at every moment, refusals with reasons, evacuation, and a move a crash interrupted."""
-import subprocess
 
 import pytest
-from backend.cloud import Cloud
-from backend.config import load_config
+
 from backend.drivers.base import DomainState
 from backend.drivers.libvirt_host import HostError
 from backend.errors import BackendError
-from backend.instances import LaunchRequest
 from backend.models import Instance as InstanceRow
-from backend.worker import Worker
 
 
 @pytest.fixture
-def setup(tmp_path):
-    cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(tmp_path)}))
-    user = cloud.users.create('alice')
-    disk = tmp_path / 'tiny.qcow2'
-    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
-    image = cloud.images.register_file(disk, 'tiny', user.account_id, public=True)
-    cloud.hosts.add_simulated(3, cpus=2, memory_mib=1024)
-    worker = Worker(cloud)
-    worker.claim_hosts()
-    launched = cloud.instances.run(user.account_id, LaunchRequest(image.image_id, 2, 2, 'm1.small'))
-    worker.dispatch(wait=True)
-    yield cloud, worker, user.account_id, [instance.instance_id for instance in launched]
-    worker.stop()
-    cloud.close()
+def setup(launched):
+    return launched(hosts=3, cpus=2, memory_mib=1024, count=2)
 
 
 def domains(worker, instance_id):

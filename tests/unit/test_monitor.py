@@ -1,31 +1,14 @@
 """The monitor against simulated hosts: vanished domains, guest shutdowns, unreachable hosts."""
-import subprocess
 import time
 
 import pytest
 
-from backend.cloud import Cloud
-from backend.config import load_config
-from backend.instances import LaunchRequest
 import backend.worker
-from backend.worker import Worker
 
 
 @pytest.fixture
-def setup(tmp_path):
-    cloud = Cloud.open(load_config({'RESERVOIR_HOME': str(tmp_path)}))
-    user = cloud.users.create('alice')
-    disk = tmp_path / 'tiny.qcow2'
-    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(disk), '16M'], check=True)
-    image = cloud.images.register_file(disk, 'tiny', user.account_id, public=True)
-    cloud.hosts.add_simulated(2, cpus=4, memory_mib=2048)
-    worker = Worker(cloud)
-    worker.claim_hosts()
-    launched = cloud.instances.run(user.account_id, LaunchRequest(image.image_id, 2, 2, 'm1.small'))
-    worker.dispatch(wait=True)
-    yield cloud, worker, user.account_id, [instance.instance_id for instance in launched]
-    worker.stop()
-    cloud.close()
+def setup(launched):
+    return launched(hosts=2, cpus=4, memory_mib=2048, count=2)
 
 
 def states(cloud, owner):
