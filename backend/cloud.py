@@ -98,8 +98,13 @@ class Cloud:
         """GetConsoleOutput: the instance's serial console (64 KiB tail) as bytes; a peer cloud's
         instance's as that peer gives it."""
         (instance,) = self.instances.describe(owner, ids=[instance_id])   # ownership and existence
-        peer = self.peers.console_output(instance.host_name, instance_id) if instance.host_name else None
-        return self.instance_files.console_output(instance_id) if peer is None else peer
+        found = None
+        if instance.host_name:
+            found = self.peers.console_output(instance.host_name, instance_id)
+            if found is None:       # a host without shared storage keeps the console in its pool
+                found = self.hosts.console_output(instance.host_name, instance_id, self.instance_files,
+                                                  self.config.host_names)
+        return self.instance_files.console_output(instance_id) if found is None else found
 
     def _wake_worker(self):
         if self.worker is not None:

@@ -80,6 +80,12 @@ class HostNames:
     def domain(self, instance_id):
         return f'{self.prefix}-{instance_id}'
 
+    @property
+    def storage_pool(self):
+        """The libvirt storage pool of the installation's volumes on a host without shared storage,
+        and its directory's name: the prefix alone, as domains, so every worker finds it."""
+        return f'{self.prefix}-instances'
+
     def instance_of(self, domain_name):
         """The instance a domain of this installation runs, or None for anyone else's domain."""
         head = f'{self.prefix}-'

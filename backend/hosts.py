@@ -38,6 +38,7 @@ class Host:
     instances: int
     last_seen: datetime.datetime | None
     standby: bool = False
+    shared_storage: str | None = None    # where the host sees this machine's state directory
 
     def as_json(self):
         record = dataclasses.asdict(self)
@@ -50,16 +51,43 @@ class HostService:
         self.db = db
         self.config = config
 
-    def add(self, uri, name=None, cpus=None, memory_mib=None, zone=None, domain_type=None):
-        """Register a libvirt host; capacity is asked of the host unless given."""
+    def add(self, uri, name=None, cpus=None, memory_mib=None, zone=None, domain_type=None, shared_storage=None):
+        """Register a libvirt host; capacity is asked of the host unless given. `shared_storage`: the
+        absolute path where the host sees this machine's state directory (its disks are then this
+        machine's files, never copied to it)."""
         name = name or _name_from_uri(uri)
         zone = self._check_zone(zone)
+        if shared_storage is not None and not shared_storage.startswith('/'):
+            raise InvalidValue('--shared-storage takes the absolute path where the host sees the state directory')
         if cpus is None or memory_mib is None:
             reported_cpus, reported_memory = _ask_capacity(uri)
             cpus = cpus if cpus is not None else reported_cpus
             memory_mib = memory_mib if memory_mib is not None else reported_memory
         return self._insert(name, uri, zone, cpus, memory_mib, domain_type or _domain_type(uri),
-                            simulated=uri.startswith('test://'))
+                            simulated=uri.startswith('test://'), shared_storage=shared_storage)
+
+    def shared_storage(self, host_id):
+        """Where the host sees this machine's state directory, or None (its disks are copied to it)."""
+        with self.db.read() as session:
+            return session.scalar(select(HostRow.shared_storage).where(HostRow.id == host_id))
+
+    def console_output(self, host_name, instance_id, files, names):
+        """The console of an instance on a libvirt host whose disks are in its own storage pool,
+        asked of the host; None when the console is this machine's file (or a peer's)."""
+        with self.db.read() as session:
+            row = session.execute(select(HostRow.uri, HostRow.shared_storage, HostRow.domain_type)
+                                  .where(HostRow.name == host_name)).one_or_none()
+        if row is None or row.domain_type == 'ec2':
+            return None
+        driver = open_driver(row.uri, files, names=names, shared_storage=row.shared_storage)
+        try:
+            if driver.storage.shared:
+                return None
+            return driver.console_output(instance_id)
+        except DriverError:
+            return b''
+        finally:
+            driver.close()
 
     def add_simulated(self, count, cpus, memory_mib, zone=None, prefix='sim'):
         """Create `count` simulated hosts on libvirt's test driver, each its own in-memory node."""
@@ -113,7 +141,7 @@ class HostService:
             session.execute(update(InstanceRow).where(InstanceRow.host_id == row.id).values(host_id=None))
             session.delete(row)
 
-    def _insert(self, name, uri, zone, cpus, memory_mib, domain_type, simulated):
+    def _insert(self, name, uri, zone, cpus, memory_mib, domain_type, simulated, shared_storage=None):
         if not _HOST_NAME.fullmatch(name):
             raise InvalidValue(f"'{name}' is not a valid host name")
         if domain_type not in DOMAIN_TYPES:
@@ -125,7 +153,7 @@ class HostService:
                 raise Conflict('HostExists', f"A host named '{name}' is already registered")
             session.add(HostRow(**_defaults(dict(name=name, uri=uri, zone=zone, cpus=cpus,
                                                  memory_mib=memory_mib, domain_type=domain_type,
-                                                 simulated=simulated))))
+                                                 simulated=simulated, shared_storage=shared_storage))))
         return self.get(name)
 
     def _check_zone(self, zone):
@@ -190,7 +218,7 @@ def _find(session, name):
 def _record(row, instances):
     return Host(row.id, row.name, row.uri, row.zone, row.cpus, row.memory_mib, row.used_cpus,
                 row.used_memory_mib, row.enabled, row.state, row.state_reason, row.domain_type,
-                row.simulated, instances, row.last_seen, row.standby)
+                row.simulated, instances, row.last_seen, row.standby, row.shared_storage)
 
 
 def _name_from_uri(uri):

@@ -53,7 +53,8 @@ RESTORED_STATES = (State.RUNNING.value, State.REBOOTING.value, State.IMPAIRED.va
 class HostPool:
     """One driver per host row in this process (for test:/// URIs, the connection is the host)."""
 
-    def __init__(self, on_first_connect, files, network, peer_settings=lambda host_id: None, names=None):
+    def __init__(self, on_first_connect, files, network, peer_settings=lambda host_id: None, names=None,
+                 shared_storage=lambda host_id: None):
         self._hosts = {}
         self._names = names                     # the installation's HostNames: its domain names
         self._lock = threading.Lock()
@@ -61,6 +62,7 @@ class HostPool:
         self._files = files
         self._network = network
         self._peer_settings = peer_settings     # host id -> PeerSettings of a peer cloud, or None
+        self._shared_storage = shared_storage   # host id -> where it sees this machine's files, or None
 
     def get(self, host_id, uri):
         with self._lock:
@@ -68,7 +70,8 @@ class HostPool:
             fresh = host is None or host.uri != uri
             if fresh:
                 host = self._hosts[host_id] = open_driver(uri, self._files, self._network,
-                                                          peer=self._peer_settings(host_id), names=self._names)
+                                                          peer=self._peer_settings(host_id), names=self._names,
+                                                          shared_storage=self._shared_storage(host_id))
         if fresh:
             self._on_first_connect(host_id, host)
         return host
@@ -108,7 +111,7 @@ class Worker:
         self.firewall = HostFirewall(groups.table_prefix, self.installation, cloud.config.home / 'firewall',
                                      simulated_host_rules=groups.simulated_host_rules, names=names)  # security groups
         self.hosts = HostPool(self._restore_host, self.files, self.host_network,
-                              cloud.peers.settings, names)
+                              cloud.peers.settings, names, cloud.hosts.shared_storage)
         self.monitor = Monitor(self)
         self.snapshots = Snapshotter(self)   # CreateImage jobs of instances on our hosts
         self.attachments = Attachments(self)  # network interfaces plugged into and out of instances

@@ -34,6 +34,9 @@ def _host_commands(commands, json_flag):
     add.add_argument('--memory', type=int, metavar='MiB')
     add.add_argument('--zone')
     add.add_argument('--domain-type', choices=('qemu', 'kvm', 'xen'))
+    add.add_argument('--shared-storage', metavar='PATH',
+                     help="where the host sees this server's state directory: its instances' disks are then "
+                          'read there, not copied into a storage pool on the host')
     peer = add.add_argument_group('a peer cloud (ec2+http/https URIs)')
     peer.add_argument('--region')
     peer.add_argument('--access-key')
@@ -96,7 +99,8 @@ def host_add(args):
                                      placement=args.placement)]
         elif args.uri:
             hosts = [cloud.hosts.add(args.uri, name=args.name, cpus=args.cpus, memory_mib=args.memory,
-                                     zone=args.zone, domain_type=args.domain_type)]
+                                     zone=args.zone, domain_type=args.domain_type,
+                                     shared_storage=args.shared_storage)]
         else:
             raise InvalidValue('give a libvirt URI, or --simulated')
     _print_hosts(hosts, args.json)

@@ -1,9 +1,10 @@
 """The libvirt host driver: hypervisors (embedded QEMU, qemu:///system, qemu+ssh://, xen://) and
 simulated hosts (libvirt's test driver), behind the one `HostDriver` interface.
 
-A deploy makes the instance's files on this machine (a copy-on-write overlay of its image and a
-context CD, see `instance_files`), joins its NICs to their bridges, and defines and starts the
-domain. Simulated hosts get only a console log, where the driver writes what happened to the
+A deploy puts the instance's disks where the host reads them (`host_storage`: this machine's
+files for the local QEMU driver and hosts with shared storage, else volumes in a storage pool on the
+host, copied through the libvirt connection), joins its NICs to their bridges, and defines and
+starts the domain. Simulated hosts get only a console log, where the driver writes what happened to the
 domain, so GetConsoleOutput shows something on them too.
 
 Domains and bridges are named the installation's way (`host_names`), so installations can share a
@@ -21,6 +22,7 @@ import uuid
 from . import domain_xml
 from ..host_names import HostNames
 from .base import DomainState, DriverError, Feature, HostDriver
+from .host_storage import LocalStorage, PoolStorage
 from .libvirt_host import HostError, LibvirtHost
 
 DEFAULT_CMDLINE = 'console=ttyS0 panic=-1 quiet root=/dev/vda'
@@ -32,9 +34,10 @@ class LibvirtDriver(HostDriver):
     features = frozenset({Feature.REBOOT, Feature.ACPI_SHUTDOWN, Feature.CONSOLE, Feature.SNAPSHOT,
                           Feature.NIC_HOTPLUG, Feature.DISK_HOTPLUG, Feature.LOCAL_NETWORK, Feature.MIGRATE})
 
-    def __init__(self, uri, files, network=None, names=HostNames()):
+    def __init__(self, uri, files, network=None, names=HostNames(), shared_storage=None):
         """`files`: where instance files live on this machine; `network`: sets up bridges here;
-        `names`: the installation's HostNames."""
+        `names`: the installation's HostNames; `shared_storage`: where the host sees this machine's
+        state directory, if it does."""
         self.uri = uri
         self.names = names
         self.host = LibvirtHost(uri, names)
@@ -42,6 +45,10 @@ class LibvirtDriver(HostDriver):
         self.network = network
         self.simulated = self.host.simulated
         self.local = uri.startswith(('qemu:///', 'qemu+unix:///'))     # its guests join this machine's bridges
+        if self.simulated or shared_storage or uri.startswith(('qemu:///', 'xen:///')):
+            self.storage = LocalStorage(files, shared_storage)
+        else:
+            self.storage = PoolStorage(self.host, names)
 
     @property
     def label(self):
@@ -76,7 +83,7 @@ class LibvirtDriver(HostDriver):
 
     def destroy(self, instance_id):
         self._host(self.host.remove, instance_id)
-        self.files.remove(instance_id)
+        self.storage.remove(instance_id)
 
     def state(self, instance_id):
         found = self._host(self.host.state, instance_id)
@@ -86,13 +93,15 @@ class LibvirtDriver(HostDriver):
         return {name: DomainState(state) for name, state in self._host(self.host.domain_states).items()}
 
     def console_output(self, instance_id):
-        return self.files.console_output(instance_id)
+        return self.storage.console_output(instance_id)
 
     def snapshot(self, instance_id, target, stop_timeout):
         """Flatten the overlay and its image into one qcow2, consistent as EC2's CreateImage is:
         a stopped instance as it is; NoReboot pauses the guest (QEMU flushes its disks) and resumes
         it; otherwise the guest is shut down cleanly (powered off after the stop timeout) and started
         again, so its filesystem is clean."""
+        if not self.storage.shared:
+            raise DriverError(f'images cannot be made of instances on {self.label}, a host without shared storage')
         disk = self.files.disk(instance_id)
         if not disk.exists():
             raise DriverError(f'the disk of {instance_id} is missing')
@@ -113,22 +122,24 @@ class LibvirtDriver(HostDriver):
     def migrate(self, instance_id, target, live, spec):
         if not isinstance(target, LibvirtDriver) or target.simulated != self.simulated:
             raise DriverError(f'{instance_id} cannot move from {self.uri} to a host of another kind')
+        if self.storage.shared != target.storage.shared:
+            raise DriverError(f'{instance_id} cannot move between {self.label} and {target.label}: one has '
+                              'shared storage, the other not')
         here, there = self.state(instance_id), target.state(instance_id)
         if there in (DomainState.RUNNING, DomainState.PAUSED) or (here is None and there is not None):
             # Already there (a move a crash interrupted): only the copy here, stopped, is left to remove.
             if here is not None:
                 self._host(self.host.remove, instance_id)
+            self.storage.release(instance_id)
             return
         if here is None:
             raise DriverError(f'{instance_id} is on neither {self.uri} nor {target.uri}')
         taps = {nic.mac.lower(): nic.tap for nic in spec.nics if nic.tap}
         if live and here is DomainState.RUNNING and self.live_migration_to(target):
-            running, defined = self._host(self.host.migratable_definition, instance_id)
-            self._host(self.host.migrate_live, instance_id, target.host, target.migration_uri(),
-                       not self.shares_storage_with(target), domain_xml.with_taps(running, taps),
-                       domain_xml.with_taps(defined, taps))
+            self._live_move(instance_id, target, taps, spec)
         else:
-            self._cold_move(instance_id, target, here, taps)
+            self._cold_move(instance_id, target, here, taps, spec)
+        self.storage.release(instance_id)
         self._note(instance_id, f'domain {instance_id} moved from {self.label} to {target.label}')
         target._note(instance_id, f'domain {instance_id} arrived from {self.label}')
 
@@ -137,9 +148,9 @@ class LibvirtDriver(HostDriver):
         return not self.simulated and not target.simulated and 'embed' not in self.uri and 'embed' not in target.uri
 
     def shares_storage_with(self, target):
-        """Both hosts see this machine's instance files (two daemons of one machine do: copying a
-        disk onto the file it is read from would destroy it)."""
-        return on_this_machine(self.uri) and on_this_machine(target.uri)
+        """Both hosts read this machine's instance files: copying a disk onto the file it is read
+        from would destroy it."""
+        return self.storage.shared and target.storage.shared
 
     def migration_uri(self):
         """Where the source's QEMU sends the guest: this host's address (libvirt refuses 127.0.0.1 as
@@ -147,27 +158,49 @@ class LibvirtDriver(HostDriver):
         hostname = urllib.parse.urlsplit(self.uri).hostname
         return f'tcp://{hostname or "127.0.0.1"}'
 
-    def _cold_move(self, instance_id, target, state, taps):
+    def _live_move(self, instance_id, target, taps, spec):
+        """migrate3 while the guest runs. Without shared storage the target gets the bases, an empty
+        overlay and the context CD at the same paths first, and QEMU copies the overlay's data."""
+        running, defined = self._host(self.host.migratable_definition, instance_id)
+        copy = not self.shares_storage_with(target)
+        try:
+            self.storage.send(instance_id, target.storage, spec)
+            self._host(self.host.migrate_live, instance_id, target.host, target.migration_uri(), copy,
+                       domain_xml.with_taps(running, taps), domain_xml.with_taps(defined, taps))
+        except DriverError:
+            if target.state(instance_id) is None:
+                target.storage.release(instance_id)     # libvirt left it running here
+            raise
+
+    def _cold_move(self, instance_id, target, state, taps, spec):
         """Save the guest here, restore it there, then forget it here; a stopped domain is only
-        defined there. The save file is removed as soon as it is restored: restored twice, it would
+        defined there. Without shared storage, the overlay (and the saved guest) are copied to the
+        target first. The save file is removed as soon as it is restored: restored twice, it would
         give two copies."""
         running, defined = self._host(self.host.migratable_definition, instance_id)
         persistent = domain_xml.with_taps(defined, taps)
-        if state in (DomainState.RUNNING, DomainState.PAUSED):
-            saved = self.files.directory(instance_id) / 'migration.save'
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            self._host(self.host.save, instance_id, str(saved))
-            # Simulated domains have no taps to rename (their NICs join no bridge).
-            renamed = domain_xml.with_taps(running, taps) if taps and not self.simulated else None
-            try:
-                self._host(target.host.restore, str(saved), renamed, persistent)
-            except DriverError:
-                self._host(self.host.restore, str(saved))   # it runs where it was, as it was
-                raise
-            finally:
-                saved.unlink(missing_ok=True)
-        else:
+        disk = ('disk.qcow2',) if spec.root else ()
+        if state not in (DomainState.RUNNING, DomainState.PAUSED):
+            self.storage.send(instance_id, target.storage, spec, disk)
             self._host(target.host.define, persistent)
+            self._host(self.host.remove, instance_id)
+            return
+        saved = self.storage.save_path(instance_id)
+        self._host(self.host.save, instance_id, saved)
+        # Simulated domains have no taps to rename (their NICs join no bridge).
+        renamed = domain_xml.with_taps(running, taps) if taps and not self.simulated else None
+        try:
+            self.storage.send(instance_id, target.storage, spec, (*disk, 'migration.save'))
+            self._host(target.host.restore, saved, renamed, persistent)
+        except DriverError:
+            self._host(self.host.restore, saved)   # it runs where it was, as it was
+            if target.state(instance_id) is None:
+                target.storage.release(instance_id)
+            raise
+        finally:
+            self.storage.drop_saved(instance_id)
+            if target.storage is not self.storage:
+                target.storage.drop_saved(instance_id)
         self._host(self.host.remove, instance_id)
 
     def plug_nic(self, spec, nic):
@@ -183,8 +216,8 @@ class LibvirtDriver(HostDriver):
         nic = self._on_bridge(nic)
         if self.local and self.network is not None:
             self.network.ensure_segment(nic)
-        _, iso = self.files.prepare(spec)
-        self._host(self.host.change_device, spec.instance_id, domain_xml.context_cdrom(str(iso), spec.domain_type),
+        iso = self.storage.prepare(spec).context_iso
+        self._host(self.host.change_device, spec.instance_id, domain_xml.context_cdrom(iso, spec.domain_type),
                    'update')
         self._host(self.host.change_device, spec.instance_id,
                    domain_xml.interface(domain_xml.Nic(nic.mac, nic.bridge, nic.tap), spec.domain_type), 'attach')
@@ -207,6 +240,9 @@ class LibvirtDriver(HostDriver):
             return
         if disk.target in domain_xml.disk_targets(definition):
             return
+        if not self.storage.shared:
+            raise DriverError(f'volumes cannot be attached to instances on {self.label}, a host without shared '
+                              'storage')
         self._host(self.host.change_device, instance_id, domain_xml.volume_disk(disk, domain_type), 'attach')
 
     def detach_disk(self, instance_id, disk, force=False):
@@ -265,14 +301,12 @@ class LibvirtDriver(HostDriver):
         if self.local and self.network is not None:
             for nic in nics:
                 self.network.ensure_segment(nic)
-        disk, iso = self.files.prepare(spec)
+        placed = self.storage.prepare(spec)
         return domain_xml.DomainSpec(
-            **common, disk=str(disk) if disk else None, backing=spec.root.path if spec.root else None,
-            kernel=spec.kernel.path if spec.kernel else None,
-            initrd=spec.ramdisk.path if spec.ramdisk else None,
-            cmdline=DEFAULT_CMDLINE if spec.kernel else None, context_iso=str(iso),
+            **common, disk=placed.disk, backing=placed.backing, kernel=placed.kernel, initrd=placed.initrd,
+            cmdline=DEFAULT_CMDLINE if spec.kernel else None, context_iso=placed.context_iso,
             nics=tuple(domain_xml.Nic(nic.mac, nic.bridge, nic.tap) for nic in nics),
-            console_log=str(self.files.console_path(spec.instance_id)), volumes=tuple(spec.volumes))
+            console_log=placed.console_log, volumes=placed.volumes)
 
     def _on_bridge(self, nic):
         """The NIC with its bridge named: the one its network names, else the installation's."""
@@ -301,12 +335,6 @@ class LibvirtDriver(HostDriver):
             return operation(*args)
         except HostError as error:
             raise DriverError(str(error)) from None
-
-
-def on_this_machine(uri):
-    """A libvirt URI of this machine: a local socket, or a daemon on loopback."""
-    parsed = urllib.parse.urlsplit(uri)
-    return not parsed.hostname or parsed.hostname in ('localhost', '127.0.0.1', '::1')
 
 
 def _flatten(disk, target, force_share):

@@ -269,6 +269,11 @@ class LibvirtHost:
         destination = target.connection()
         self._call(lambda connection: self._existing(connection, instance_id).migrate3(destination, params, flags))
 
+    def call(self, operation):
+        """Run `operation(connection)`, libvirt's errors raised as HostError (the storage pool's
+        verbs, say, which live beside this module)."""
+        return self._call(operation)
+
     def _call(self, operation):
         with self._lock:
             try:

@@ -197,3 +197,14 @@ def test_bad_compute_input_is_one_line_and_non_zero(capsys):
                       ('host', 'remove', 'nowhere')):
         code, out, err = run(capsys, *arguments)
         assert code == 1 and err.startswith('reservoir: error: ') and err.count('\n') == 1, err
+
+
+def test_a_host_with_shared_storage_says_where_it_sees_the_state_directory(capsys):
+    (host,) = run_json(capsys, 'host', 'add', 'qemu+tcp://node1/system', '--name', 'node1', '--cpus', '2',
+                       '--memory', '2048', '--shared-storage', '/mnt/cloud')
+    assert host['shared_storage'] == '/mnt/cloud'
+    (plain,) = run_json(capsys, 'host', 'add', 'qemu+tcp://node2/system', '--name', 'node2', '--cpus', '2',
+                        '--memory', '2048')
+    assert plain['shared_storage'] is None                  # its disks are copied into its own pool
+    assert_fails(capsys, ('host', 'add', 'qemu+tcp://node3/system', '--cpus', '2', '--memory', '2048',
+                          '--shared-storage', 'relative/path'), 'absolute path')

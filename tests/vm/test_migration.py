@@ -1,8 +1,11 @@
 """Real VMs moving between two real libvirt hosts of this machine: two `libvirtd` daemons of their
-own (own directories, own host UUIDs, own sockets), registered as qemu+unix hosts. A stock image VM
-boots on one and is contextualized; it moves live to the other while a neighbour in its subnet pings
-it, and keeps answering; it moves back cold; `host evacuate` empties a host; terminating leaves no
-domain on either daemon."""
+own (own directories, own host UUIDs, own sockets), registered as qemu+unix hosts without shared
+storage, so everything an instance needs reaches them through the libvirt connection: its overlay
+and context CD are volumes of the daemon's storage pool, never files of the server's state
+directory. A stock image VM boots on one and is contextualized; it moves live to the other (its
+disk copied by QEMU) while a neighbour in its subnet pings it, and keeps answering; it moves back
+cold; `host evacuate` empties a host; terminating leaves no domain, overlay, context CD or console
+log on either daemon."""
 import json
 import subprocess
 import sys
@@ -53,6 +56,17 @@ def on(daemon, instance_id):
     return any(name.endswith(instance_id) for name in daemon.domains())
 
 
+def volumes(daemon, instance_id):
+    """What of the instance is in the daemon's storage pool ('disk.qcow2', 'context.iso', …): the
+    daemon's /var/lib/libvirt is <its directory>/lib."""
+    found = (daemon.directory / 'lib').glob(f'*-instances/*-{instance_id}-*')
+    return {path.name.rsplit('-', 1)[1] for path in found}
+
+
+def bases(daemon):
+    return {path.name for path in (daemon.directory / 'lib').glob('*-instances/base-*')}
+
+
 def host_of(cloud, instance_id):
     listed = json.loads(cloud.admin('instance', 'list', '--json'))
     return next(row['host_name'] for row in listed if row['instance_id'] == instance_id)
@@ -84,6 +98,11 @@ def test_a_vm_moves_live_and_cold_and_leaves_nothing_behind(two_hosts):
     source = host_of(cloud, instance_id)
     target = 'right' if source == 'left' else 'left'
     assert on(daemons[source], instance_id)
+    # Its disks came through the connection: volumes in the daemon's pool, nothing in the state directory.
+    local = cloud.home / 'home' / 'instances' / instance_id
+    assert {'disk.qcow2', 'context.iso', 'console.log'} <= volumes(daemons[source], instance_id)
+    assert not volumes(daemons[target], instance_id) and bases(daemons[source])
+    assert not (local / 'disk.qcow2').exists() and not (local / 'context.iso').exists()
     cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', address)
 
     # Live: the guest keeps answering while it moves.
@@ -96,6 +115,8 @@ def test_a_vm_moves_live_and_cold_and_leaves_nothing_behind(two_hosts):
     assert host_of(cloud, instance_id) == target
     assert on(daemons[target], instance_id) and not on(daemons[source], instance_id)
     assert answered >= 20, output[-2000:]
+    assert {'disk.qcow2', 'context.iso'} <= volumes(daemons[target], instance_id)
+    assert not volumes(daemons[source], instance_id)
     assert ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]['State']['Name'] \
         == 'running'
     cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', address)
@@ -104,6 +125,8 @@ def test_a_vm_moves_live_and_cold_and_leaves_nothing_behind(two_hosts):
     (move,) = moves(cloud, 'instance', 'migrate', instance_id, '--host', source, '--cold')
     assert move['outcome'] == 'moved', move
     assert on(daemons[source], instance_id) and not on(daemons[target], instance_id)
+    assert {'disk.qcow2', 'context.iso'} <= volumes(daemons[source], instance_id)
+    assert not volumes(daemons[target], instance_id)        # nor the saved guest, once restored
     cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '5', address)
 
     # Evacuation empties the host it is on.
@@ -116,4 +139,6 @@ def test_a_vm_moves_live_and_cold_and_leaves_nothing_behind(two_hosts):
     ec2.terminate_instances(InstanceIds=[instance_id])
     wait_for_states(ec2, [instance_id], {'terminated'})
     assert not daemons['left'].domains() and not daemons['right'].domains()
-    assert not (cloud.home / 'home' / 'instances' / instance_id).exists()
+    assert not volumes(daemons['left'], instance_id) and not volumes(daemons['right'], instance_id)
+    assert bases(daemons['left']) and bases(daemons['right'])    # kept for the next instance
+    assert not local.exists()
