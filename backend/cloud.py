@@ -4,6 +4,7 @@ import datetime
 from .networking.addresses import AddressService
 from .catalog import Catalog
 from .certificates import CertificateService
+from .compute.fencing import Fencing
 from .compute.migration import MigrationService
 from .config import load_config
 from .db import Database
@@ -71,6 +72,7 @@ class Cloud:
             max_launch=compute.max_launch, quotas=self.quotas.defaults, volumes=self.volumes)
         self.tags = TagService(db)
         self.migrations = MigrationService(db, policy=compute.scheduler_policy, wake_workers=self._wake_worker)
+        self.fencing = Fencing(db, compute.fence_after_seconds, compute.scheduler_policy, self._wake_worker)
         self.addresses = AddressService(db, wake_workers=self._wake_worker, quotas=self.quotas.defaults)
         self.placement_groups = PlacementGroupService(db)
         # Consoles of instances on this machine's hosts, which the workers write beside their disks.

@@ -43,6 +43,9 @@ class ComputeSettings:
     monitor_seconds: float = 5.0
     deploy_attempts: int = 3
     stop_timeout_seconds: float = 60.0
+    # A host unreachable this long is fenced (if it has a fence command), and its instances whose
+    # disks are on shared storage start again elsewhere.
+    fence_after_seconds: float = 60.0
     terminated_retention_seconds: float = 3600.0
     max_launch: int = 1000
     # Hosts one worker process drives at most (0: no limit); set when several workers share a database.

@@ -39,6 +39,7 @@ class Host:
     last_seen: datetime.datetime | None
     standby: bool = False
     shared_storage: str | None = None    # where the host sees this machine's state directory
+    fence_command: str | None = None     # what powers it off once it has been unreachable long enough
 
     def as_json(self):
         record = dataclasses.asdict(self)
@@ -218,7 +219,7 @@ def _find(session, name):
 def _record(row, instances):
     return Host(row.id, row.name, row.uri, row.zone, row.cpus, row.memory_mib, row.used_cpus,
                 row.used_memory_mib, row.enabled, row.state, row.state_reason, row.domain_type,
-                row.simulated, instances, row.last_seen, row.standby, row.shared_storage)
+                row.simulated, instances, row.last_seen, row.standby, row.shared_storage, row.fence_command)
 
 
 def _name_from_uri(uri):

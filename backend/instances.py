@@ -553,6 +553,14 @@ def _free_capacity(session, host_id, row):
         used_cpus=HostRow.used_cpus - row.vcpus, used_memory_mib=HostRow.used_memory_mib - row.memory_mib))
 
 
+def rehome(session, row, host_id):
+    """Give the instance's host share to `host_id` (an instance recovered on another host): taken
+    there by a conditional update (CapacityError when it has no room), then freed where it was."""
+    _reserve_capacity(session, [host_id], row, message_host=True)
+    _free_capacity(session, row.host_id, row)
+    row.host_id = host_id
+
+
 def _end_migration(session, row, moved):
     """A move ended: the instance keeps the share of the host it runs on now and frees the other."""
     if moved:

@@ -40,6 +40,7 @@ class Event(str, enum.Enum):
     MIGRATE = 'migrate'
     MIGRATED = 'migrated'          # it runs on the target host now, and nothing of it on the source
     MIGRATE_FAILED = 'migrate-failed'   # it still runs where it was
+    RECOVER = 'recover'            # its host was fenced: it starts again on another host
 
 
 S, E = State, Event
@@ -82,6 +83,7 @@ TRANSITIONS = {
     (S.MIGRATING, E.MIGRATED): S.RUNNING,
     (S.MIGRATING, E.MIGRATE_FAILED): S.RUNNING,
     (S.MIGRATING, E.START): S.MIGRATING,
+    (S.IMPAIRED, E.RECOVER): S.PENDING,
 }
 
 # States in which the instance holds a host's capacity. Capacity follows the table: a transition

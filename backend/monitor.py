@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from .drivers.base import OWN_TAG_PREFIX, DomainState, DriverError, Feature
 from .instances import transition
+from .compute.fencing import FENCED
 from .lifecycle import Event, State
 from .models import Host as HostRow, Instance as InstanceRow, Tag, utcnow
 
@@ -28,6 +29,7 @@ WATCHED_STATES = (State.RUNNING.value, State.IMPAIRED.value)
 class Monitor:
     def __init__(self, worker):
         self.worker = worker
+        self.fencing = worker.cloud.fencing
 
     def run_round(self):
         """Ask every owned host for its domains, then reconcile them all in one transaction."""
@@ -48,7 +50,7 @@ class Monitor:
                 clouds.pop(host_id, None)
         if not observations:
             return
-        tag_changes = []
+        tag_changes, strays = [], []
         with self.worker.db.write() as session:
             hosts = session.scalars(select(HostRow).where(HostRow.id.in_(list(observations)))).all()
             watched = collections.defaultdict(list)
@@ -62,6 +64,8 @@ class Monitor:
                 if isinstance(observed, DriverError):
                     self._host_lost(session, host, watched[host.id], str(observed))
                 else:
+                    if host.state == FENCED:
+                        strays += [(host.id, instance_id) for instance_id in _strays(session, host, observed)]
                     self._host_seen(session, host, watched[host.id], observed, host.id in clouds)
             for host_id, (driver, reports) in clouds.items():
                 tag_changes += _take_cloud_view(session, driver, watched[host_id], reports)
@@ -70,8 +74,23 @@ class Monitor:
                 driver.mirror_tags(instance_id, tags, removed)
             except DriverError as error:
                 log.warning('could not mirror the tags of %s: %s', instance_id, error)
+        for host_id, instance_id in strays:
+            self._destroy_stray(host_id, instance_id)
+        self.fencing.run_round([host_id for host_id, seen in observations.items() if isinstance(seen, DriverError)])
+
+    def _destroy_stray(self, host_id, instance_id):
+        """A fenced host came back with a domain of an instance that started again elsewhere."""
+        try:
+            self.worker.driver_of(host_id).destroy(instance_id)
+            log.warning('destroyed %s on a fenced host that answered again: it runs elsewhere now', instance_id)
+        except DriverError as error:
+            log.warning('could not destroy %s on a fenced host: %s', instance_id, error)
 
     def _host_lost(self, session, host, instances, reason):
+        if host.unreachable_since is None:
+            host.unreachable_since = utcnow()      # fencing counts from here
+        if host.state == FENCED:
+            return                                  # known to be off: nothing more to learn
         if host.state != 'unreachable':
             log.warning('host %s is unreachable: %s', host.name, reason)
         host.state, host.state_reason = 'unreachable', reason
@@ -81,7 +100,13 @@ class Monitor:
                            reason_code='Server.HostUnreachable')
 
     def _host_seen(self, session, host, instances, domains, cloud=False):
-        if host.state != 'ok':
+        if host.unreachable_since is not None:
+            host.unreachable_since = None
+        if host.state == FENCED:
+            # Its recovered instances' old domains are destroyed this round; it stays disabled.
+            log.warning('fenced host %s answers again; disabled until enabled', host.name)
+            host.state, host.state_reason = 'ok', 'answered again after it was fenced; enable it to use it'
+        elif host.state != 'ok':
             log.info('host %s answers again', host.name)
             host.state, host.state_reason = 'ok', None
         now = utcnow()
@@ -136,3 +161,11 @@ def _take_cloud_view(session, driver, rows, reports):
         if to_set or to_remove:
             changes.append((driver, row.instance_id, to_set, to_remove))
     return changes
+
+
+def _strays(session, host, domains):
+    """Instances with a domain on `host` that belong to another host now (recovered elsewhere)."""
+    if not domains:
+        return []
+    return session.scalars(select(InstanceRow.instance_id).where(
+        InstanceRow.instance_id.in_(list(domains)), InstanceRow.host_id != host.id)).all()

@@ -37,6 +37,9 @@ def _host_commands(commands, json_flag):
     add.add_argument('--shared-storage', metavar='PATH',
                      help="where the host sees this server's state directory: its instances' disks are then "
                           'read there, not copied into a storage pool on the host')
+    add.add_argument('--fence-command', metavar='COMMAND',
+                     help='a shell command that powers the host off (exit status 0: it is off), run once it '
+                          'has been unreachable for [compute] fence_after_seconds')
     peer = add.add_argument_group('a peer cloud (ec2+http/https URIs)')
     peer.add_argument('--region')
     peer.add_argument('--access-key')
@@ -68,6 +71,11 @@ def _host_commands(commands, json_flag):
         parser.add_argument('name')
         json_flag(parser)
         parser.set_defaults(command=function)
+    fence = actions.add_parser('set-fence', help="set the command that powers a host off ('' removes it)")
+    fence.add_argument('name')
+    fence.add_argument('fence_command', metavar='COMMAND')
+    json_flag(fence)
+    fence.set_defaults(command=host_set_fence)
     evacuate = actions.add_parser('evacuate', help='disable a host and move everything running on it elsewhere')
     evacuate.add_argument('name')
     _move_flags(evacuate)
@@ -103,7 +111,16 @@ def host_add(args):
                                      shared_storage=args.shared_storage)]
         else:
             raise InvalidValue('give a libvirt URI, or --simulated')
+        if args.fence_command:
+            for host in hosts:
+                cloud.fencing.set_command(host.name, args.fence_command)
     _print_hosts(hosts, args.json)
+
+
+def host_set_fence(args):
+    with Cloud.open() as cloud:
+        cloud.fencing.set_command(args.name, args.fence_command)
+        _print_hosts([cloud.hosts.get(args.name)], args.json)
 
 
 def _capacity(pairs):
