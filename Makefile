@@ -48,7 +48,7 @@ test: install $(TEST_CLIENTS)
 	@if test -f images/build_stock.py; then $(PY) images/build_stock.py; fi
 	@url=$$(scripts/start-postgres.sh) && \
 	echo "PostgreSQL for the tests: $$url" && \
-	RESERVOIR_TEST_PG_URL=$$url $(PY) -m pytest -n 2 $(PYTEST_ARGS) tests/
+	RESERVOIR_TEST_PG_URL=$$url $(PY) -m pytest -n 2 --durations=25 $(PYTEST_ARGS) tests/
 
 # Quick feedback: no PostgreSQL, no live clients, no virtual machines.
 test-fast: install
