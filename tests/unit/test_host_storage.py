@@ -7,10 +7,11 @@ import pytest
 from lxml import etree
 
 from backend.drivers import open_driver
-from backend.drivers.base import DiskImage, DriverError, LaunchSpec, VolumeDisk
+from backend.drivers import host_storage
+from backend.drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, VolumeDisk
 from backend.drivers.host_storage import LocalStorage, PoolStorage, _content_digest, volume_xml
 from backend.drivers.instance_files import InstanceFiles
-from backend.drivers.libvirt_host import LibvirtHost
+from backend.drivers.libvirt_host import HostError, LibvirtHost
 from backend.host_names import HostNames
 
 
@@ -130,3 +131,59 @@ def storage_volume(connection, storage, name):
 
 def storage_xml(volume):
     return etree.fromstring(volume.XMLDesc(0))
+
+
+@pytest.fixture
+def pool_hosts(tmp_path, monkeypatch):
+    """Two simulated hosts whose disks live in pools (libvirt's test driver saves and restores a
+    guest for real, but has no streams: a volume copied or uploaded is made empty)."""
+    monkeypatch.setattr(host_storage, 'POOL_ROOT', str(tmp_path / 'pools'))
+    monkeypatch.setattr(PoolStorage, 'upload', lambda storage, name, source, size: storage._create(
+        volume_xml(name, size, 'raw')).path())
+    monkeypatch.setattr(PoolStorage, 'copy_to', lambda storage, target, name: target.upload(name, None, 0))
+    node = tmp_path / 'node.xml'
+    node.write_text('<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>'
+                    '<mhz>2000</mhz><model>x86_64</model></cpu><memory>4194304</memory></node>\n')
+    names = HostNames('pm' + secrets.token_hex(1))
+    hosts = [open_driver(f'test://{node}', InstanceFiles(tmp_path / 'instances'), names=names) for _ in 'ab']
+    for driver in hosts:
+        driver.storage = PoolStorage(driver.host, names)
+    (tmp_path / 'pools' / names.storage_pool).mkdir(parents=True)     # where the test driver saves a guest
+    yield hosts
+    for driver in hosts:
+        driver.close()
+
+
+def instance_volumes(storage, instance_id):
+    return {name.rsplit('-', 1)[1] for name in names_in(storage) if f'-{instance_id}-' in name}
+
+
+def test_a_cold_move_between_pools_carries_the_guest_and_leaves_nothing_at_the_source(pool_hosts):
+    source, target = pool_hosts
+    moving = launch('i-1')
+    source.deploy(moving)
+    source.storage.prepare(moving)
+    assert instance_volumes(source.storage, 'i-1') == {'context.iso'}
+    source.migrate('i-1', target, False, moving)
+    assert source.state('i-1') is None and target.state('i-1') is DomainState.RUNNING
+    assert instance_volumes(source.storage, 'i-1') == set()
+    assert instance_volumes(target.storage, 'i-1') == {'context.iso'}     # the saved guest is gone too
+    source.migrate('i-1', target, False, moving)                          # repeated after a crash: done
+    assert target.state('i-1') is DomainState.RUNNING
+
+
+def test_a_failed_cold_move_leaves_the_guest_running_where_it_was_and_nothing_at_the_target(pool_hosts,
+                                                                                            monkeypatch):
+    source, target = pool_hosts
+    moving = launch('i-2')
+    source.deploy(moving)
+    source.storage.prepare(moving)
+
+    def refuse(*arguments):
+        raise HostError('the target refuses')
+    monkeypatch.setattr(target.host, 'restore', refuse)
+    with pytest.raises(DriverError, match='refuses'):
+        source.migrate('i-2', target, False, moving)
+    assert source.state('i-2') is DomainState.RUNNING and target.state('i-2') is None
+    assert instance_volumes(source.storage, 'i-2') == {'context.iso'}
+    assert instance_volumes(target.storage, 'i-2') == set()
