@@ -22,8 +22,7 @@ from .drivers.base import DiskImage, DomainState, DriverError, LaunchSpec, NicSp
 from .drivers.instance_files import InstanceFiles
 from .networking import addressing
 from .networking.host_firewall import HostFirewall
-from .networking.host_network import (HostNetwork, HostNetworkError, bridge_name, is_on_this_machine,
-                                      namespace_prefix, tap_name)
+from .networking.host_network import HostNetwork, HostNetworkError, bridge_name, is_on_this_machine, tap_name
 from .instances import transition
 from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow

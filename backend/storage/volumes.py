@@ -352,7 +352,6 @@ class VolumeService:
                     except VolumeFileError as error:
                         raise Conflict('IncorrectState', f'The volume could not be grown: {error}') from None
             row.size_gib, row.volume_type, row.iops, row.throughput = new_size, new_type, new_iops, new_throughput
-            after = _volume(row, ())
             modification = _record_modification(session, row, before)
         self.wake_workers()
         return modification
