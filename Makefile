@@ -37,6 +37,7 @@ $(JS_CLIENT)/node_modules/.installed: $(JS_CLIENT)/package.json $(JS_CLIENT)/pac
 run: install
 	$(VENV)/bin/reservoir image install-stock
 	$(VENV)/bin/reservoir host add-local
+	@$(PY) -c 'from backend.config import load_config; print(f"Web console: {load_config().endpoint_url}/console/")'
 	$(VENV)/bin/reservoir serve
 
 $(EUCA)/venv/bin/euca-version: $(EUCA_SETUP) | system

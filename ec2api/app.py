@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.errors import BackendError
 
-from . import auth, identity, upload
+from . import auth, console, identity, upload
 from .authentication import Authenticator
 from .dispatch import Dispatcher
 from .errors import EC2Error
@@ -31,6 +31,7 @@ def create_app(cloud):
     for route in ROUTES:
         app.add_url_rule(route, endpoint=route, view_func=endpoint.handle, methods=['GET', 'POST'])
     upload.register(app, cloud, authenticator)       # users' disk images, streamed: PUT /upload/<name>
+    console.register(app, cloud)                     # the web console's static pages: GET /console/
     app.register_error_handler(404, endpoint.not_found)
     app.register_error_handler(405, endpoint.not_found)
     app.register_error_handler(413, endpoint.too_large)

@@ -8,6 +8,7 @@ packages=(
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
     python3-dev python3-venv qemu-system-x86 qemu-utils busybox-static cpio kmod genisoimage
     iputils-ping iproute2 iptables nftables postgresql patch binutils openssh-client
+    chromium chromium-driver
 )
 # The JS client tests need node >= 18; keep a newer node that is already installed.
 if command -v npm >/dev/null && command -v node >/dev/null &&

@@ -1,0 +1,64 @@
+// Sign-in and navigation between pages. Credentials live in `session` only, never in storage.
+import { client, loadConfig } from './api.js';
+import { $, status } from './dom.js';
+import { instancesPage } from './instances.js';
+import { addressesPage, imagesPage, keyPairsPage } from './lists.js';
+
+const PAGES = { instances: instancesPage, images: imagesPage, keypairs: keyPairsPage, addresses: addressesPage };
+let session = null;       // { api, pages, current }
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = event.target;
+  if (!window.crypto || !crypto.subtle) {
+    status('This browser offers no Web Crypto here: open the console over HTTPS or on localhost.', true);
+    return;
+  }
+  try {
+    const api = client(await loadConfig(), form.access_key_id.value.trim(), form.secret.value);
+    await api.call('DescribeRegions');     // proves the key before showing anything
+    form.reset();
+    const pages = Object.fromEntries(Object.entries(PAGES).map(([name, make]) => [name, make(api)]));
+    session = { api, pages, current: null };
+    $('#sign-in').hidden = true;
+    $('#nav').hidden = false;
+    $('#who').textContent = api.accessKeyId;
+    status('');
+    await show('instances');
+  } catch (error) {
+    status(`Sign-in failed: ${error.message}`, true);
+  }
+}
+
+function signOut() {
+  if (session && session.current) session.pages[session.current].hide();
+  session = null;
+  for (const name of Object.keys(PAGES)) $(`#page-${name}`).hidden = true;
+  $('#nav').hidden = true;
+  $('#who').textContent = '';
+  $('#sign-in').hidden = false;
+  status('Signed out.');
+}
+
+async function show(name) {
+  if (session.current) {
+    session.pages[session.current].hide();
+    $(`#page-${session.current}`).hidden = true;
+  }
+  session.current = name;
+  $(`#page-${name}`).hidden = false;
+  for (const button of document.querySelectorAll('nav [data-page]')) {
+    button.classList.toggle('current', button.dataset.page === name);
+  }
+  try {
+    await session.pages[name].show();
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+$('#sign-in').addEventListener('submit', signIn);
+$('#sign-out').addEventListener('click', signOut);
+for (const button of document.querySelectorAll('nav [data-page]')) {
+  button.addEventListener('click', () => session && show(button.dataset.page));
+}
