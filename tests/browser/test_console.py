@@ -56,6 +56,18 @@ def test_console_is_served_with_a_strict_policy(console_cloud):
         assert requests.post(f'{console_cloud.endpoint}{path}', data={'Action': 'RunInstances'}).status_code in (404, 405)
 
 
+def test_the_secret_is_kept_nowhere_but_in_memory(console):
+    console.sign_in('alice')
+    console.signed_in()
+    stored = console.driver.execute_script(
+        'return [localStorage.length, sessionStorage.length, document.cookie,'
+        ' document.querySelector("#sign-in [name=secret]").value]')
+    assert stored == [0, 0, '', '']
+    console.sign_out()
+    console.wait_for(lambda d: console.find('#sign-in').is_displayed())
+    assert not console.find('#nav').is_displayed()
+
+
 def test_wrong_secret_is_refused(console):
     console.sign_in('alice', secret='not-the-secret')
     console.wait_for(lambda d: console.status().startswith('Sign-in failed'))
@@ -93,6 +105,10 @@ def test_launch_watch_tag_stop_terminate(console, screenshots):
     console.screenshot('instances')
     shutil.copy(console.screenshot('instances'), README_SCREENSHOT)
 
+    click_action(console, tagged, 'StopInstances')
+    wait_state(console, tagged, 'stopped')
+    click_action(console, tagged, 'StartInstances')
+    wait_state(console, tagged, 'running')
     click_action(console, tagged, 'StopInstances')
     wait_state(console, tagged, 'stopped')
     click_action(console, tagged, 'TerminateInstances')
