@@ -33,6 +33,7 @@ def browser():
             pytest.fail(f'{program} is missing: install the chromium and chromium-driver packages (make install)')
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
     for argument in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu',
                      '--window-size=1280,800'):
         options.add_argument(argument)
@@ -53,3 +54,5 @@ def console(browser, console_cloud, screenshots):
     page.open()
     yield page
     page.sign_out()
+    problems = page.script_problems()
+    assert not problems, f'the page reported: {problems}'

@@ -74,6 +74,12 @@ class Console:
     def wait_visible(self, css):
         return self.wait_for(ready.visibility_of_element_located((By.CSS_SELECTOR, css)))
 
+    def script_problems(self):
+        """Script errors and policy violations the browser logged since the last call (refused
+        requests, which some tests make on purpose, are only network noise)."""
+        return [entry['message'] for entry in self.driver.get_log('browser')
+                if entry['level'] == 'SEVERE' and 'Failed to load resource' not in entry['message']]
+
     def screenshot(self, name):
         path = self.screenshots / f'{name}.png'
         self.driver.save_screenshot(str(path))
