@@ -117,7 +117,9 @@ def test_launch_watch_tag_stop_terminate(console, screenshots):
     wait_state(console, tagged, 'stopped')
     click_action(console, tagged, 'TerminateInstances')
     wait_state(console, tagged, 'terminated')
-    assert console.states()[ids[1]] == 'running'
+    click_action(console, ids[1], 'RebootInstances')
+    console.wait_for(lambda d: console.status() == f'Reboot: {ids[1]}')
+    wait_state(console, ids[1], 'running')
     assert not console.alert_present()
 
 
