@@ -1,4 +1,5 @@
 """The web console in headless Chromium against a live server with simulated hosts."""
+import base64
 import os
 import re
 import shutil
@@ -146,6 +147,26 @@ def test_another_user_does_not_see_them(console):
     wait_state(console, bobs, 'running')
     assert alices not in console.states()
     assert set(console.states()) == {bobs}
+
+
+def test_launch_with_subnet_groups_and_user_data(console):
+    api = console.live.client('alice')
+    [subnet] = api.describe_subnets()['Subnets']
+    [group] = api.describe_security_groups()['SecurityGroups']
+    user_data = '#!/bin/sh\necho héllo\n'
+    console.sign_in('alice')
+    console.signed_in()
+    form = console.wait_visible('#launch')
+    console.wait_for(lambda d: console.find_all(f'#launch option[value="{group["GroupId"]}"]'))
+    Select(form.find_element('name', 'subnet')).select_by_value(subnet['SubnetId'])
+    Select(form.find_element('name', 'groups')).select_by_value(group['GroupId'])
+    form.find_element('name', 'user_data').send_keys(user_data)
+    [instance_id] = launch(console, 1)
+    instance = api.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+    assert instance['SubnetId'] == subnet['SubnetId']
+    assert [g['GroupId'] for g in instance['SecurityGroups']] == [group['GroupId']]
+    attribute = api.describe_instance_attribute(InstanceId=instance_id, Attribute='userData')
+    assert base64.b64decode(attribute['UserData']['Value']).decode() == user_data
 
 
 def test_every_page_of_instances_is_listed(console):

@@ -11,6 +11,12 @@ const ACTIONS = [
   ['Terminate', 'TerminateInstances', ['pending', 'running', 'stopping', 'stopped']],
 ];
 
+// UTF-8 text as base64, as UserData wants it; nothing when the text is empty.
+function base64(textValue) {
+  if (!textValue) return undefined;
+  return btoa(Array.from(new TextEncoder().encode(textValue), (byte) => String.fromCharCode(byte)).join(''));
+}
+
 export function instancesPage(api) {
   const rows = new Map();          // instance id -> <tr>, reused so states change in place
   let timer = null;
@@ -111,9 +117,12 @@ export function instancesPage(api) {
     const form = event.target;
     const count = form.count.value;
     try {
+      const groups = Array.from(form.groups.selectedOptions, (option) => option.value);
       const root = await api.call('RunInstances', {
         ImageId: form.image.value, InstanceType: form.type.value, KeyName: form.key.value,
+        SubnetId: form.subnet.value, UserData: base64(form.user_data.value),
         MinCount: count, MaxCount: count,
+        ...Object.fromEntries(groups.map((group, i) => [`SecurityGroupId.${i + 1}`, group])),
       });
       status(`Launched ${items(root, 'instancesSet').map((item) => text(item, 'instanceId')).join(', ')}`);
       await refresh();
@@ -135,6 +144,12 @@ export function instancesPage(api) {
     options(form.type, types.map((type) => [type, type]));
     const keys = items(await api.call('DescribeKeyPairs'), 'keySet').map((item) => text(item, 'keyName'));
     options(form.key, keys.map((key) => [key, key]), { blank: '(none)' });
+    const subnets = items(await api.call('DescribeSubnets'), 'subnetSet');
+    options(form.subnet, subnets.map((subnet) => [text(subnet, 'subnetId'),
+      `${text(subnet, 'subnetId')} (${text(subnet, 'cidrBlock')})`]), { blank: '(default)' });
+    const groups = items(await api.call('DescribeSecurityGroups'), 'securityGroupInfo');
+    options(form.groups, groups.map((group) => [text(group, 'groupId'),
+      `${text(group, 'groupName')} (${text(group, 'groupId')})`]));
   }
 
   async function showConsole(id) {
