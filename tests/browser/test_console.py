@@ -67,9 +67,11 @@ def test_the_secret_is_kept_nowhere_but_in_memory(console):
         'return [localStorage.length, sessionStorage.length, document.cookie,'
         ' document.querySelector("#sign-in [name=secret]").value]')
     assert stored == [0, 0, '', '']
+    console.wait_for(lambda d: console.find_all('#launch select[name=image] option'))
     console.sign_out()
     console.wait_for(lambda d: console.find('#sign-in').is_displayed())
     assert not console.find('#nav').is_displayed()
+    assert not console.find_all('tbody tr') and not console.find_all('#launch option')
 
 
 def test_wrong_secret_is_refused(console):

@@ -34,6 +34,10 @@ function signOut() {
   if (session && session.current) session.pages[session.current].hide();
   session = null;
   for (const name of Object.keys(PAGES)) $(`#page-${name}`).hidden = true;
+  // Nothing of this account's may stay on screen for the next one to sign in.
+  for (const body of document.querySelectorAll('tbody')) body.replaceChildren();
+  for (const select of document.querySelectorAll('#launch select')) select.replaceChildren();
+  $('#console-output').textContent = '';
   $('#nav').hidden = true;
   $('#who').textContent = '';
   $('#sign-in').hidden = false;
