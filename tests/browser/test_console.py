@@ -229,6 +229,11 @@ def test_key_pairs_images_and_addresses(console, screenshots):
     console.wait_for(lambda d: console.live.image_id in console.find('#images tbody').text)
     assert 'tiny' in console.find('#images tbody').text
     console.screenshot('images')
+    console.go('instances')         # back again: the table fills anew
+    console.wait_for(lambda d: console.find_all('#instances tbody tr'))
+    reservations = console.live.client('alice').describe_instances()['Reservations']
+    expected = {i['InstanceId'] for r in reservations for i in r['Instances']}
+    console.wait_for(lambda d: set(console.states()) == expected)
 
     address = console.live.client('alice').allocate_address(Domain='vpc')['PublicIp']
     console.go('addresses')

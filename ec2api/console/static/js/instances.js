@@ -76,6 +76,7 @@ export function instancesPage(api) {
   async function refresh() {
     const found = [];
     await allPages(api, 'DescribeInstances', { MaxResults: PAGE_SIZE }, (root) => readInstances(root, found));
+    if (stopped) return;
     const body = $('#instances tbody');
     const seen = new Set();
     for (const instance of found) {
@@ -131,23 +132,24 @@ export function instancesPage(api) {
     }
   }
 
+  // Everything is fetched before anything is shown: after a sign-out, late answers are dropped.
   async function fillLaunchForm() {
-    const form = $('#launch');
     const images = [];
     await allPages(api, 'DescribeImages', {}, (root) => images.push(...items(root, 'imagesSet')));
-    options(form.image, images.filter((image) => text(image, 'imageType') === 'machine')
-      .map((image) => [text(image, 'imageId'), `${text(image, 'name')} (${text(image, 'imageId')})`]));
     const types = [];
     await allPages(api, 'DescribeInstanceTypes', {}, (root) =>
       types.push(...items(root, 'instanceTypeSet').map((item) => text(item, 'instanceType'))));
-    types.sort();
-    options(form.type, types.map((type) => [type, type]));
-    const keys = items(await api.call('DescribeKeyPairs'), 'keySet').map((item) => text(item, 'keyName'));
-    options(form.key, keys.map((key) => [key, key]), { blank: '(none)' });
+    const keys = items(await api.call('DescribeKeyPairs'), 'keySet');
     const subnets = items(await api.call('DescribeSubnets'), 'subnetSet');
+    const groups = items(await api.call('DescribeSecurityGroups'), 'securityGroupInfo');
+    if (stopped) return;
+    const form = $('#launch');
+    options(form.image, images.filter((image) => text(image, 'imageType') === 'machine')
+      .map((image) => [text(image, 'imageId'), `${text(image, 'name')} (${text(image, 'imageId')})`]));
+    options(form.type, types.sort().map((type) => [type, type]));
+    options(form.key, keys.map((key) => [text(key, 'keyName'), text(key, 'keyName')]), { blank: '(none)' });
     options(form.subnet, subnets.map((subnet) => [text(subnet, 'subnetId'),
       `${text(subnet, 'subnetId')} (${text(subnet, 'cidrBlock')})`]), { blank: '(default)' });
-    const groups = items(await api.call('DescribeSecurityGroups'), 'securityGroupInfo');
     options(form.groups, groups.map((group) => [text(group, 'groupId'),
       `${text(group, 'groupName')} (${text(group, 'groupId')})`]));
   }
@@ -157,6 +159,7 @@ export function instancesPage(api) {
     const encoded = text(root, 'output');
     const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
     const output = new TextDecoder().decode(bytes);
+    if (stopped) return;
     const pre = $('#console-output');
     if (pre.textContent !== output) pre.textContent = output || '(no output yet)';
   }
@@ -187,6 +190,7 @@ export function instancesPage(api) {
   return {
     async show() {
       stopped = false;
+      rows.clear();
       $('#instances tbody').replaceChildren();
       $('#detail').hidden = true;
       for (const [node, type, handler] of listeners) node.addEventListener(type, handler);

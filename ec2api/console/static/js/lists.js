@@ -2,9 +2,12 @@
 import { allPages, items, text } from './api.js';
 import { $, fillTable, status } from './dom.js';
 
+// Late answers after the page is left (or the user signed out) are dropped, never shown.
 export function imagesPage(api) {
+  let active = false;
   return {
     async show() {
+      active = true;
       const rows = [];
       await allPages(api, 'DescribeImages', {}, (root) => {
         for (const image of items(root, 'imagesSet')) {
@@ -13,28 +16,33 @@ export function imagesPage(api) {
             text(image, 'architecture')]);
         }
       });
-      fillTable('#images', rows);
+      if (active) fillTable('#images', rows);
     },
-    hide() {},
+    hide() { active = false; },
   };
 }
 
 export function addressesPage(api) {
+  let active = false;
   return {
     async show() {
+      active = true;
       const root = await api.call('DescribeAddresses');
+      if (!active) return;
       fillTable('#addresses', items(root, 'addressesSet').map((address) => [text(address, 'publicIp'),
         text(address, 'allocationId'), text(address, 'instanceId'), text(address, 'privateIpAddress')]));
     },
-    hide() {},
+    hide() { active = false; },
   };
 }
 
 export function keyPairsPage(api) {
   let downloadUrl = null;
+  let active = false;
 
   async function list() {
     const root = await api.call('DescribeKeyPairs');
+    if (!active) return;
     fillTable('#keypairs', items(root, 'keySet').map((key) => [text(key, 'keyName'), text(key, 'keyType'),
       text(key, 'keyFingerprint')]));
   }
@@ -87,11 +95,13 @@ export function keyPairsPage(api) {
 
   return {
     async show() {
+      active = true;
       $('#create-key').addEventListener('submit', create);
       $('#import-key').addEventListener('submit', importKey);
       await list();
     },
     hide() {
+      active = false;
       $('#create-key').removeEventListener('submit', create);
       $('#import-key').removeEventListener('submit', importKey);
       forgetDownload();
