@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.libvirt_daemon import LibvirtDaemon  # noqa: E402
-from tests.vm.conftest import (CONTEXTUALIZED, NetnsCloud, icmp_in, security_group,  # noqa: E402
+from tests.vm.conftest import (CONTEXTUALIZED, cloud_on_two_daemons, icmp_in, security_group,  # noqa: E402
                                wait_for_console, wait_for_states)
 
 PING_INTERVAL = 0.02
@@ -53,14 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=3)
     args = parser.parse_args()
-    cloud, daemons, ec2 = NetnsCloud(local_host=False), [], None
-    try:
-        cloud.start()
-        for name in ('left', 'right'):
-            daemon = LibvirtDaemon(cloud.home / f'libvirtd-{name}', netns=cloud.namespace).start()
-            daemons.append(daemon)
-            cloud.admin('host', 'add', daemon.uri, '--name', name, '--domain-type', 'qemu')
-        ec2 = cloud.client()
+    with cloud_on_two_daemons() as (cloud, ec2, _daemons):
         group = security_group(ec2, 'pingable', icmp_in())
         (instance,) = ec2.run_instances(ImageId=cloud.image_id, MinCount=1, MaxCount=1, InstanceType='m1.small',
                                         SecurityGroupIds=[group])['Instances']
@@ -79,12 +71,6 @@ def main():
                 'downtime_seconds': [round(min(r[1] for r in rounds), 2), round(max(r[1] for r in rounds), 2)]}
             print(f'{kind}: {results[kind]}', file=sys.stderr, flush=True)
         print(json.dumps(results, indent=2))
-    finally:
-        try:
-            cloud.close(ec2)
-        finally:
-            for daemon in daemons:
-                daemon.stop()
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ pair into the namespace; forwarding is on inside it, so what keeps networks apar
 firewall, not a missing route. Everything is removed at the end: instances, server, any QEMU
 process left under the state directory, the namespace.
 """
+import contextlib
 import json
 import os
 import random
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.libvirt_daemon import LibvirtDaemon
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = 'reservoir-1'
@@ -197,6 +200,28 @@ class NetnsCloud:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@contextlib.contextmanager
+def cloud_on_two_daemons(names=('left', 'right')):
+    """(cloud, ec2, {name: LibvirtDaemon}): a NetnsCloud whose only hosts are two libvirt daemons of
+    their own, registered as qemu+unix hosts without shared storage; all removed afterwards."""
+    cloud = NetnsCloud(local_host=False)
+    daemons, ec2 = [], None
+    try:
+        cloud.start()
+        for name in names:
+            daemon = LibvirtDaemon(cloud.home / f'libvirtd-{name}', netns=cloud.namespace).start()
+            daemons.append(daemon)
+            cloud.admin('host', 'add', daemon.uri, '--name', name, '--domain-type', 'qemu')
+        ec2 = cloud.client()
+        yield cloud, ec2, dict(zip(names, daemons))
+    finally:
+        try:
+            cloud.close(ec2)
+        finally:
+            for daemon in daemons:
+                daemon.stop()
 
 
 def ssh_arguments(key, address):

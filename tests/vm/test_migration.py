@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from tests.support.libvirt_daemon import LibvirtDaemon
-from tests.vm.conftest import (CONTEXTUALIZED, NetnsCloud, icmp_in, missing_requirement, security_group,
+from tests.vm.conftest import (CONTEXTUALIZED, cloud_on_two_daemons, icmp_in, missing_requirement, security_group,
                                wait_for_console, wait_for_states)
 
 pytestmark = pytest.mark.vm
@@ -25,22 +24,8 @@ def two_hosts():
     reason = missing_requirement()
     if reason:
         pytest.skip(reason)
-    cloud = NetnsCloud(local_host=False)
-    daemons, ec2 = [], None
-    try:
-        cloud.start()
-        for name in ('left', 'right'):
-            daemon = LibvirtDaemon(cloud.home / f'libvirtd-{name}', netns=cloud.namespace).start()
-            daemons.append(daemon)
-            cloud.admin('host', 'add', daemon.uri, '--name', name, '--domain-type', 'qemu')
-        ec2 = cloud.client()
-        yield cloud, ec2, dict(zip(('left', 'right'), daemons))
-    finally:
-        try:
-            cloud.close(ec2)
-        finally:
-            for daemon in daemons:
-                daemon.stop()
+    with cloud_on_two_daemons() as hosts:
+        yield hosts
 
 
 def moves(cloud, *arguments):
