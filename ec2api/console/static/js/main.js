@@ -2,9 +2,11 @@
 import { client, loadConfig } from './api.js';
 import { $, status } from './dom.js';
 import { instancesPage } from './instances.js';
+import { accountsPage, isAdministrator, poolPage } from './admin.js';
 import { addressesPage, imagesPage, keyPairsPage } from './lists.js';
 
-const PAGES = { instances: instancesPage, images: imagesPage, keypairs: keyPairsPage, addresses: addressesPage };
+const PAGES = { instances: instancesPage, images: imagesPage, keypairs: keyPairsPage, addresses: addressesPage,
+  pool: poolPage, accounts: accountsPage };
 let session = null;       // { api, pages, current }
 
 async function signIn(event) {
@@ -17,12 +19,14 @@ async function signIn(event) {
   try {
     const api = client(await loadConfig(), form.access_key_id.value.trim(), form.secret.value);
     await api.call('DescribeRegions');     // proves the key before showing anything
+    const administrator = await isAdministrator(api);
     form.reset();
     const pages = Object.fromEntries(Object.entries(PAGES).map(([name, make]) => [name, make(api)]));
     session = { api, pages, current: null };
     $('#sign-in').hidden = true;
     $('#nav').hidden = false;
-    $('#who').textContent = api.accessKeyId;
+    $('#who').textContent = administrator ? `${api.accessKeyId} (administrator)` : api.accessKeyId;
+    for (const button of document.querySelectorAll('nav .admin-only')) button.hidden = !administrator;
     status('');
     await show('instances');
   } catch (error) {
@@ -38,6 +42,9 @@ function signOut() {
   for (const body of document.querySelectorAll('tbody')) body.replaceChildren();
   for (const select of document.querySelectorAll('#launch select')) select.replaceChildren();
   $('#console-output').textContent = '';
+  for (const plot of document.querySelectorAll('svg.plot')) plot.replaceChildren();
+  $('#pool-summary').textContent = '';
+  for (const button of document.querySelectorAll('nav .admin-only')) button.hidden = true;
   $('#nav').hidden = true;
   $('#who').textContent = '';
   $('#sign-in').hidden = false;
