@@ -1,37 +1,92 @@
-// Sign-in and navigation between pages. Credentials live in `session` only, never in storage.
+// Sign-in and navigation between pages. Credentials live in `session` only; they are stored (sealed
+// by a passphrase, see remember.js) only when the user asks to be remembered.
 import { client, loadConfig } from './api.js';
 import { $, status } from './dom.js';
 import { instancesPage } from './instances.js';
 import { accountsPage, isAdministrator, poolPage } from './admin.js';
 import { addressesPage, imagesPage, keyPairsPage } from './lists.js';
+import { MIN_PASSPHRASE, forget, remember, remembered, unlock } from './remember.js';
 
 const PAGES = { instances: instancesPage, images: imagesPage, keypairs: keyPairsPage, addresses: addressesPage,
   pool: poolPage, accounts: accountsPage };
 let session = null;       // { api, pages, current }
 
+function cryptoAvailable() {
+  if (window.crypto && crypto.subtle) return true;
+  status('This browser offers no Web Crypto here: open the console over HTTPS or on localhost.', true);
+  return false;
+}
+
 async function signIn(event) {
   event.preventDefault();
   const form = event.target;
-  if (!window.crypto || !crypto.subtle) {
-    status('This browser offers no Web Crypto here: open the console over HTTPS or on localhost.', true);
+  if (!cryptoAvailable()) return;
+  const accessKeyId = form.access_key_id.value.trim();
+  const secret = form.secret.value;
+  const passphrase = form.remember.checked ? form.passphrase.value : null;
+  if (passphrase !== null && passphrase.length < MIN_PASSPHRASE) {
+    status(`The passphrase needs at least ${MIN_PASSPHRASE} characters.`, true);
     return;
   }
   try {
-    const api = client(await loadConfig(), form.access_key_id.value.trim(), form.secret.value);
-    await api.call('DescribeRegions');     // proves the key before showing anything
-    const administrator = await isAdministrator(api);
-    form.reset();
-    const pages = Object.fromEntries(Object.entries(PAGES).map(([name, make]) => [name, make(api)]));
-    session = { api, pages, current: null };
-    $('#sign-in').hidden = true;
-    $('#nav').hidden = false;
-    $('#who').textContent = administrator ? `${api.accessKeyId} (administrator)` : api.accessKeyId;
-    for (const button of document.querySelectorAll('nav .admin-only')) button.hidden = !administrator;
-    status('');
-    await show('instances');
+    await startSession(accessKeyId, secret);
+    if (passphrase !== null) {
+      await remember(accessKeyId, secret, passphrase);
+      status(`This browser remembers ${accessKeyId}, sealed by your passphrase.`);
+    }
   } catch (error) {
     status(`Sign-in failed: ${error.message}`, true);
   }
+  form.reset();
+  showRememberFields();
+}
+
+async function unlockRemembered(event) {
+  event.preventDefault();
+  const form = event.target;
+  if (!cryptoAvailable()) return;
+  try {
+    const { accessKeyId, secret } = await unlock(form.passphrase.value);
+    await startSession(accessKeyId, secret);
+  } catch (error) {
+    status(`Sign-in failed: ${error.message}`, true);
+  }
+  form.reset();
+}
+
+function forgetRemembered() {
+  forget();
+  showSignInForms();
+  status('This browser no longer remembers a key.');
+}
+
+// The key is proved by one call before anything is shown.
+async function startSession(accessKeyId, secret) {
+  const api = client(await loadConfig(), accessKeyId, secret);
+  await api.call('DescribeRegions');
+  const administrator = await isAdministrator(api);
+  const pages = Object.fromEntries(Object.entries(PAGES).map(([name, make]) => [name, make(api)]));
+  session = { api, pages, current: null };
+  $('#sign-in').hidden = true;
+  $('#unlock').hidden = true;
+  $('#nav').hidden = false;
+  $('#who').textContent = administrator ? `${api.accessKeyId} (administrator)` : api.accessKeyId;
+  for (const button of document.querySelectorAll('nav .admin-only')) button.hidden = !administrator;
+  status('');
+  await show('instances');
+}
+
+// A remembered key is offered for unlocking; the full form stays one click away.
+function showSignInForms() {
+  const record = remembered();
+  $('#unlock').hidden = !record;
+  $('#unlock-who').textContent = record ? record.accessKeyId : '';
+  $('#sign-in').hidden = false;
+}
+
+function showRememberFields() {
+  $('#passphrase-field').hidden = !$('#sign-in').remember.checked;
+  $('#sign-in').passphrase.required = $('#sign-in').remember.checked;
 }
 
 function signOut() {
@@ -47,7 +102,7 @@ function signOut() {
   for (const button of document.querySelectorAll('nav .admin-only')) button.hidden = true;
   $('#nav').hidden = true;
   $('#who').textContent = '';
-  $('#sign-in').hidden = false;
+  showSignInForms();
   status('Signed out.');
 }
 
@@ -69,6 +124,10 @@ async function show(name) {
 }
 
 $('#sign-in').addEventListener('submit', signIn);
+$('#sign-in').remember.addEventListener('change', showRememberFields);
+$('#unlock').addEventListener('submit', unlockRemembered);
+$('#forget').addEventListener('click', forgetRemembered);
+showSignInForms();
 $('#sign-out').addEventListener('click', signOut);
 for (const button of document.querySelectorAll('nav [data-page]')) {
   button.addEventListener('click', () => session && show(button.dataset.page));
