@@ -84,6 +84,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False, unique=True)
     created_at: Mapped[datetime.datetime] = _created_at()
+    # May call the administrators' actions (the resource pool of every account).
+    admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
     access_keys: Mapped[list['AccessKey']] = relationship(
         back_populates='user', cascade='all, delete-orphan', passive_deletes=True,
@@ -663,3 +665,44 @@ class SeenSignature(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+class CapacitySample(Base):
+    """A host's capacity as the monitor saw it at one moment (the start of a sampling interval).
+    Keyed by the host's name, not its row, so the history outlives a host that was removed."""
+    __tablename__ = 'capacity_samples'
+    __table_args__ = (Index('ix_capacity_samples_host_time', 'host_name', 'time'),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    host_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    vcpu_used: Mapped[int] = mapped_column(nullable=False)
+    vcpu_total: Mapped[int] = mapped_column(nullable=False)
+    memory_used_mib: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    memory_total_mib: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    instance_count: Mapped[int] = mapped_column(nullable=False)
+
+
+class PlacementFailure(Base):
+    """A launch the scheduler refused (InsufficientInstanceCapacity), with its reasons."""
+    __tablename__ = 'placement_failures'
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False)
+    instance_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    count: Mapped[int] = mapped_column(nullable=False)      # MinCount: what could not be placed
+    zone: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, nullable=False)          # the tenant's summary
+    host_reasons: Mapped[str | None] = mapped_column(Text)             # JSON {host name: why not}
+
+
+class LaunchEvent(Base):
+    """Instances launched (RunInstances placed them) or failed to deploy, counted at one moment."""
+    __tablename__ = 'launch_events'
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    owner: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)      # 'launched' or 'deploy-failed'
+    count: Mapped[int] = mapped_column(nullable=False)

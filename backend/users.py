@@ -30,6 +30,7 @@ class NewUser:
     account_id: str
     access_key_id: str
     secret_access_key: str = dataclasses.field(repr=False)
+    admin: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,7 @@ class User:
     account_id: str
     access_key_ids: tuple  # the active ones
     created_at: datetime.datetime
+    admin: bool = False    # may call the administrators' actions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Credential:
     secret: str = dataclasses.field(repr=False)
     account_id: str
     user_name: str
+    admin: bool = False
 
 
 class UserService:
@@ -54,18 +57,18 @@ class UserService:
         self._vault = vault
         self._credentials = _ExpiringCache(cache_seconds, cache_entries, clock)
 
-    def create(self, name):
+    def create(self, name, admin=False):
         _check_name(name)
         try:
             with self._db.write() as session:
                 if session.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
                     raise _duplicate(name)
-                user = UserRow(name=name, account_id=_unused_account_id(session))
+                user = UserRow(name=name, account_id=_unused_account_id(session), admin=bool(admin))
                 access_key_id, secret = self._add_access_key(user)
                 session.add(user)
         except IntegrityError:  # a concurrent create of the same name won
             raise _duplicate(name) from None
-        return NewUser(name, user.account_id, access_key_id, secret)
+        return NewUser(name, user.account_id, access_key_id, secret, bool(user.admin))
 
     def get(self, name):
         with self._db.read() as session:
@@ -85,6 +88,15 @@ class UserService:
             session.delete(user)
         self._credentials.discard(revoked)
 
+    def set_admin(self, name, admin):
+        """Grant or revoke the administrators' actions; other processes notice within the cache's seconds."""
+        with self._db.write() as session:
+            user = _find(session, name)
+            user.admin = bool(admin)
+            keys = [key.access_key_id for key in user.access_keys]
+        self._credentials.discard(keys)
+        return self.get(name)
+
     def rotate_keys(self, name):
         """Give the user a new access key and deactivate the ones it had."""
         with self._db.write() as session:
@@ -94,7 +106,7 @@ class UserService:
                 key.active = False
             access_key_id, secret = self._add_access_key(user)
         self._credentials.discard(revoked)
-        return NewUser(name, user.account_id, access_key_id, secret)
+        return NewUser(name, user.account_id, access_key_id, secret, bool(user.admin))
 
     def secret_for(self, access_key_id):
         """The credential of an active access key, or None if there is no such active key."""
@@ -112,13 +124,13 @@ class UserService:
     def _load_credential(self, access_key_id):
         with self._db.read() as session:
             row = session.execute(
-                select(AccessKey.encrypted_secret, UserRow.account_id, UserRow.name)
+                select(AccessKey.encrypted_secret, UserRow.account_id, UserRow.name, UserRow.admin)
                 .join(AccessKey.user)
                 .where(AccessKey.access_key_id == access_key_id, AccessKey.active)
             ).first()
         if row is None:
             return None
-        return Credential(self._vault.decrypt(row.encrypted_secret), row.account_id, row.name)
+        return Credential(self._vault.decrypt(row.encrypted_secret), row.account_id, row.name, bool(row.admin))
 
     def _add_access_key(self, user):
         access_key_id = 'AKIA' + ''.join(secrets.choice(ACCESS_KEY_ALPHABET) for _ in range(16))
@@ -195,4 +207,4 @@ def _duplicate(name):
 
 def _user_record(user):
     active = tuple(key.access_key_id for key in user.access_keys if key.active)
-    return User(user.name, user.account_id, active, user.created_at)
+    return User(user.name, user.account_id, active, user.created_at, bool(user.admin))

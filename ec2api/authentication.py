@@ -20,6 +20,7 @@ class Principal:
     account_id: str
     user_name: str
     service: str = auth.SERVICE      # what a SigV4 signature was scoped to (ec2, sts or iam)
+    admin: bool = False              # may call the administrators' actions (users.admin)
 
 
 class Authenticator:
@@ -31,7 +32,7 @@ class Authenticator:
         verified = auth.verify(signed_request, self._secret_for, region=self.cloud.config.region,
                                services=services)
         credential = self.cloud.users.secret_for(verified.access_key)
-        return Principal(credential.account_id, credential.user_name, verified.service)
+        return Principal(credential.account_id, credential.user_name, verified.service, credential.admin)
 
     def _secret_for(self, access_key_id):
         credential = self.cloud.users.secret_for(access_key_id)

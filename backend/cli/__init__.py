@@ -74,8 +74,17 @@ def _parser():
     user_commands = user.add_subparsers(dest='action', required=True, metavar='ACTION')
     create = user_commands.add_parser('create', help='create a user with an access key')
     create.add_argument('name')
+    create.add_argument('--admin', action='store_true',
+                        help="may call the administrators' actions (hosts, networks, users, history)")
     _json_flag(create)
     create.set_defaults(command=user_create)
+    set_admin = user_commands.add_parser('set-admin', help="grant or revoke the administrators' actions")
+    set_admin.add_argument('name')
+    granted = set_admin.add_mutually_exclusive_group(required=True)
+    granted.add_argument('--on', dest='admin', action='store_true', help='grant')
+    granted.add_argument('--off', dest='admin', action='store_false', help='revoke')
+    _json_flag(set_admin)
+    set_admin.set_defaults(command=user_set_admin)
     listing = user_commands.add_parser('list', help='list users')
     _json_flag(listing)
     listing.set_defaults(command=user_list)
@@ -138,7 +147,16 @@ def _print_first_user(user, config):
 
 def user_create(args):
     with Cloud.open() as cloud:
-        _print_new_user(cloud.users.create(args.name), args.json)
+        _print_new_user(cloud.users.create(args.name, admin=args.admin), args.json)
+
+
+def user_set_admin(args):
+    with Cloud.open() as cloud:
+        user = cloud.users.set_admin(args.name, args.admin)
+    if args.json:
+        print_json(plain(user))
+        return
+    print(f"User '{user.name}' {'is' if user.admin else 'is not'} an administrator now.")
 
 
 def user_rotate_keys(args):
@@ -158,9 +176,9 @@ def user_list(args):
     if args.json:
         print_json([plain(user) for user in users])
         return
-    print_table(('NAME', 'ACCOUNT', 'ACCESS KEYS', 'CREATED'),
-                 [(user.name, user.account_id, ','.join(user.access_key_ids), timestamp(user.created_at))
-                  for user in users])
+    print_table(('NAME', 'ACCOUNT', 'ADMIN', 'ACCESS KEYS', 'CREATED'),
+                 [(user.name, user.account_id, 'yes' if user.admin else 'no', ','.join(user.access_key_ids),
+                   timestamp(user.created_at)) for user in users])
 
 
 def _print_new_user(user, as_json):
@@ -170,4 +188,5 @@ def _print_new_user(user, as_json):
     print(f'User:              {user.name}\n'
           f'Account:           {user.account_id}\n'
           f'Access key id:     {user.access_key_id}\n'
-          f'Secret access key: {user.secret_access_key}')
+          f'Secret access key: {user.secret_access_key}'
+          + ('\nAdministrator:     yes' if user.admin else ''))

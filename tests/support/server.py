@@ -45,8 +45,8 @@ class LiveServer:
             raise AssertionError(f'reservoir {" ".join(arguments)} failed: {result.stderr}')
         return result.stdout
 
-    def create_user(self, name):
-        self.users[name] = json.loads(self.admin('user', 'create', name, '--json'))
+    def create_user(self, name, admin=False):
+        self.users[name] = json.loads(self.admin('user', 'create', name, '--json', *(['--admin'] if admin else [])))
         return self.users[name]
 
     def start(self):

@@ -130,3 +130,18 @@ def test_cache_stays_bounded(cloud, monkeypatch):
     users.secret_for(keys[0])  # evicted to make room for the third
     users.secret_for(keys[2])  # still cached
     assert loads == keys + [keys[0]]
+
+
+def test_admins_are_flagged_and_the_flag_reaches_their_credentials(cloud):
+    alice, root = cloud.users.create('alice'), cloud.users.create('root', admin=True)
+    assert (alice.admin, root.admin) == (False, True)
+    assert cloud.users.secret_for(alice.access_key_id).admin is False
+    assert cloud.users.secret_for(root.access_key_id).admin is True
+    cloud.users.set_admin('alice', True)
+    cloud.users.set_admin('root', False)
+    # Changed in this process: the cached credentials are dropped at once.
+    assert cloud.users.secret_for(alice.access_key_id).admin is True
+    assert cloud.users.secret_for(root.access_key_id).admin is False
+    assert {user.name: user.admin for user in cloud.users.list()} == {'alice': True, 'root': False}
+    with pytest.raises(NotFound):
+        cloud.users.set_admin('nobody', True)

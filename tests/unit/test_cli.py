@@ -52,7 +52,7 @@ def fake_server(monkeypatch):
 
 def test_user_create_json(capsys):
     created = run_json(capsys, 'user', 'create', 'alice')
-    assert sorted(created) == ['access_key_id', 'account_id', 'name', 'secret_access_key']
+    assert sorted(created) == ['access_key_id', 'account_id', 'admin', 'name', 'secret_access_key']
     assert created['name'] == 'alice' and len(created['secret_access_key']) == 40
     listed = run_json(capsys, 'user', 'list')
     assert [(user['name'], user['account_id'], user['access_key_ids']) for user in listed] == [
@@ -63,7 +63,7 @@ def test_user_plain_output(capsys):
     code, out, _ = run(capsys, 'user', 'create', 'alice')
     assert code == 0 and 'Secret access key:' in out
     code, out, _ = run(capsys, 'user', 'list')
-    assert code == 0 and out.splitlines()[0].split() == ['NAME', 'ACCOUNT', 'ACCESS', 'KEYS', 'CREATED']
+    assert code == 0 and out.splitlines()[0].split() == ['NAME', 'ACCOUNT', 'ADMIN', 'ACCESS', 'KEYS', 'CREATED']
     assert out.splitlines()[1].startswith('alice ')
 
 
@@ -208,3 +208,16 @@ def test_a_host_with_shared_storage_says_where_it_sees_the_state_directory(capsy
     assert plain['shared_storage'] is None                  # its disks are copied into its own pool
     assert_fails(capsys, ('host', 'add', 'qemu+tcp://node3/system', '--cpus', '2', '--memory', '2048',
                           '--shared-storage', 'relative/path'), 'absolute path')
+
+
+def test_administrators_are_made_granted_revoked_and_listed(capsys):
+    assert run_json(capsys, 'user', 'create', 'root', '--admin')['admin'] is True
+    assert run_json(capsys, 'user', 'create', 'alice')['admin'] is False
+    assert {user['name']: user['admin'] for user in run_json(capsys, 'user', 'list')} == {'alice': False, 'root': True}
+    assert run_json(capsys, 'user', 'set-admin', 'alice', '--on')['admin'] is True
+    assert run_json(capsys, 'user', 'set-admin', 'root', '--off')['admin'] is False
+    code, out, _ = run(capsys, 'user', 'list')
+    assert code == 0 and 'ADMIN' in out.splitlines()[0]
+    assert [line.split()[2] for line in out.splitlines()[1:]] == ['yes', 'no']
+    assert run(capsys, 'user', 'set-admin', 'alice')[0] != 0       # --on or --off is required
+    assert_fails(capsys, ['user', 'set-admin', 'nobody', '--on'], 'nobody')
