@@ -3,19 +3,14 @@ Chromium driven by Selenium, and a directory for the screenshots the tests take.
 
 A missing browser fails these tests instead of skipping them: `make install` puts Chromium there.
 """
-import shutil
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
+from tests.support.browser import chromium, missing_browser
 from tests.support.server import simulated_cloud
 
 from .console import Console
-
-CHROMIUM = '/usr/bin/chromium'
-CHROMEDRIVER = '/usr/bin/chromedriver'
 
 
 @pytest.fixture(scope='module')
@@ -28,18 +23,11 @@ def console_cloud(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def browser():
-    for program in (CHROMIUM, CHROMEDRIVER):
-        if not shutil.which(program):
-            pytest.fail(f'{program} is missing: install the chromium and chromium-driver packages (make install)')
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    for argument in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu',
-                     '--window-size=1280,800'):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    yield driver
-    driver.quit()
+    missing = missing_browser()
+    if missing:
+        pytest.fail(missing)
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture(scope='module')
