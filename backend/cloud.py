@@ -2,6 +2,7 @@
 import datetime
 
 from .networking.addresses import AddressService
+from .capacity_history import CapacityHistory
 from .catalog import Catalog
 from .certificates import CertificateService
 from .compute.fencing import Fencing
@@ -14,14 +15,17 @@ from .image_lifetimes import load_limits
 from .images import ImageRepository, ImageService
 from .instances import InstanceService
 from .keypairs import KeyPairService
+from .launch_history import LaunchHistory
 from .networking.gateways import GatewayService
 from .networking.interfaces import InterfaceService
 from .networking.networks import NetworkService
 from .networking.security_groups import SecurityGroupService
 from .networking.subnets import SubnetService
 from .networking.vpcs import VpcService
+from .placement_failures import PlacementFailures
 from .placement_groups import PlacementGroupService
 from .quotas import QuotaService, load_defaults as load_quota_defaults
+from .resource_pool import ResourcePool
 from .snapshots import SnapshotService
 from .storage.volume_files import VolumeFiles
 from .storage.snapshots import SnapshotService as VolumeSnapshotService
@@ -66,15 +70,21 @@ class Cloud:
         self.volumes = VolumeService(db, volume_files, config.zones, self.quotas.defaults,
                                      wake_workers=self._wake_worker)
         self.volume_snapshots = VolumeSnapshotService(db, volume_files, wake_workers=self._wake_worker)
+        # What administrators look back on: the scheduler's refusals, launches, capacity over time.
+        self.placement_failures = PlacementFailures(db)
+        self.launch_history = LaunchHistory(db, config.monitor.history_seconds)
+        self.capacity_history = CapacityHistory(db, config.monitor)
         self.instances = InstanceService(
             db, config, self.networks, self.vpcs, wake_workers=self._wake_worker, policy=compute.scheduler_policy,
             terminated_retention=datetime.timedelta(seconds=compute.terminated_retention_seconds),
-            max_launch=compute.max_launch, quotas=self.quotas.defaults, volumes=self.volumes)
+            max_launch=compute.max_launch, quotas=self.quotas.defaults, volumes=self.volumes,
+            failures=self.placement_failures)
         self.tags = TagService(db)
         self.migrations = MigrationService(db, policy=compute.scheduler_policy, wake_workers=self._wake_worker)
         self.fencing = Fencing(db, compute.fence_after_seconds, compute.scheduler_policy, self._wake_worker)
         self.addresses = AddressService(db, wake_workers=self._wake_worker, quotas=self.quotas.defaults)
         self.placement_groups = PlacementGroupService(db)
+        self.pool = ResourcePool(db, self.hosts, self.migrations, self.quotas.defaults)   # administrators' view
         # Consoles of instances on this machine's hosts, which the workers write beside their disks.
         self.instance_files = InstanceFiles(config.home / 'instances')
         self.snapshots = SnapshotService(db, self.images, config.home, wake_workers=self._wake_worker,   # CreateImage

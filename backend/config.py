@@ -70,6 +70,15 @@ class ServerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitorSettings:
+    """What the monitor keeps for administrators to look back on ([monitor] in reservoir.ini)."""
+    # A capacity sample of each host at most this often, at the start of each such interval.
+    sample_interval_seconds: float = 60.0
+    # Samples, placement failures and launch counts older than this are deleted.
+    history_seconds: float = 86400.0
+
+
+@dataclasses.dataclass(frozen=True)
 class QuotaSettings:
     """What one account may hold at once by default ([quotas] in reservoir.ini)."""
     instances: int = 20
@@ -105,6 +114,7 @@ class Config:
     compute: ComputeSettings = ComputeSettings()
     quotas: QuotaSettings = QuotaSettings()
     server: ServerSettings = ServerSettings()
+    monitor: MonitorSettings = MonitorSettings()
     security_groups: SecurityGroupLimits = SecurityGroupLimits()
 
     @property
@@ -151,6 +161,7 @@ def load_config(environ=None):
         compute=_compute(main, environ),
         quotas=_quotas(main, environ),
         server=_server(main, environ),
+        monitor=_monitor(main, environ),
         security_groups=_security_groups(main, environ),
     )
 
@@ -230,6 +241,13 @@ def _server(parser, environ):
     if min(settings.body_timeout_seconds, settings.upload_idle_seconds) <= 0 or \
             min(settings.upload_threads, settings.uploads_per_client) < 1:
         raise ConfigError('[server] timeouts must be positive, upload_threads and uploads_per_client at least 1')
+    return settings
+
+
+def _monitor(parser, environ):
+    settings = _section(parser, environ, 'monitor', MonitorSettings)
+    if settings.sample_interval_seconds < 1 or settings.history_seconds < settings.sample_interval_seconds:
+        raise ConfigError('[monitor] sample_interval_seconds must be at least 1, and history_seconds at least that')
     return settings
 
 

@@ -13,7 +13,7 @@ import re
 from sqlalchemy import bindparam, exists, false, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import scheduler
+from . import launch_history, scheduler
 from .db import Prepared
 from .errors import CapacityError, Conflict, InvalidValue, NotFound
 from .hosts import host_views
@@ -139,10 +139,20 @@ class _CapacityRace(Exception):
     """Another launch took the capacity we counted on: place again."""
 
 
+class _AlreadyLaunched(Exception):
+    """A concurrent request with the same ClientToken launched first: its instances are the answer."""
+
+    def __init__(self, instances):
+        super().__init__()
+        self.instances = instances
+
+
 class InstanceService:
     def __init__(self, db, config, networks, vpcs, wake_workers=None, policy='striping',
-                 terminated_retention=datetime.timedelta(hours=1), max_launch=1000, quotas=None, volumes=None):
+                 terminated_retention=datetime.timedelta(hours=1), max_launch=1000, quotas=None, volumes=None,
+                 failures=None):
         self.db = db
+        self.failures = failures          # placement_failures.PlacementFailures: refusals kept for administrators
         self.volumes = volumes            # storage.volumes.VolumeService: the volumes a launch makes
         self.quotas = quotas or Quotas()
         self.config = config
@@ -162,10 +172,23 @@ class InstanceService:
             earlier = self._earlier_launch(owner, request)
             if earlier is not None:
                 return earlier
+        try:
+            instance_ids = self._launch_placed(owner, request, kind)
+        except _AlreadyLaunched as earlier:
+            return earlier.instances
+        except CapacityError as refusal:
+            if self.failures is not None and refusal.code == 'InsufficientInstanceCapacity':
+                self.failures.record(owner, kind.name, request.min_count, request.zone, refusal)
+            raise
+        self.volumes.make_launch_files(instance_ids)     # before any worker may deploy them
+        self.wake_workers()
+        return self.describe(owner, ids=instance_ids, check_ids=False)
+
+    def _launch_placed(self, owner, request, kind):
+        """The launched instances' ids, placing again when a concurrent launch took the room."""
         for _attempt in range(CAPACITY_RACE_RETRIES):
             try:
-                instance_ids = self._launch(owner, request, kind)
-                break
+                return self._launch(owner, request, kind)
             except _CapacityRace:
                 continue
             except IntegrityError:
@@ -174,12 +197,8 @@ class InstanceService:
                 earlier = self._earlier_launch(owner, request) if request.client_token else None
                 if earlier is None:
                     raise
-                return earlier
-        else:
-            raise CapacityError('InsufficientInstanceCapacity', 'Capacity is being taken by other launches; try again.')
-        self.volumes.make_launch_files(instance_ids)     # before any worker may deploy them
-        self.wake_workers()
-        return self.describe(owner, ids=instance_ids, check_ids=False)
+                raise _AlreadyLaunched(earlier) from None
+        raise CapacityError('InsufficientInstanceCapacity', 'Capacity is being taken by other launches; try again.')
 
     def _check_request(self, owner, request):
         if request.min_count < 1 or request.max_count < request.min_count:
@@ -286,6 +305,7 @@ class InstanceService:
             if request.client_token:
                 session.add(ClientToken(owner=owner, token=request.client_token,
                                         request_hash=request.fingerprint(), reservation_id=reservation_id))
+            launch_history.record(session, owner, launch_history.LAUNCHED, len(instance_ids))
         return instance_ids
 
     def _plan_network(self, session, owner, request, instance_ids, zone, default_vpc):
@@ -527,6 +547,8 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
         release_public_ips(session, row.instance_id)     # as on AWS: a new one at the next start
     if previous is State.STOPPED and target is State.PENDING:
         assign_public_ips(session, [row.instance_id])
+    if target is State.FAILED and previous is not State.FAILED:
+        launch_history.record(session, row.owner, launch_history.DEPLOY_FAILED, 1)
     if target in FINAL_STATES and previous not in FINAL_STATES:
         release_interfaces(session, row.instance_id)
         release_volumes(session, row.instance_id)

@@ -7,6 +7,8 @@
   with a reason saying which.
 - On a peer cloud, an instance the peer no longer has was terminated there; the addresses the peer
   gave an instance are its own, and its tags there are kept in step with the user's tags here.
+- Once per sampling interval, the capacity of each host it drives is kept for administrators
+  (capacity_history), and what is older than the history window is deleted.
 """
 import collections
 import datetime
@@ -32,12 +34,18 @@ class Monitor:
         self.fencing = worker.cloud.fencing
 
     def run_round(self):
+        """Watch the owned hosts, then sample their capacity if this interval has no sample yet."""
+        owned = self.worker.owned_hosts()
+        self._watch(owned)
+        self.worker.cloud.capacity_history.sample(list(owned))
+
+    def _watch(self, owned):
         """Ask every owned host for its domains, then reconcile them all in one transaction."""
         observations, clouds = {}, {}
         # What a host reports is already old when the slowest host has answered: an instance whose
         # state changed since (a deploy that finished meanwhile) is judged at the next round.
         observed_from = utcnow()
-        for host_id, uri in self.worker.owned_hosts().items():
+        for host_id, uri in owned.items():
             host = self.worker.hosts.get(host_id, uri)
             try:
                 if host.supports(Feature.OWN_LIFECYCLE):

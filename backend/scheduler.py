@@ -56,6 +56,15 @@ class Request:
     refused: dict = dataclasses.field(default_factory=dict)
 
 
+class Refusal(CapacityError):
+    """InsufficientInstanceCapacity: the tenant's message, and each host's reason for administrators."""
+
+    def __init__(self, message, rejections, zone=None):
+        super().__init__('InsufficientInstanceCapacity', message)
+        self.rejections = dict(rejections)
+        self.zone = zone
+
+
 @dataclasses.dataclass
 class Placement:
     host_ids: list                       # one entry per placed instance
@@ -72,8 +81,7 @@ def place(hosts, request, policy='striping'):
     else:
         chosen = _place_ranked(candidates, request, policy)
     if len(chosen) < request.min_count:
-        raise CapacityError('InsufficientInstanceCapacity', _refusal(request, len(chosen), rejections,
-                                                                     candidates))
+        raise Refusal(_refusal(request, len(chosen), rejections, candidates), rejections, request.zone)
     return Placement(chosen, rejections)
 
 

@@ -1,12 +1,14 @@
 """What every protocol shares once a request is read: throttling, DryRun and the action call.
 
 A protocol hands over the operation's name and its parameters spelled as the Query protocol spells
-them; the operation's model parses them into what the action handler takes.
+them; the operation's model parses them into what the action handler takes. The administrators'
+actions are refused here, to anyone the authenticator did not flag as an administrator, before
+anything else is looked at.
 """
 from .actions import RequestContext, Result, handler_for
 from .errors import EC2Error
 from .parser import parse_params
-from .service_model import operation
+from .service_model import is_admin_action, operation
 from .throttle import Throttle
 
 
@@ -22,6 +24,8 @@ class Dispatcher:
         model = operation(action_name)
         if model is None:
             raise EC2Error('InvalidAction', f'The action {action_name} is not valid for this web service.')
+        if is_admin_action(action_name) and not principal.admin:
+            raise EC2Error('UnauthorizedOperation', 'You are not authorized to perform this operation.')
         handler = handler_for(action_name)
         if handler is None:
             raise EC2Error('UnsupportedOperation', f'The action {action_name} is not supported by this cloud.')

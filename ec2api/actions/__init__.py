@@ -12,7 +12,7 @@ _loading = threading.Lock()
 # Modules whose import registers their actions.
 _ACTION_MODULES = ('regions', 'instance_types', 'keypairs', 'images', 'instances', 'addresses', 'tags',
                    'placement_groups', 'create_image', 'account_attributes', 'vpcs', 'subnets', 'network_interfaces', 'gateways',
-                   'security_groups', 'volumes', 'snapshots')
+                   'security_groups', 'volumes', 'snapshots', 'admin')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,6 +106,12 @@ class LiveServer:
         except OSError:
             return ''
 
+    def admin_client(self, user):
+        """A boto3 client of the administrators' actions (service reservoir-admin), signed as `user`."""
+        from tests.support.admin_api import admin_client
+        credentials = self.users[user]
+        return admin_client(self.endpoint, credentials['access_key_id'], credentials['secret_access_key'], REGION)
+
     def client(self, user='alice', **overrides):
         credentials = self.users[user]
         return boto3.client('ec2', endpoint_url=self.endpoint, region_name=REGION,
