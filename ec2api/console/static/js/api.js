@@ -1,5 +1,5 @@
 // The EC2 Query API, signed in the page. The secret lives only in this object's closure.
-import { rfc3986, signedHeaders } from './sigv4.js';
+import { rfc3986, signedHeaders, signRequest } from './sigv4.js';
 
 const VERSION = '2016-11-15';
 
@@ -30,7 +30,27 @@ export function client(config, accessKeyId, secret) {
     }
     return doc.documentElement;
   }
-  return { call, accessKeyId };
+  // Any other request to the API's server (`relative` to the API's URL, such as upload/NAME), with
+  // its body streamed unsigned: every header in `headers` (lowercase names) is signed. The response
+  // is returned as it is, whatever its status.
+  async function send(method, relative, { headers = {}, body, signal } = {}) {
+    const target = new URL(relative, url).href;
+    const signed = await signRequest({
+      method, url: target, headers: { 'x-amz-content-sha256': UNSIGNED_PAYLOAD, ...headers },
+      payloadHash: UNSIGNED_PAYLOAD, region: config.region, service: 'ec2', accessKeyId, secret,
+    });
+    return fetch(target, { method, headers: signed, body, signal, credentials: 'omit', cache: 'no-store' });
+  }
+  return { call, send, accessKeyId };
+}
+
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+
+// The error of a failed response that carries an EC2 error document (none for HEAD).
+export async function responseError(response) {
+  const doc = new DOMParser().parseFromString(await response.text(), 'application/xml');
+  return new ApiError(text(doc.documentElement, 'Errors/Error/Code') || `HTTP ${response.status}`,
+    text(doc.documentElement, 'Errors/Error/Message') || response.statusText);
 }
 
 // Every page of a paged Describe call, following NextToken.
