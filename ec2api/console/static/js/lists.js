@@ -1,27 +1,8 @@
-// The read-mostly pages: images, key pairs (create and import) and elastic IPs.
-import { allPages, items, text } from './api.js';
+// The read-mostly pages: key pairs (create and import) and elastic IPs.
+import { items, text } from './api.js';
 import { $, fillTable, status } from './dom.js';
 
 // Late answers after the page is left (or the user signed out) are dropped, never shown.
-export function imagesPage(api) {
-  let active = false;
-  return {
-    async show() {
-      active = true;
-      const rows = [];
-      await allPages(api, 'DescribeImages', {}, (root) => {
-        for (const image of items(root, 'imagesSet')) {
-          rows.push([text(image, 'imageId'), text(image, 'name'), text(image, 'imageOwnerId'),
-            text(image, 'isPublic') === 'true' ? 'public' : 'private', text(image, 'imageState'),
-            text(image, 'architecture')]);
-        }
-      });
-      if (active) fillTable('#images', rows);
-    },
-    hide() { active = false; },
-  };
-}
-
 export function addressesPage(api) {
   let active = false;
   return {

@@ -4,7 +4,8 @@ import { client, loadConfig } from './api.js';
 import { $, status } from './dom.js';
 import { instancesPage } from './instances.js';
 import { accountsPage, isAdministrator, poolPage } from './admin.js';
-import { addressesPage, imagesPage, keyPairsPage } from './lists.js';
+import { imagesPage } from './images.js';
+import { addressesPage, keyPairsPage } from './lists.js';
 import { MIN_PASSPHRASE, forget, remember, remembered, unlock } from './remember.js';
 
 const PAGES = { instances: instancesPage, images: imagesPage, keypairs: keyPairsPage, addresses: addressesPage,
