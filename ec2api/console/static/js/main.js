@@ -3,13 +3,17 @@
 import { client, loadConfig } from './api.js';
 import { $, status } from './dom.js';
 import { instancesPage } from './instances.js';
+import { networksPage } from './networks.js';
+import { securityGroupsPage } from './security_groups.js';
+import { volumesPage } from './volumes.js';
 import { accountsPage, isAdministrator, poolPage } from './admin.js';
 import { imagesPage } from './images.js';
 import { addressesPage, keyPairsPage } from './lists.js';
 import { MIN_PASSPHRASE, forget, remember, remembered, unlock } from './remember.js';
 
 const PAGES = { instances: instancesPage, images: imagesPage, keypairs: keyPairsPage, addresses: addressesPage,
-  pool: poolPage, accounts: accountsPage };
+  pool: poolPage, accounts: accountsPage, networks: networksPage, 'security-groups': securityGroupsPage,
+  volumes: volumesPage };
 let session = null;       // { api, pages, current }
 
 function cryptoAvailable() {
@@ -92,6 +96,8 @@ function showRememberFields() {
 
 function signOut() {
   if (session && session.current) session.pages[session.current].hide();
+  // Pages that keep forms and choices of their own empty them.
+  if (session) for (const page of Object.values(session.pages)) page.clear?.();
   session = null;
   for (const name of Object.keys(PAGES)) $(`#page-${name}`).hidden = true;
   // Nothing of this account's may stay on screen for the next one to sign in.
