@@ -172,6 +172,18 @@ def test_security_group_rules(console):
     assert group_id not in {g['GroupId'] for g in api.describe_security_groups()['SecurityGroups']}
 
 
+def test_every_page_of_groups_is_listed(console):
+    carol = console.live.client('carol')
+    for i in range(104):            # with the default group, more than one page of the console's 100
+        carol.create_security_group(GroupName=f'many-{i:03}', Description='one of many')
+    expected = {g['GroupId'] for g in carol.describe_security_groups()['SecurityGroups']}
+    assert len(expected) == 105
+    console.sign_in('carol')
+    console.signed_in()
+    console.go('security-groups')
+    console.wait_for(lambda d: ids(console, 'groups') == expected)
+
+
 def running_instance(api, image_id):
     instance_id = api.run_instances(ImageId=image_id, InstanceType='t1.micro', MinCount=1,
                                     MaxCount=1)['Instances'][0]['InstanceId']

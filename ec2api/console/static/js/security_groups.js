@@ -83,6 +83,7 @@ export function securityGroupsPage(api) {
     outboundTable.sync(rules.filter(isEgress), idOf, updateRule);
     choices($('#add-rule').group, [...names].filter(([id]) => id !== groupId)
       .map(([id, name]) => [id, `${name} (${id})`]), { blank: '(the CIDR range)' });
+    sourceChanged();
     // Another group's rules are gone from the table only once this group's are in.
     $('#group-detail').hidden = false;
   }
@@ -93,10 +94,11 @@ export function securityGroupsPage(api) {
     $('#group-detail-title').textContent = names.has(id) ? `${names.get(id)} (${id})` : id;
     inboundTable.clear();
     outboundTable.clear();
+    const mine = visit.now();
     try {
       await refreshRules();
     } catch (error) {
-      status(error.message, true);
+      if (visit.alive(mine)) status(error.message, true);
     }
   }
 
