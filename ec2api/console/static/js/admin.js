@@ -7,7 +7,7 @@ import { linePlot } from './plots.js';
 
 const POLL_MS = 2000;
 const PLOT_POLL_MS = 10000;
-const HISTORY_BUCKET_SECONDS = 300;
+const BUCKETS_PER_PLOT = 60;
 
 // Whether this key may use the admin actions: asked of the server, never guessed by the page.
 export async function isAdministrator(api) {
@@ -151,10 +151,20 @@ export function poolPage(api) {
       + `${sum('instances')} instances`;
   }
 
+  // The plots' time range, chosen above them: StartTime for both histories, and launch buckets
+  // sized so the range always holds the same number of them.
+  function range() {
+    const seconds = Number($('#plot-range').value);
+    return { StartTime: new Date(Date.now() - seconds * 1000).toISOString(), bucket: Math.max(60, seconds / BUCKETS_PER_PLOT) };
+  }
+
   async function refreshPlots(stillActive) {
+    const { StartTime, bucket } = range();
+    const minutes = bucket / 60;
+    $('#launches-caption').textContent = `Instances launched and failed (per ${minutes === 1 ? 'minute' : `${minutes} minutes`})`;
     const [capacity, launches, failures] = await Promise.all([
-      api.call('DescribeCapacityHistory'),
-      api.call('DescribeLaunchHistory', { BucketSeconds: HISTORY_BUCKET_SECONDS }),
+      api.call('DescribeCapacityHistory', { StartTime }),
+      api.call('DescribeLaunchHistory', { BucketSeconds: bucket, StartTime }),
       api.call('DescribePlacementFailures', { MaxResults: 20 }),
     ]);
     if (!stillActive()) return;
@@ -167,7 +177,7 @@ export function poolPage(api) {
     $('#failures tbody').replaceChildren(...items(failures, 'failureSet').map((item) => el('tr', {},
       ...['time', 'accountId', 'instanceType', 'count', 'zone', 'reason'].map((name) => el('td', { text: text(item, name) })))));
     if (detailHost) {
-      const root = await api.call('DescribeCapacityHistory', { HostName: detailHost });
+      const root = await api.call('DescribeCapacityHistory', { HostName: detailHost, StartTime });
       if (stillActive() && detailHost) capacityPlot($('#plot-host'), samplesOf(root));
     }
   }
@@ -188,7 +198,7 @@ export function poolPage(api) {
     $('#plot-host').replaceChildren();
     try {
       await refreshHostInstances(() => detailHost === name);
-      const root = await api.call('DescribeCapacityHistory', { HostName: name });
+      const root = await api.call('DescribeCapacityHistory', { HostName: name, StartTime: range().StartTime });
       if (detailHost === name) capacityPlot($('#plot-host'), samplesOf(root));
     } catch (error) {
       status(error.message, true);
@@ -230,12 +240,14 @@ export function poolPage(api) {
   return {
     async show() {
       $('#host-detail-close').addEventListener('click', closeHost);
+      $('#plot-range').addEventListener('change', plotsPoll.start);
       await Promise.all([hostsPoll.start(), plotsPoll.start()]);
     },
     hide() {
       hostsPoll.stop();
       plotsPoll.stop();
       $('#host-detail-close').removeEventListener('click', closeHost);
+      $('#plot-range').removeEventListener('change', plotsPoll.start);
       closeHost();
       rows.clear();
     },

@@ -11,9 +11,11 @@ function svgEl(tag, attributes = {}, textValue) {
   return node;
 }
 
-function clock(milliseconds) {
+// The time of day, with the date when the plot spans more than a day's part.
+function clock(milliseconds, withDate) {
   const date = new Date(milliseconds);
-  return `${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`;
+  const time = `${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`;
+  return withDate ? `${date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })} ${time}` : time;
 }
 
 // A "nice" upper bound for the axis: 1, 2 or 5 times a power of ten, at least the largest value.
@@ -46,8 +48,9 @@ export function linePlot(target, series, { yMax, unit = '' } = {}) {
     parts.push(svgEl('text', { class: 'axis', x: MARGIN.left - 4, y: y(level) + 4, 'text-anchor': 'end' },
       `${Number.isInteger(level) ? level : level.toFixed(1)}${unit}`));
   }
-  parts.push(svgEl('text', { class: 'axis', x: MARGIN.left, y: HEIGHT - 4 }, clock(start)));
-  parts.push(svgEl('text', { class: 'axis', x: WIDTH - MARGIN.right, y: HEIGHT - 4, 'text-anchor': 'end' }, clock(end)));
+  const withDate = end - start > 12 * 3600 * 1000;
+  parts.push(svgEl('text', { class: 'axis', x: MARGIN.left, y: HEIGHT - 4 }, clock(start, withDate)));
+  parts.push(svgEl('text', { class: 'axis', x: WIDTH - MARGIN.right, y: HEIGHT - 4, 'text-anchor': 'end' }, clock(end, withDate)));
   series.forEach((line, index) => {
     const points = line.points.map(([time, value]) => `${x(time).toFixed(1)},${y(value).toFixed(1)}`).join(' ');
     parts.push(svgEl('polyline', { class: `line ${line.className || `line-${index}`}`, points, 'data-name': line.name }));

@@ -1,0 +1,138 @@
+"""The administrators' pages in the browser: capacity gauges that move, a host disabled from the
+page, plots from the monitor's samples, users and networks; and users who get none of it."""
+import json
+
+import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from selenium.webdriver.common.by import By
+
+from tests.support.server import simulated_cloud
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser')]
+
+HOSTS = 3
+
+
+@pytest.fixture(scope='module')
+def console_cloud(tmp_path_factory):
+    """Replaces the shared cloud: an administrator, and a monitor that samples every second."""
+    live = simulated_cloud(tmp_path_factory.mktemp('admin-console'), ['alice', 'bob'], hosts=HOSTS, cpus=8,
+                           memory_mib=8192, start=False,
+                           extra_env={'RESERVOIR_MONITOR_SAMPLE_INTERVAL_SECONDS': '1',
+                                      'RESERVOIR_COMPUTE_MONITOR_SECONDS': '1'})
+    live.create_user('root', admin=True)
+    live.start()
+    yield live
+    live.stop()
+
+
+def host_rows(console):
+    return {row.get_attribute('data-host'): row for row in console.find_all('#hosts tbody tr')}
+
+
+def used_vcpus(console):
+    """Each host's vCPU gauge as the page shows it."""
+    return {name: float(row.find_elements(By.TAG_NAME, 'meter')[0].get_attribute('value'))
+            for name, row in host_rows(console).items()}
+
+
+def hosts_from_cli(live):
+    return {host['name']: host for host in json.loads(live.admin('host', 'list', '--json'))}
+
+
+def launch(live, user, count):
+    reply = live.client(user).run_instances(ImageId=live.image_id, InstanceType='t1.micro', MinCount=count,
+                                            MaxCount=count)
+    return [instance['InstanceId'] for instance in reply['Instances']]
+
+
+def in_page_call(console, user, action, params):
+    """An admin action signed by the page's own code with `user`'s key: the error code, or 'accepted'."""
+    credentials = console.live.users[user]
+    return console.driver.execute_async_script('''
+        const [keyId, secret, action, params, done] = arguments;
+        import(new URL('js/api.js', document.baseURI).href).then(async ({ client, loadConfig }) => {
+          const api = client(await loadConfig(), keyId, secret);
+          try { await api.call(action, params); done('accepted'); } catch (error) { done(error.code || String(error)); }
+        });''', credentials['access_key_id'], credentials['secret_access_key'], action, params)
+
+
+def test_an_administrator_watches_the_pool_and_disables_a_host(console):
+    console.sign_in('root')
+    console.signed_in()
+    assert '(administrator)' in console.find('#who').text
+    console.go('pool')
+    console.wait_for(lambda d: len(host_rows(console)) == HOSTS)
+    before = used_vcpus(console)
+    rows = host_rows(console)
+
+    ids = launch(console.live, 'alice', 4)
+    console.wait_for(lambda d: sum(used_vcpus(console).values()) >= sum(before.values()) + 4)
+    assert host_rows(console) == rows            # the same rows: the gauges moved in place
+    busiest = max(used_vcpus(console).items(), key=lambda item: item[1])[0]
+
+    rows[busiest].find_element(By.CSS_SELECTOR, 'button.link').click()
+    console.wait_visible('#host-detail')
+    console.wait_for(lambda d: console.find_all('#host-instances tbody tr'))
+    shown = {row.find_elements(By.TAG_NAME, 'td')[0].text for row in console.find_all('#host-instances tbody tr')}
+    assert shown and shown <= set(ids)
+
+    # Plots come from the monitor's samples: lines appear once there are some.
+    console.wait_for(lambda d: console.find_all('#plot-capacity polyline'))
+    console.wait_for(lambda d: len(console.find('#plot-capacity polyline').get_attribute('points').split()) >= 2)
+    console.wait_for(lambda d: console.find_all('#plot-launches polyline'))
+    console.screenshot('pool')
+
+    row = host_rows(console)[busiest]
+    row.find_element(By.CSS_SELECTOR, '[data-action=disable]').click()
+    console.confirm()
+    console.wait_for(lambda d: 'disabled' in host_rows(console)[busiest].find_elements(By.TAG_NAME, 'td')[2].text)
+    assert hosts_from_cli(console.live)[busiest]['enabled'] is False
+    more = launch(console.live, 'alice', 3)
+    assert len(more) == 3
+    console.find('#host-detail-close').click()
+    host_rows(console)[busiest].find_element(By.CSS_SELECTOR, 'button.link').click()
+    console.wait_for(lambda d: console.find_all('#host-instances tbody tr'))
+    now_there = {row.find_elements(By.TAG_NAME, 'td')[0].text for row in console.find_all('#host-instances tbody tr')}
+    assert not now_there & set(more), 'a disabled host took new instances'
+
+    host_rows(console)[busiest].find_element(By.CSS_SELECTOR, '[data-action=enable]').click()
+    console.confirm()
+    console.wait_for(lambda d: host_rows(console)[busiest].find_elements(By.CSS_SELECTOR, '[data-action=disable]'))
+    assert hosts_from_cli(console.live)[busiest]['enabled'] is True
+
+    console.go('accounts')
+    console.wait_for(lambda d: {'alice', 'bob', 'root'} <= {row.get_attribute('data-user')
+                                                            for row in console.find_all('#users tbody tr')})
+    alice = console.find('#users tr[data-user="alice"]')
+    assert alice.find_elements(By.TAG_NAME, 'meter')
+    console.wait_for(lambda d: console.find_all('#networks-admin tbody tr meter'))
+    console.screenshot('accounts')
+
+
+def test_a_user_sees_no_pool_and_cannot_call_an_admin_action(console):
+    console.sign_in('bob')
+    console.signed_in()
+    assert not [button for button in console.find_all('nav .admin-only') if button.is_displayed()]
+    assert '(administrator)' not in console.find('#who').text
+    [name, *_] = hosts_from_cli(console.live)
+    # Through the page's own signing code, with bob's key: refused, and nothing changes.
+    assert in_page_call(console, 'bob', 'ModifyCloudHost', {'HostName': name, 'Enabled': 'false'}) == 'UnauthorizedOperation'
+    assert in_page_call(console, 'bob', 'DescribeCloudUsers', {}) == 'UnauthorizedOperation'
+    assert hosts_from_cli(console.live)[name]['enabled'] is True
+    # And straight at the API, signed as any client signs.
+    credentials = console.live.users['bob']
+    request = AWSRequest(method='POST', url=f'{console.live.endpoint}/',
+                         data={'Action': 'EvacuateCloudHost', 'HostName': name, 'Version': '2016-11-15'},
+                         headers={'Content-Type': 'application/x-www-form-urlencoded; charset=utf-8'})
+    SigV4Auth(Credentials(credentials['access_key_id'], credentials['secret_access_key']), 'ec2',
+              'reservoir-1').add_auth(request)
+    prepared = request.prepare()
+    reply = requests.post(prepared.url, data=prepared.body, headers=dict(prepared.headers))
+    assert reply.status_code == 403 and '<Code>UnauthorizedOperation</Code>' in reply.text
+    assert hosts_from_cli(console.live)[name]['enabled'] is True
+    # The same call by the administrator is accepted by the page's code.
+    assert in_page_call(console, 'root', 'DescribeCloudHosts', {}) == 'accepted'
