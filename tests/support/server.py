@@ -106,11 +106,13 @@ class LiveServer:
         except OSError:
             return ''
 
-    def admin_client(self, user):
-        """A boto3 client of the administrators' actions (service reservoir-admin), signed as `user`."""
+    def admin_client(self, user, **config):
+        """A boto3 client of the administrators' actions (service reservoir-admin), signed as `user`;
+        `config`: botocore Config options (parameter_validation=False sends what the model forbids)."""
         from tests.support.admin_api import admin_client
         credentials = self.users[user]
-        return admin_client(self.endpoint, credentials['access_key_id'], credentials['secret_access_key'], REGION)
+        return admin_client(self.endpoint, credentials['access_key_id'], credentials['secret_access_key'], REGION,
+                            **config)
 
     def client(self, user='alice', **overrides):
         credentials = self.users[user]
