@@ -252,3 +252,26 @@ def test_upload_interrupted_by_a_reload_resumes(console, tmp_path):
     images = console.live.client('alice').describe_images(
         Owners=['self'], Filters=[{'Name': 'name', 'Values': ['reloaded upload']}])['Images']
     assert len(images) == 1
+
+
+def test_cancelled_upload_is_discarded_and_a_name_holds_one_content(console, tmp_path):
+    first = qcow2_with_data(tmp_path / 'first.qcow2', 2, '0x11')
+    other = qcow2_with_data(tmp_path / 'other.qcow2', 2, '0x22')
+    images_page(console, 'alice')
+    pick_file(console, first, 'taken name')
+    watch_progress(console, then='pause', at_fraction=0.3)
+    console.find('#upload [name=start]').click()
+    console.wait_for(lambda d: phase(console) == 'paused')
+    assert upload_status(console.live, 'alice', 'taken name')[0] == 200
+
+    # Another file under that name is refused, not mixed in; Cancel discards what the server has.
+    console.find('#upload [name=file]').send_keys(str(other))
+    console.find('#upload [name=start]').click()
+    console.wait_for(lambda d: phase(console) == 'failed')
+    assert 'other content' in console.find('#upload-text').text
+    assert int(upload_status(console.live, 'alice', 'taken name')[1]['x-reservoir-total-bytes']) == first.stat().st_size
+    console.find('#upload-cancel').click()
+    console.confirm()
+    console.wait_for(lambda d: phase(console) == 'cancelled')
+    assert upload_status(console.live, 'alice', 'taken name')[0] == 404
+    assert console.find('#upload-cancel').get_attribute('hidden') is not None

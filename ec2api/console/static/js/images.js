@@ -271,7 +271,7 @@ export function imagesPage(api) {
     const form = $('#upload');
     const file = form.file.files[0];
     const name = form.name.value.trim();
-    if (!file) { status('Choose an image file to upload', true); return; }
+    if (!file || !file.size) { status(file ? `${file.name} is empty` : 'Choose an image file to upload', true); return; }
     if (!UPLOAD_NAME.test(name)) {
       status("A name is 3 to 128 letters, digits, spaces or ()[].-'@_", true);
       return;
@@ -303,7 +303,7 @@ export function imagesPage(api) {
     upload.controller.abort(new DOMException('paused', 'AbortError'));
     const bar = $('#upload-progress');
     progress('paused', bar.value, bar.max, `${upload.name}: paused at ${mib(bar.value)} of ${mib(bar.max)} MiB`);
-    status(message || `Paused ${upload.name}: Resume goes on from where it stopped`);
+    status(message || `Paused the upload '${upload.name}': Resume goes on from where it stopped`);
     buttons(false);
   }
 
@@ -359,7 +359,7 @@ export function imagesPage(api) {
     },
     // Leaving the page pauses an upload: the key may be about to be signed out.
     hide() {
-      if (upload && !$('#upload-pause').hidden) pause(`Paused ${upload.name} on leaving the images page: Resume goes on`);
+      if (upload && !$('#upload-pause').hidden) pause(`Paused the upload '${upload.name}' on leaving the images page: Resume goes on from there`);
       active = false;
       for (const [node, type, handler] of listeners) node.removeEventListener(type, handler);
     },
