@@ -104,6 +104,16 @@ def test_an_administrator_watches_the_pool_and_disables_a_host(console):
     console.wait_for(lambda d: host_rows(console)[busiest].find_elements(By.CSS_SELECTOR, '[data-action=disable]'))
     assert hosts_from_cli(console.live)[busiest]['enabled'] is True
 
+    # Evacuating returns at once; the host's count falls to nothing as its instances move away.
+    host_rows(console)[busiest].find_element(By.CSS_SELECTOR, '[data-action=evacuate]').click()
+    console.confirm()
+    console.wait_for(lambda d: console.status().startswith(f'Evacuating {busiest}: i-'))
+    console.wait_for(lambda d: host_rows(console)[busiest].find_elements(By.TAG_NAME, 'td')[5].text == '0', timeout=60)
+    assert hosts_from_cli(console.live)[busiest]['enabled'] is False
+    states = {instance['State']['Name'] for reservation in console.live.client('alice').describe_instances(
+        InstanceIds=ids + more)['Reservations'] for instance in reservation['Instances']}
+    assert states == {'running'}
+
     console.go('accounts')
     console.wait_for(lambda d: {'alice', 'bob', 'root'} <= {row.get_attribute('data-user')
                                                             for row in console.find_all('#users tbody tr')})
@@ -118,7 +128,7 @@ def test_a_user_sees_no_pool_and_cannot_call_an_admin_action(console):
     console.signed_in()
     assert not [button for button in console.find_all('nav .admin-only') if button.is_displayed()]
     assert '(administrator)' not in console.find('#who').text
-    [name, *_] = hosts_from_cli(console.live)
+    name = next(name for name, host in hosts_from_cli(console.live).items() if host['enabled'])
     # Through the page's own signing code, with bob's key: refused, and nothing changes.
     assert in_page_call(console, 'bob', 'ModifyCloudHost', {'HostName': name, 'Enabled': 'false'}) == 'UnauthorizedOperation'
     assert in_page_call(console, 'bob', 'DescribeCloudUsers', {}) == 'UnauthorizedOperation'
