@@ -33,6 +33,8 @@ async function signIn(event) {
     status(`The passphrase needs at least ${MIN_PASSPHRASE} characters.`, true);
     return;
   }
+  form.reset();              // the secret leaves the form at once; it lives on only in the client
+  showRememberFields();
   try {
     await startSession(accessKeyId, secret);
     if (passphrase !== null) {
@@ -42,21 +44,20 @@ async function signIn(event) {
   } catch (error) {
     status(`Sign-in failed: ${error.message}`, true);
   }
-  form.reset();
-  showRememberFields();
 }
 
 async function unlockRemembered(event) {
   event.preventDefault();
   const form = event.target;
   if (!cryptoAvailable()) return;
+  const passphrase = form.passphrase.value;
+  form.reset();
   try {
-    const { accessKeyId, secret } = await unlock(form.passphrase.value);
+    const { accessKeyId, secret } = await unlock(passphrase);
     await startSession(accessKeyId, secret);
   } catch (error) {
     status(`Sign-in failed: ${error.message}`, true);
   }
-  form.reset();
 }
 
 function forgetRemembered() {
