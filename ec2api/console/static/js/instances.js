@@ -1,15 +1,31 @@
-// Instances: a table kept up to date by polling, launch, lifecycle actions, tags, console output.
+// Instances: one page of DescribeInstances at a time (MaxResults and NextToken), filtered by the API,
+// kept up to date by polling that page only; launch, lifecycle actions, tags, console output.
 import { allPages, items, text } from './api.js';
 import { $, confirmAction, el, options, status } from './dom.js';
 
 const POLL_MS = 2000;
-const PAGE_SIZE = 50;
+const DEFAULT_PAGE_SIZE = 100;     // of the page sizes offered: 50, 100, 200
+const FILTER_DELAY_MS = 300;       // typing pauses this long before the API is asked
 const ACTIONS = [
   ['Start', 'StartInstances', ['stopped']],
   ['Stop', 'StopInstances', ['running', 'pending']],
   ['Reboot', 'RebootInstances', ['running']],
   ['Terminate', 'TerminateInstances', ['pending', 'running', 'stopping', 'stopped']],
 ];
+// The page's rows can be sorted by these columns (th[data-sort]); the API sorts nothing. Values
+// compare as text, as the API orders ids; addresses by their numbers (10.0.0.9 before 10.0.0.10).
+const ipOrder = (ip) => ip.split('.').map((part) => part.padStart(3, '0')).join('.');
+const SORT_VALUES = {
+  id: (instance) => instance.id,
+  state: (instance) => instance.state,
+  type: (instance) => instance.type,
+  privateIp: (instance) => ipOrder(instance.privateIp),
+  publicIp: (instance) => ipOrder(instance.publicIp),
+  zone: (instance) => instance.zone,
+};
+const compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+// Set each time a page is first shown, so its timing can be read (performance.getEntriesByName).
+export const PAGE_MARK = 'reservoir:instances-page';
 
 // UTF-8 text as base64, as UserData wants it; nothing when the text is empty.
 function base64(textValue) {
@@ -17,27 +33,68 @@ function base64(textValue) {
   return btoa(Array.from(new TextEncoder().encode(textValue), (byte) => String.fromCharCode(byte)).join(''));
 }
 
-export function instancesPage(api) {
-  const rows = new Map();          // instance id -> <tr>, reused so states change in place
-  let timer = null;
-  let stopped = true;
-  let detailId = null;
+// The filter form as EC2 filters: [[name, [values]]]. Empty fields filter nothing.
+function requestedFilters(form) {
+  const filters = [];
+  const words = (value) => value.split(/[\s,]+/).filter(Boolean);
+  if (form.state.value) filters.push(['instance-state-name', [form.state.value]]);
+  for (const [field, name] of [['type', 'instance-type'], ['id', 'instance-id'], ['ip', 'private-ip-address']]) {
+    const values = words(form[field].value);
+    if (values.length) filters.push([name, values]);
+  }
+  // key=value, key (any value) or =value (any key).
+  const tag = form.tag.value.trim();
+  const equals = tag.indexOf('=');
+  const [key, value] = equals < 0 ? [tag, ''] : [tag.slice(0, equals), tag.slice(equals + 1)];
+  if (key && value) filters.push([`tag:${key}`, [value]]);
+  else if (key) filters.push(['tag-key', [key]]);
+  else if (value) filters.push(['tag-value', [value]]);
+  return filters;
+}
 
-  function readInstances(root, into) {
-    for (const reservation of items(root, 'reservationSet')) {
-      for (const item of items(reservation, 'instancesSet')) {
-        into.push({
-          id: text(item, 'instanceId'),
-          state: text(item, 'instanceState/name'),
-          type: text(item, 'instanceType'),
-          privateIp: text(item, 'privateIpAddress'),
-          publicIp: text(item, 'ipAddress'),
-          zone: text(item, 'placement/availabilityZone'),
-          tags: items(item, 'tagSet').map((tag) => [text(tag, 'key'), text(tag, 'value')]),
-        });
-      }
+function filterParams(filters) {
+  const params = {};
+  filters.forEach(([name, values], i) => {
+    params[`Filter.${i + 1}.Name`] = name;
+    values.forEach((value, j) => { params[`Filter.${i + 1}.Value.${j + 1}`] = value; });
+  });
+  return params;
+}
+
+function readInstances(root) {
+  const found = [];
+  for (const reservation of items(root, 'reservationSet')) {
+    for (const item of items(reservation, 'instancesSet')) {
+      found.push({
+        id: text(item, 'instanceId'),
+        state: text(item, 'instanceState/name'),
+        type: text(item, 'instanceType'),
+        privateIp: text(item, 'privateIpAddress'),
+        publicIp: text(item, 'ipAddress'),
+        zone: text(item, 'placement/availabilityZone'),
+        tags: items(item, 'tagSet').map((tag) => [text(tag, 'key'), text(tag, 'value')]),
+      });
     }
   }
+  return found;
+}
+
+export function instancesPage(api) {
+  const rows = new Map();          // instance id -> <tr> of the page shown, reused so states change in place
+  let timer = null;
+  let filterTimer = null;
+  let stopped = true;
+  let detailId = null;
+  // What is shown: the NextToken of every page up to the current one (undefined for the first),
+  // the page size and filters; `view` counts changes of these so that late answers are dropped.
+  let tokens = [undefined];
+  let size = DEFAULT_PAGE_SIZE;
+  let filters = [];
+  let view = 0;
+  let shownView = -1;
+  let found = [];                  // the current page as the API listed it
+  let nextToken = null;
+  let sort = { key: null, descending: false };
 
   function newRow(id) {
     const row = el('tr', { 'data-id': id });
@@ -61,7 +118,8 @@ export function instancesPage(api) {
     values.forEach((value, i) => {
       if (row.cells[i + 1].textContent !== value) row.cells[i + 1].textContent = value;
     });
-    row.cells[1].className = `state state-${instance.state}`;
+    const stateClass = `state state-${instance.state}`;
+    if (row.cells[1].className !== stateClass) row.cells[1].className = stateClass;
     const tagKey = JSON.stringify(instance.tags);
     if (row.dataset.tags !== tagKey) {
       row.dataset.tags = tagKey;
@@ -73,33 +131,159 @@ export function instancesPage(api) {
     }
   }
 
-  async function refresh() {
-    const found = [];
-    await allPages(api, 'DescribeInstances', { MaxResults: PAGE_SIZE }, (root) => readInstances(root, found));
-    if (stopped) return;
+  function ordered() {
+    if (!sort.key) return found;
+    const value = SORT_VALUES[sort.key];
+    const sign = sort.descending ? -1 : 1;
+    const keyed = found.map((instance) => [value(instance), instance]);
+    keyed.sort(([a, first], [b, second]) => sign * (compare(a, b) || compare(first.id, second.id)));
+    return keyed.map(([, instance]) => instance);
+  }
+
+  // Puts the page's rows in order with one insertion, and only when the order changed.
+  function place() {
     const body = $('#instances tbody');
+    const wanted = ordered().map((instance) => rows.get(instance.id));
+    const current = body.children;
+    if (current.length === wanted.length && wanted.every((row, i) => current[i] === row)) return;
+    const fragment = document.createDocumentFragment();
+    fragment.append(...wanted);
+    body.append(fragment);
+  }
+
+  function render() {
     const seen = new Set();
     for (const instance of found) {
       seen.add(instance.id);
-      if (!rows.has(instance.id)) {
-        rows.set(instance.id, newRow(instance.id));
-        body.append(rows.get(instance.id));
+      let row = rows.get(instance.id);
+      if (!row) {
+        row = newRow(instance.id);
+        rows.set(instance.id, row);
       }
-      update(rows.get(instance.id), instance);
+      update(row, instance);      // new rows are filled before they are attached
     }
     for (const [id, row] of rows) {
       if (!seen.has(id)) { row.remove(); rows.delete(id); }
     }
+    place();
+    showPager(false);
+  }
+
+  function showPager(loading) {
+    const page = tokens.length;
+    const first = (page - 1) * size + 1;
+    let label;
+    if (loading) label = `Page ${page} · loading…`;
+    else if (found.length) label = `Page ${page} · instances ${first}–${first + found.length - 1}${nextToken ? '' : ' (last page)'}`;
+    else label = `Page ${page} · no instances${filters.length ? ' match these filters' : ''}`;
+    $('#page-indicator').textContent = label;
+    $('#page-prev').disabled = loading || page === 1;
+    $('#page-next').disabled = loading || !nextToken;
+  }
+
+  function showSort() {
+    for (const header of document.querySelectorAll('#instances th[data-sort]')) {
+      const sorted = header.dataset.sort === sort.key;
+      header.setAttribute('aria-sort', sorted ? (sort.descending ? 'descending' : 'ascending') : 'none');
+    }
+  }
+
+  // Lists the current page again: the same NextToken, filters and size. False if the answer came
+  // too late to be shown (the page was left, or another page asked for since).
+  async function refresh() {
+    const asked = view;
+    const root = await api.call('DescribeInstances',
+      { MaxResults: size, NextToken: tokens[tokens.length - 1], ...filterParams(filters) });
+    if (stopped || asked !== view) return false;
+    found = readInstances(root);
+    nextToken = text(root, 'nextToken') || null;
+    render();
+    if (shownView !== view) {
+      shownView = view;
+      performance.mark(PAGE_MARK, { detail: { page: tokens.length, rows: found.length } });
+    }
+    return true;
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = stopped ? null : setTimeout(poll, POLL_MS);
   }
 
   async function poll() {
+    timer = null;
     try {
       await refresh();
       if (detailId) await showConsole(detailId);
     } catch (error) {
-      status(error.message, true);
+      if (!stopped) status(error.message, true);
     }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
+    schedule();
+  }
+
+  // Another page, size or filters: shown as soon as it is listed, then polled.
+  async function navigate(change) {
+    change();
+    view += 1;
+    showPager(true);
+    clearTimeout(timer);
+    const asked = view;
+    try {
+      await refresh();
+    } catch (error) {
+      if (stopped || asked !== view) return;
+      status(error.message, true);
+      showPager(false);
+    }
+    if (asked === view) schedule();
+  }
+
+  function nextPage() {
+    if (nextToken) navigate(() => tokens.push(nextToken));
+  }
+
+  function previousPage() {
+    if (tokens.length > 1) navigate(() => tokens.pop());
+  }
+
+  function firstPageWith(change) {
+    navigate(() => { change(); tokens = [undefined]; nextToken = null; });
+  }
+
+  function applyFilters() {
+    clearTimeout(filterTimer);
+    const wanted = requestedFilters($('#instance-filters'));
+    if (JSON.stringify(wanted) === JSON.stringify(filters)) return;
+    firstPageWith(() => { filters = wanted; });
+  }
+
+  // Typing waits for a pause; a choice in a list applies at once.
+  function filterInput(event) {
+    if (event.target.tagName === 'SELECT') return;
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(applyFilters, FILTER_DELAY_MS);
+  }
+
+  function filterChange(event) {
+    if (event.target.tagName === 'SELECT') applyFilters();
+  }
+
+  function submitFilters(event) {
+    event.preventDefault();
+    applyFilters();
+  }
+
+  function changeSize(event) {
+    firstPageWith(() => { size = Number(event.target.value); });
+  }
+
+  function sortBy(event) {
+    const header = event.target.closest('th[data-sort]');
+    if (!header) return;
+    const key = header.dataset.sort;
+    sort = { key, descending: sort.key === key && !sort.descending };
+    showSort();
+    place();
   }
 
   async function act(label, action, id) {
@@ -125,8 +309,9 @@ export function instancesPage(api) {
         MinCount: count, MaxCount: count,
         ...Object.fromEntries(groups.map((group, i) => [`SecurityGroupId.${i + 1}`, group])),
       });
-      status(`Launched ${items(root, 'instancesSet').map((item) => text(item, 'instanceId')).join(', ')}`);
-      await refresh();
+      const launched = items(root, 'instancesSet').map((item) => text(item, 'instanceId'));
+      await refresh().catch(() => false);     // the next poll reports a failure
+      status(`Launched ${launched.join(', ')}`);
     } catch (error) {
       status(error.message, true);
     }
@@ -185,14 +370,31 @@ export function instancesPage(api) {
   }
 
   const listeners = [[$('#launch'), 'submit', launch], [$('#tag'), 'submit', addTag],
-    [$('#detail-close'), 'click', () => { detailId = null; $('#detail').hidden = true; }]];
+    [$('#detail-close'), 'click', () => { detailId = null; $('#detail').hidden = true; }],
+    [$('#instance-filters'), 'input', filterInput], [$('#instance-filters'), 'change', filterChange],
+    [$('#instance-filters'), 'submit', submitFilters],
+    [$('#page-size'), 'change', changeSize], [$('#page-next'), 'click', nextPage],
+    [$('#page-prev'), 'click', previousPage], [$('#instances thead'), 'click', sortBy]];
 
   return {
     async show() {
       stopped = false;
+      // Each visit starts on the first page, unfiltered and unsorted: nothing of a previous
+      // session's choices is kept.
       rows.clear();
+      found = [];
+      nextToken = null;
+      tokens = [undefined];
+      filters = [];
+      sort = { key: null, descending: false };
+      $('#instance-filters').reset();
+      $('#page-size').value = String(DEFAULT_PAGE_SIZE);
+      size = DEFAULT_PAGE_SIZE;
+      view += 1;
       $('#instances tbody').replaceChildren();
       $('#detail').hidden = true;
+      showPager(true);
+      showSort();
       for (const [node, type, handler] of listeners) node.addEventListener(type, handler);
       fillLaunchForm().catch((error) => status(error.message, true));
       await poll();
@@ -201,6 +403,7 @@ export function instancesPage(api) {
       stopped = true;
       detailId = null;
       clearTimeout(timer);
+      clearTimeout(filterTimer);
       for (const [node, type, handler] of listeners) node.removeEventListener(type, handler);
     },
   };
