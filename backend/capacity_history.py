@@ -61,6 +61,7 @@ class CapacityHistory:
     def samples(self, host_name=None, start=None, end=None):
         """Samples from `start` to `end` (default: the whole window), oldest first: one host's, or
         the cloud's totals per moment when no host is named."""
+        start, end = launch_history.as_utc(start, 'StartTime'), launch_history.as_utc(end, 'EndTime')
         if start is not None and end is not None and start > end:
             raise InvalidValue('StartTime must not be after EndTime')
         with self.db.read() as session:

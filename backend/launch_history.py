@@ -31,6 +31,16 @@ def prune(session, horizon):
     session.execute(delete(LaunchEvent).where(LaunchEvent.time < horizon))
 
 
+def as_utc(moment, name):
+    """`moment` in UTC, or None; InvalidValue for a time UTC cannot hold (year 1 east of Greenwich)."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        raise InvalidValue(f'{name} is outside the calendar') from None
+
+
 def bucket_start(moment, seconds):
     """The start of the interval of `seconds` (counted from the epoch) that holds `moment`."""
     elapsed = (moment - _EPOCH).total_seconds()
@@ -60,7 +70,7 @@ class LaunchHistory:
         """A Bucket per interval from `start` (default: the kept window) to now, empty ones too,
         oldest first."""
         now = self.clock()
-        start = start or now - datetime.timedelta(seconds=self.history_seconds)
+        start = as_utc(start, 'StartTime') or now - datetime.timedelta(seconds=self.history_seconds)
         if not MIN_BUCKET_SECONDS <= bucket_seconds <= self.history_seconds:
             raise InvalidValue(f'BucketSeconds must be between {MIN_BUCKET_SECONDS} and {int(self.history_seconds)}')
         if start > now:

@@ -35,6 +35,7 @@ class Deployment:
         self.worker.claim_hosts()
         self.victim = self.cloud.users.create('victim')
         self.attacker = self.cloud.users.create('attacker')
+        self.operator = self.cloud.users.create('operator', admin=True)     # may call the admin actions
         self.victim_ids = self._victim_resources(home)
         self.attacker_ids = self._attacker_resources(home)
         self._tables = None
@@ -110,12 +111,14 @@ class Deployment:
         return repr(rows)
 
     def state(self):
-        """Every row of every table, for 'a refused request changed nothing'."""
+        """Every row of every table, for 'a refused request changed nothing'; but the scheduler's
+        refusals, which are kept for administrators by design."""
         with self.cloud.db.read() as session:
             if self._tables is None:
                 metadata = MetaData()
                 metadata.reflect(bind=session.connection())
-                self._tables = [table for name, table in metadata.tables.items() if name != 'alembic_version']
+                self._tables = [table for name, table in metadata.tables.items()
+                                if name not in ('alembic_version', 'placement_failures')]
             return {table.name: sorted(map(repr, session.execute(select(table)).all())) for table in self._tables}
 
     def close(self):
