@@ -81,7 +81,8 @@ def place(hosts, request, policy='striping'):
     else:
         chosen = _place_ranked(candidates, request, policy)
     if len(chosen) < request.min_count:
-        raise Refusal(_refusal(request, len(chosen), rejections, candidates), rejections, request.zone)
+        raise Refusal(_refusal(request, len(chosen), rejections, candidates),
+                      _host_reasons(rejections, candidates, chosen), request.zone)
     return Placement(chosen, rejections)
 
 
@@ -206,6 +207,17 @@ def _refusal(request, placed, rejections, candidates):
         summary = 'no hosts are registered' if not candidates else ''
     return (f'Insufficient capacity: {request.min_count} instance(s) of {request.vcpus} vCPU / '
             f'{request.memory_mib} MiB requested, only {placed} could be placed. {summary}').strip()
+
+
+def _host_reasons(rejections, candidates, chosen):
+    """Every host's reason for administrators: those filtered out, and those that took part of the
+    launch (or none of it) before they were full."""
+    reasons = dict(rejections)
+    for host in candidates:
+        reasons.setdefault(host.name, f'full: {chosen.count(host.host_id)} of the instances counted here, then '
+                                      f'{host.cpus - host.used_cpus} vCPU / '
+                                      f'{host.memory_mib - host.used_memory_mib} MiB free')
+    return reasons
 
 
 def _reason_kind(reason):

@@ -190,3 +190,26 @@ def test_what_admins_see_stays_out_of_users_ec2_answers(site, admin):
 def _method(action):
     from botocore import xform_name
     return xform_name(action)
+
+
+@pytest.mark.postgres
+def test_the_admin_history_on_postgres(pg_home):
+    from backend.errors import CapacityError
+    from backend.instances import LaunchRequest
+    from tests.support.postgres import open_cloud, prepare
+    owner, image_id = prepare(pg_home, hosts=2, cpus=4, memory=2048)
+    with open_cloud(pg_home) as cloud:
+        cloud.users.set_admin('alice', True)
+        cloud.instances.run(owner, LaunchRequest(image_id, 3, 3, 't1.micro'))
+        with pytest.raises(CapacityError):
+            cloud.instances.run(owner, LaunchRequest(image_id, 9, 9, 't1.micro'))
+        assert cloud.capacity_history.sample([host.host_id for host in cloud.hosts.list()]) == 2
+        (total,) = cloud.capacity_history.samples()
+        assert (total.vcpu_used, total.vcpu_total, total.instance_count, total.host_count) == (3, 8, 3, 2)
+        (failure,) = cloud.placement_failures.recent()
+        assert failure.count == 9 and set(failure.host_reasons) == {'sim-00001', 'sim-00002'}
+        latest = cloud.launch_history.buckets(60)[-1]
+        assert (latest.launched, latest.failed) == (3, 9)
+        (user,) = cloud.pool.users()
+        assert user.admin and dict((r, used) for r, used, _limit in user.usage)['instances'] == 3
+        assert cloud.users.secret_for(cloud.users.get('alice').access_key_ids[0]).admin is True

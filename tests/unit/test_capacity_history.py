@@ -116,7 +116,8 @@ def test_a_refused_launch_is_kept_with_each_hosts_reason(pool):
     (failure,) = cloud.placement_failures.recent()
     assert (failure.owner, failure.instance_type, failure.count, failure.reason) == (
         owner, 'm1.small', 5, refused.value.message)
-    assert failure.host_reasons == {'sim-00002': 'disabled'}
+    assert failure.host_reasons['sim-00002'] == 'disabled'
+    assert failure.host_reasons['sim-00001'].startswith('full: 4 of the instances counted here, then 0 vCPU')
     assert 'sim-0000' not in failure.reason                    # the tenant's message names no host
     cloud.instances.run(owner, LaunchRequest(image_id, 1, 1, 'm1.small'))      # a success records no failure
     assert len(cloud.placement_failures.recent()) == 1
