@@ -7,6 +7,7 @@ import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 from selenium.webdriver.common.by import By
 
 from tests.support.server import simulated_cloud
@@ -34,9 +35,18 @@ def host_rows(console):
 
 
 def used_vcpus(console):
-    """Each host's vCPU gauge as the page shows it."""
-    return {name: float(row.find_elements(By.TAG_NAME, 'meter')[0].get_attribute('value'))
-            for name, row in host_rows(console).items()}
+    """Each host's vCPU gauge as the page shows it (read in one step: gauges are redrawn as they move)."""
+    return console.driver.execute_script(
+        'return Object.fromEntries(Array.from(document.querySelectorAll("#hosts tbody tr"), '
+        '(row) => [row.dataset.host, Number(row.querySelector("meter").value)]))')
+
+
+def cells(console, table):
+    """The text of a table's cells, read in one step: the page may redraw the table between two
+    WebDriver calls."""
+    return console.driver.execute_script(
+        'return Array.from(document.querySelectorAll(arguments[0] + " tbody tr"), '
+        '(row) => Array.from(row.cells, (cell) => cell.textContent))', table)
 
 
 def hosts_from_cli(live):
@@ -76,13 +86,23 @@ def test_an_administrator_watches_the_pool_and_disables_a_host(console):
 
     rows[busiest].find_element(By.CSS_SELECTOR, 'button.link').click()
     console.wait_visible('#host-detail')
-    console.wait_for(lambda d: console.find_all('#host-instances tbody tr'))
-    shown = {row.find_elements(By.TAG_NAME, 'td')[0].text for row in console.find_all('#host-instances tbody tr')}
+    console.wait_for(lambda d: cells(console, '#host-instances'))
+    shown = {row[0] for row in cells(console, '#host-instances')}
     assert shown and shown <= set(ids)
 
+    # A launch the pool cannot hold: the scheduler's reason shows in the failures table.
+    with pytest.raises(ClientError, match='InsufficientInstanceCapacity'):
+        console.live.client('alice').run_instances(ImageId=console.live.image_id, InstanceType='m1.large',
+                                                   MinCount=12, MaxCount=12)
+    console.wait_for(lambda d: cells(console, '#failures'), timeout=40)
+    failure = cells(console, '#failures')[0]
+    assert failure[1] == console.live.users['alice']['account_id'] and failure[2:4] == ['m1.large', '12']
+    assert failure[5]
+
     # Plots come from the monitor's samples: lines appear once there are some.
-    console.wait_for(lambda d: console.find_all('#plot-capacity polyline'))
-    console.wait_for(lambda d: len(console.find('#plot-capacity polyline').get_attribute('points').split()) >= 2)
+    console.wait_for(lambda d: len(d.execute_script(
+        'const line = document.querySelector("#plot-capacity polyline"); return line ? line.getAttribute("points") : ""'
+    ).split()) >= 2)
     console.wait_for(lambda d: console.find_all('#plot-launches polyline'))
     console.screenshot('pool')
 
@@ -95,8 +115,8 @@ def test_an_administrator_watches_the_pool_and_disables_a_host(console):
     assert len(more) == 3
     console.find('#host-detail-close').click()
     host_rows(console)[busiest].find_element(By.CSS_SELECTOR, 'button.link').click()
-    console.wait_for(lambda d: console.find_all('#host-instances tbody tr'))
-    now_there = {row.find_elements(By.TAG_NAME, 'td')[0].text for row in console.find_all('#host-instances tbody tr')}
+    console.wait_for(lambda d: cells(console, '#host-instances'))
+    now_there = {row[0] for row in cells(console, '#host-instances')}
     assert not now_there & set(more), 'a disabled host took new instances'
 
     host_rows(console)[busiest].find_element(By.CSS_SELECTOR, '[data-action=enable]').click()
