@@ -115,3 +115,18 @@ def test_the_host_prefix_names_what_the_installation_makes_on_a_machine(environ,
 def test_a_host_prefix_that_cannot_name_interfaces_is_refused(environ, prefix, complaint):
     with pytest.raises(ConfigError, match=rf'\[cloud\] host_prefix .*{complaint}'):
         load_config({**environ, 'RESERVOIR_CLOUD_HOST_PREFIX': prefix})
+
+
+def test_the_monitor_keeps_a_day_of_minute_samples_unless_told_otherwise(environ):
+    settings = load_config(environ).monitor
+    assert (settings.sample_interval_seconds, settings.history_seconds) == (60, 86400)
+    changed = load_config({**environ, 'RESERVOIR_MONITOR_SAMPLE_INTERVAL_SECONDS': '5',
+                           'RESERVOIR_MONITOR_HISTORY_SECONDS': '600'}).monitor
+    assert (changed.sample_interval_seconds, changed.history_seconds) == (5, 600)
+
+
+@pytest.mark.parametrize('interval, window', [('0', '600'), ('60', '30'), ('x', '600')])
+def test_a_sampling_interval_or_window_that_makes_no_sense_is_refused(environ, interval, window):
+    with pytest.raises(ConfigError, match=r'\[monitor\]'):
+        load_config({**environ, 'RESERVOIR_MONITOR_SAMPLE_INTERVAL_SECONDS': interval,
+                     'RESERVOIR_MONITOR_HISTORY_SECONDS': window})
