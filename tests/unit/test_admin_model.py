@@ -66,3 +66,14 @@ def test_a_user_is_refused_before_any_parameter_is_read(action):
         dispatcher.call(action, {'HostName.x': '\x00', 'MaxResults': 'many'}, Principal('111111111111', 'alice'),
                         version='', request_id='r', host='h')
     assert (refused.value.code, refused.value.status) == ('UnauthorizedOperation', 403)
+
+
+@pytest.mark.parametrize('uri, domain_type, shown', [
+    ('test:///var/lib/reservoir/simulated/sim-00001.xml', 'test', 'test:///var/lib/reservoir/simulated/sim-00001.xml'),
+    ('qemu:///system', 'qemu', 'qemu:///system'),
+    ('qemu+ssh://root:hunter2@node.example:2222/system?keyfile=/root/.ssh/id', 'kvm', 'qemu+ssh://root@node.example:2222/system'),
+    ('ec2+https://key:secret@peer.example:8773/services/Cloud?x=1', 'ec2', 'https://peer.example:8773/services/Cloud'),
+])
+def test_host_uris_are_shown_without_secrets(uri, domain_type, shown):
+    from backend.resource_pool import public_uri
+    assert public_uri(uri, domain_type) == shown
