@@ -62,7 +62,8 @@ class ResourcePool:
     # -- hosts ---------------------------------------------------------------------------------------
 
     def describe_hosts(self, names=()):
-        """Every host, or those named (InvalidHost.NotFound for a name no host has)."""
+        """Every host, or those named (InvalidHost.NotFound for a name no host has), its URI without
+        secrets."""
         hosts = self.hosts.list()
         if names:
             known = {host.name for host in hosts}
@@ -70,7 +71,7 @@ class ResourcePool:
             if missing:
                 raise _no_host(missing[0])
             hosts = [host for host in hosts if host.name in set(names)]
-        return hosts
+        return [dataclasses.replace(host, uri=public_uri(host.uri, host.domain_type)) for host in hosts]
 
     def host_instances(self, host_name):
         """The instances holding capacity on the host (moving ones on both hosts), of every account."""

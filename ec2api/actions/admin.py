@@ -3,8 +3,6 @@
 Only users flagged as administrators reach these handlers; dispatch refuses everyone else before
 any parameter is read. The back-end decides; these only translate its records to the model's names.
 """
-from backend.resource_pool import public_uri
-
 from . import action
 
 _DEFAULT_FAILURES = 50
@@ -16,7 +14,7 @@ def describe_cloud_hosts(ctx, args):
     hosts = ctx.cloud.pool.describe_hosts(args.get('HostNames') or ())
     return {'Hosts': [{
         'HostName': host.name, 'Zone': host.zone, 'DomainType': host.domain_type,
-        'Uri': public_uri(host.uri, host.domain_type), 'Enabled': host.enabled, 'State': host.state,
+        'Uri': host.uri, 'Enabled': host.enabled, 'State': host.state,
         'StateReason': host.state_reason, 'Simulated': host.simulated, 'Standby': host.standby,
         'VcpuTotal': host.cpus, 'VcpuUsed': host.used_cpus, 'MemoryTotalMib': host.memory_mib,
         'MemoryUsedMib': host.used_memory_mib, 'InstanceCount': host.instances, 'LastSeen': host.last_seen,
