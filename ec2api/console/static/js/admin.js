@@ -25,11 +25,23 @@ function number(element, name) {
   return Number(text(element, name)) || 0;
 }
 
+// Quota resources the API counts in bytes (the rest are counts).
+const BYTE_RESOURCES = new Set(['storage']);
+
+export function formatBytes(value) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let scaled = value;
+  let unit = 0;
+  while (scaled >= 1024 && unit < units.length - 1) { scaled /= 1024; unit += 1; }
+  return `${unit && scaled < 10 ? scaled.toFixed(1) : Math.round(scaled)} ${units[unit]}`;
+}
+
 // A <meter> with the numbers beside it: what tests and screen readers read.
-function gauge(used, total, unit) {
+function gauge(used, total, unit, format = String) {
+  const label = `${format(used)} / ${format(total)}${unit}`;
   const meter = el('meter', { min: 0, max: Math.max(total, 1), value: used, low: total * 0.7, high: total * 0.9,
-    optimum: 0, title: `${used} of ${total}${unit}` });
-  return [meter, el('span', { className: 'gauge-text', text: `${used} / ${total}${unit}` })];
+    optimum: 0, title: label });
+  return [meter, el('span', { className: 'gauge-text', text: label })];
 }
 
 // A polling loop that stops when the page is left; `start` again runs at once, and the answers of
@@ -272,9 +284,11 @@ export function accountsPage(api) {
   function usage(item) {
     const used = number(item, 'used');
     const limit = text(item, 'limit');
-    const line = el('div', { className: 'usage' }, el('span', { className: 'usage-name', text: text(item, 'resource') }));
-    if (limit && Number(limit) >= 0) line.append(...gauge(used, Number(limit), ''));
-    else line.append(el('span', { className: 'gauge-text', text: `${used} (no limit)` }));
+    const resource = text(item, 'resource');
+    const format = BYTE_RESOURCES.has(resource) ? formatBytes : String;
+    const line = el('div', { className: 'usage' }, el('span', { className: 'usage-name', text: resource }));
+    if (limit && Number(limit) >= 0) line.append(...gauge(used, Number(limit), '', format));
+    else line.append(el('span', { className: 'gauge-text', text: `${format(used)} (no limit)` }));
     return line;
   }
 
