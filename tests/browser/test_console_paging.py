@@ -102,7 +102,8 @@ def table_ids(console):
 
 def cell_texts(console, column):
     return console.driver.execute_script(
-        "return Array.from(document.querySelectorAll('#instances tbody tr'), (row) => row.cells[arguments[0]].textContent)",
+        "return Array.from(document.querySelectorAll('#instances tbody tr'),"
+        " (row) => row.cells[arguments[0]].textContent)",
         column)
 
 

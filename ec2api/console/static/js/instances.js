@@ -172,11 +172,11 @@ export function instancesPage(api) {
   function showPager(loading) {
     const page = tokens.length;
     const first = (page - 1) * size + 1;
-    let label;
-    if (loading) label = `Page ${page} · loading…`;
-    else if (found.length) label = `Page ${page} · instances ${first}–${first + found.length - 1}${nextToken ? '' : ' (last page)'}`;
-    else label = `Page ${page} · no instances${filters.length ? ' match these filters' : ''}`;
-    $('#page-indicator').textContent = label;
+    const last = first + found.length - 1;
+    let label = 'loading…';
+    if (!loading && found.length) label = `instances ${first}–${last}${nextToken ? '' : ' (last page)'}`;
+    else if (!loading) label = `no instances${filters.length ? ' match these filters' : ''}`;
+    $('#page-indicator').textContent = `Page ${page} · ${label}`;
     $('#page-prev').disabled = loading || page === 1;
     $('#page-next').disabled = loading || !nextToken;
   }
