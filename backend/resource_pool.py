@@ -9,13 +9,18 @@ import datetime
 import urllib.parse
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from . import quotas as quota_rules
-from .errors import NotFound
+from .errors import InvalidValue, NotFound
 from .lifecycle import HOLDS_CAPACITY
 from .models import (Address, Host as HostRow, Instance as InstanceRow, Lease, Network as NetworkRow, User as UserRow,
                      Vpc as VpcRow)
 from .networking import addressing
+
+
+# As many as one page of the console, or of DescribeInstances, shows at most.
+MAX_PLACEMENT_IDS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +31,16 @@ class HostInstance:
     state: str
     vcpus: int
     memory_mib: int
+
+
+@dataclasses.dataclass(frozen=True)
+class InstancePlacement:
+    instance_id: str
+    owner: str
+    state: str
+    zone: str
+    host_name: str | None           # None before placement, on a peer cloud's behalf it is the peer
+    target_host_name: str | None    # while it moves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +99,21 @@ class ResourcePool:
                        InstanceRow.state.in_([state.value for state in HOLDS_CAPACITY]))
                 .order_by(InstanceRow.launch_time, InstanceRow.instance_id)).all()
         return [HostInstance(*row) for row in rows]
+
+    def placements(self, instance_ids):
+        """Where each named instance runs, of any account; ids no instance has are left out."""
+        if len(instance_ids) > MAX_PLACEMENT_IDS:
+            raise InvalidValue(f'At most {MAX_PLACEMENT_IDS} instance ids at a time')
+        host, target = aliased(HostRow), aliased(HostRow)
+        with self.db.read() as session:
+            rows = session.execute(
+                select(InstanceRow.instance_id, InstanceRow.owner, InstanceRow.state, InstanceRow.zone, host.name,
+                       target.name)
+                .outerjoin(host, host.id == InstanceRow.host_id)
+                .outerjoin(target, target.id == InstanceRow.migration_host_id)
+                .where(InstanceRow.instance_id.in_(list(dict.fromkeys(instance_ids))))
+                .order_by(InstanceRow.instance_id)).all()
+        return [InstancePlacement(*row) for row in rows]
 
     def set_host_enabled(self, host_name, enabled):
         with self.db.read() as session:

@@ -29,6 +29,14 @@ def describe_cloud_host_instances(ctx, args):
     } for row in ctx.cloud.pool.host_instances(args['HostName'])]}
 
 
+@action('DescribeCloudInstances')
+def describe_cloud_instances(ctx, args):
+    return {'Instances': [{
+        'InstanceId': row.instance_id, 'OwnerId': row.owner, 'State': row.state, 'Zone': row.zone,
+        'HostName': row.host_name, 'TargetHostName': row.target_host_name,
+    } for row in ctx.cloud.pool.placements(args['InstanceIds'])]}
+
+
 @action('ModifyCloudHost')
 def modify_cloud_host(ctx, args):
     ctx.cloud.pool.set_host_enabled(args['HostName'], args['Enabled'])

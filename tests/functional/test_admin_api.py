@@ -16,6 +16,7 @@ FAST = {'Delay': 1, 'MaxAttempts': 60}
 VALID = {
     'DescribeCloudHosts': {'HostNames': ['sim-00001']},
     'DescribeCloudHostInstances': {'HostName': 'sim-00001'},
+    'DescribeCloudInstances': {'InstanceIds': ['i-0123456789abcdef0']},
     'ModifyCloudHost': {'HostName': 'sim-00001', 'Enabled': False},
     'EvacuateCloudHost': {'HostName': 'sim-00001', 'Live': True},
     'DescribeCloudNetworks': {},
@@ -74,6 +75,13 @@ def test_admins_see_capacity_rise_across_accounts(site, admin):
     owners = {site.users[name]['account_id']: name for name in ('alice', 'bob')}
     assert {owners[seen[i]['OwnerId']] for i in alice_ids + bob_ids} == {'alice', 'bob'}
     assert seen[bob_ids[0]]['InstanceType'] == 'm1.small' and seen[bob_ids[0]]['Vcpus'] == 1
+    # Where instances of any account run, by id: the console's host column for administrators.
+    placed = {row['InstanceId']: row for row in admin.describe_cloud_instances(
+        InstanceIds=[*alice_ids, *bob_ids, 'i-0000000000000000f'])['Instances']}
+    assert sorted(placed) == sorted(alice_ids + bob_ids)
+    assert {i: row['HostName'] for i, row in placed.items()} == {
+        i: name for name in ('sim-00001', 'sim-00002') for i in on_host(admin, name) if i in placed}
+    assert {row['OwnerId'] for row in placed.values()} == set(owners)
     users = {user['UserName']: user for user in admin.describe_cloud_users()['Users']}
     assert (users['root']['Admin'], users['alice']['Admin']) == (True, False)
     usage = {row['Resource']: row for row in users['alice']['Usage']}

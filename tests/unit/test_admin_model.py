@@ -10,7 +10,7 @@ from ec2api.parser import parse_params
 from ec2api.renderer import render_response
 from ec2api.service_model import admin_model, ec2_model, is_admin_action, operation
 
-ADMIN_ACTIONS = ('DescribeCloudHosts', 'DescribeCloudHostInstances', 'ModifyCloudHost', 'EvacuateCloudHost',
+ADMIN_ACTIONS = ('DescribeCloudHosts', 'DescribeCloudHostInstances', 'DescribeCloudInstances', 'ModifyCloudHost', 'EvacuateCloudHost',
                  'DescribeCloudNetworks', 'DescribeCloudUsers', 'DescribePlacementFailures',
                  'DescribeCapacityHistory', 'DescribeLaunchHistory')
 
