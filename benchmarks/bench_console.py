@@ -11,7 +11,9 @@ Chromium under Selenium, it measures:
 - sign-in to the first page of instances: from the click on "Sign in" to the page's performance mark
   (reservoir:instances-page), set once the rows are in the table;
 - Next and Previous: from the click to the mark of the page asked for;
-- a state filter over all instances: from the choice to its first page;
+- Next at 200 per page;
+- filters over all instances, from the choice to their first page: a state (matched in the
+  database) and an instance id with a wildcard (matched in Python while reading);
 - the longest main-thread task (Long Tasks API) seen during all of it.
 
 Times are in the page's own clock (performance.now()); each is quoted as median and range of --rounds.
@@ -135,7 +137,8 @@ def summary(values):
 def measure(server, rounds):
     url = f'{server.endpoint}/console/'
     driver = browser()
-    results = {'cold': [], 'warm': [], 'first_page': [], 'next': [], 'previous': [], 'filter': [], 'longest_task': 0}
+    results = {'cold': [], 'warm': [], 'first_page': [], 'next': [], 'previous': [], 'filter': [], 'wildcard': [],
+               'next_200': [], 'longest_task': 0}
     try:
         first_paint(driver, url, cold=False)        # the browser's own start is not the console's
         for _ in range(rounds):
@@ -152,6 +155,18 @@ def measure(server, rounds):
             state = driver.find_element('css selector', '#instance-filters [name=state]')
             Select(state).select_by_visible_text('running')
             results['filter'].append(shown_after(driver, started, 1))
+            # A wildcard the database cannot match: the server reads instances until the page is full.
+            started = driver.execute_script(
+                'const form = document.querySelector("#instance-filters"); const at = performance.now();'
+                'form.id.value = "i-f*"; form.requestSubmit(); return at;')
+            results['wildcard'].append(shown_after(driver, started, 1))
+            started = driver.execute_script(
+                'const form = document.querySelector("#instance-filters"); const at = performance.now();'
+                'form.reset(); form.requestSubmit(); return at;')
+            shown_after(driver, started, 1)
+            Select(driver.find_element('id', 'page-size')).select_by_visible_text('200')
+            wait(driver, lambda d: len(d.find_elements('css selector', '#instances tbody tr')) == 200)
+            results['next_200'].append(shown_after(driver, click_timed(driver, '#page-next'), 2))
             longest = driver.execute_script('return Math.max(0, ...window.longTasks)')
             results['longest_task'] = max(results['longest_task'], longest)
     finally:
@@ -181,7 +196,9 @@ def main():
     print(f'sign-in → first page of 100            {summary(results["first_page"])}')
     print(f'Next → next page                       {summary(results["next"])}')
     print(f'Previous → previous page               {summary(results["previous"])}')
+    print(f'Next → next page, 200 per page         {summary(results["next_200"])}')
     print(f'state filter → its first page          {summary(results["filter"])}')
+    print(f'instance-id i-f* → its first page      {summary(results["wildcard"])}')
     print(f'longest main-thread task               {results["longest_task"]:6.0f} ms')
 
 
