@@ -171,14 +171,20 @@ def test_launch_with_subnet_groups_and_user_data(console):
     assert base64.b64decode(attribute['UserData']['Value']).decode() == user_data
 
 
-def test_every_page_of_instances_is_listed(console):
-    many = 60                       # more than one page of DescribeInstances (50)
-    console.live.client('carol').run_instances(ImageId=console.live.image_id, InstanceType='t1.micro',
-                                               MinCount=many, MaxCount=many)
+def test_instances_beyond_the_first_page_are_one_click_away(console):
+    many = 60                       # more than one page of 50
+    reply = console.live.client('carol').run_instances(ImageId=console.live.image_id, InstanceType='t1.micro',
+                                                       MinCount=many, MaxCount=many)
+    launched = {instance['InstanceId'] for instance in reply['Instances']}
     console.sign_in('carol')
     console.signed_in()
-    console.wait_for(lambda d: len(console.find_all('#instances tbody tr')) == many)
+    Select(console.find('#page-size')).select_by_visible_text('50')
+    console.wait_for(lambda d: len(console.find_all('#instances tbody tr')) == 50)
+    first = set(console.states())
+    console.find('#page-next').click()
+    console.wait_for(lambda d: len(console.find_all('#instances tbody tr')) == many - 50)
     console.wait_for(lambda d: set(console.states().values()) == {'running'})
+    assert first | set(console.states()) == launched and not first & set(console.states())
 
 
 def test_console_output_of_an_instance(console):

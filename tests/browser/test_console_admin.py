@@ -172,3 +172,22 @@ def test_a_user_sees_no_pool_and_cannot_call_an_admin_action(console):
     assert hosts_from_cli(console.live)[name]['enabled'] is True
     # The same call by the administrator is accepted by the page's code.
     assert in_page_call(console, 'root', 'DescribeCloudHosts', {}) == 'accepted'
+
+
+def test_administrators_see_where_their_instances_run(console):
+    [instance_id] = launch(console.live, 'root', 1)
+    host = next(name for name in hosts_from_cli(console.live)
+                if instance_id in {row[0] for row in cells_of_host(console.live, name)})
+    console.sign_in('root')
+    console.signed_in()
+    assert console.find('#zone-heading').text == 'Zone / host'
+    console.wait_for(lambda d: console.find_all(f'#instances tr[data-id="{instance_id}"]'))
+    console.wait_for(lambda d: console.row(instance_id).find_elements(By.TAG_NAME, 'td')[5].text.endswith(f' / {host}'))
+    console.sign_out()
+    console.sign_in('bob')                      # a user's page has no host column
+    console.signed_in()
+    assert console.find('#zone-heading').text == 'Zone'
+
+
+def cells_of_host(live, name):
+    return [[row['InstanceId']] for row in live.admin_client('root').describe_cloud_host_instances(HostName=name)['Instances']]

@@ -21,7 +21,7 @@ const SORT_VALUES = {
   type: (instance) => instance.type,
   privateIp: (instance) => ipOrder(instance.privateIp),
   publicIp: (instance) => ipOrder(instance.publicIp),
-  zone: (instance) => instance.zone,
+  zone: (instance) => (instance.host ? `${instance.zone} / ${instance.host}` : instance.zone),
 };
 const compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 // Set each time a page is first shown, so its timing can be read (performance.getEntriesByName).
@@ -79,7 +79,18 @@ function readInstances(root) {
   return found;
 }
 
-export function instancesPage(api) {
+// Where each instance of the page runs, for administrators: one admin call for the whole page.
+async function hostsOf(api, ids) {
+  if (!ids.length) return new Map();
+  const params = Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id]));
+  const root = await api.call('DescribeCloudInstances', params);
+  return new Map(items(root, 'instancesSet').map((item) => {
+    const [host, target] = [text(item, 'hostName'), text(item, 'targetHostName')];
+    return [text(item, 'instanceId'), target ? `${host} → ${target}` : host];
+  }));
+}
+
+export function instancesPage(api, { administrator = false } = {}) {
   const rows = new Map();          // instance id -> <tr> of the page shown, reused so states change in place
   let timer = null;
   let filterTimer = null;
@@ -114,7 +125,8 @@ export function instancesPage(api) {
 
   // Rewrites a cell only when its content changed, so the row and its buttons stay put.
   function update(row, instance) {
-    const values = [instance.state, instance.type, instance.privateIp, instance.publicIp, instance.zone];
+    const where = instance.host ? `${instance.zone} / ${instance.host}` : instance.zone;
+    const values = [instance.state, instance.type, instance.privateIp, instance.publicIp, where];
     values.forEach((value, i) => {
       if (row.cells[i + 1].textContent !== value) row.cells[i + 1].textContent = value;
     });
@@ -195,7 +207,13 @@ export function instancesPage(api) {
     const root = await api.call('DescribeInstances',
       { MaxResults: size, NextToken: tokens[tokens.length - 1], ...filterParams(filters) });
     if (stopped || asked !== view) return false;
-    found = readInstances(root);
+    const listed = readInstances(root);
+    if (administrator) {
+      const hosts = await hostsOf(api, listed.map((instance) => instance.id));
+      if (stopped || asked !== view) return false;
+      for (const instance of listed) instance.host = hosts.get(instance.id) || '';
+    }
+    found = listed;
     nextToken = text(root, 'nextToken') || null;
     render();
     if (shownView !== view) {

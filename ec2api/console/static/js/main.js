@@ -71,7 +71,8 @@ async function startSession(accessKeyId, secret) {
   const api = client(await loadConfig(), accessKeyId, secret);
   await api.call('DescribeRegions');
   const administrator = await isAdministrator(api);
-  const pages = Object.fromEntries(Object.entries(PAGES).map(([name, make]) => [name, make(api)]));
+  const pages = Object.fromEntries(Object.entries(PAGES).map(([name, make]) => [name, make(api, { administrator })]));
+  $('#zone-heading').textContent = administrator ? 'Zone / host' : 'Zone';
   session = { api, pages, current: null };
   $('#sign-in').hidden = true;
   $('#unlock').hidden = true;
