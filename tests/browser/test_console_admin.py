@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 
 from tests.support.server import simulated_cloud
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser')]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser-admin')]
 
 HOSTS = 3
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / 'docs' / 'console-pool.png'

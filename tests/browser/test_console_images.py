@@ -10,7 +10,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser')]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser-images')]
 
 SMALL_CHUNK = 256 << 10          # a few MiB make many chunks, so there is a middle to pause in
 

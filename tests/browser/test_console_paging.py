@@ -20,7 +20,7 @@ from tests.support.server import REGION, simulated_cloud
 
 from .console import Console
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser')]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser-paging')]
 
 COUNT = 10_000
 BATCH = 1000                  # [compute] max_launch: the most one RunInstances may ask for

@@ -6,7 +6,7 @@ import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import Select
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser')]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser-resources')]
 
 XSS = '<img src=x onerror=alert(1)>'
 
