@@ -67,6 +67,9 @@ class ServerSettings:
     # Uploads run on threads of their own: this many at once, and this many per client address.
     upload_threads: int = 4
     uploads_per_client: int = 2
+    # The path a reverse proxy publishes this endpoint under and strips before passing requests on
+    # (e.g. /cloud): clients sign it, so signatures are checked with it.
+    path_prefix: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +244,11 @@ def _server(parser, environ):
     if min(settings.body_timeout_seconds, settings.upload_idle_seconds) <= 0 or \
             min(settings.upload_threads, settings.uploads_per_client) < 1:
         raise ConfigError('[server] timeouts must be positive, upload_threads and uploads_per_client at least 1')
+    # Only characters a client sends as they are, so the prefix is what every client signed.
+    if settings.path_prefix and (not re.fullmatch(r'(/[A-Za-z0-9._~-]+)+', settings.path_prefix) or
+                                 {'.', '..'} & set(settings.path_prefix.split('/'))):
+        raise ConfigError('[server] path_prefix must be empty or /segment[/segment…] of letters, digits and ._~-, '
+                          'without a trailing /')
     return settings
 
 

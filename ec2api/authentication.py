@@ -29,6 +29,10 @@ class Authenticator:
 
     def signed(self, signed_request, services=(auth.SERVICE,)):
         """The principal of a request signed with an access key (SigV4 or SigV2), or EC2Error."""
+        # Behind a proxy that strips [server] path_prefix, the client signed the path with it.
+        prefix = self.cloud.config.server.path_prefix
+        if prefix:
+            signed_request = dataclasses.replace(signed_request, path=prefix + signed_request.path)
         verified = auth.verify(signed_request, self._secret_for, region=self.cloud.config.region,
                                services=services)
         credential = self.cloud.users.secret_for(verified.access_key)
