@@ -18,7 +18,9 @@ import sys
 import threading
 import uuid
 
+from . import soap_response
 from .app import MAX_BODY_BYTES
+from .errors import EC2Error
 from .renderer import render_error
 
 log = logging.getLogger(__name__)
@@ -55,15 +57,17 @@ class Front:
     async def _request(self, scope, protocol):
         length = _content_length(scope)
         if length is not None and length > MAX_BODY_BYTES:
-            _reply_error(protocol, 'RequestEntityTooLarge', f'The request body is larger than {MAX_BODY_BYTES} bytes.', 413)
+            _reply_error(protocol, 'RequestEntityTooLarge', f'The request body is larger than {MAX_BODY_BYTES} bytes.', 413,
+                         soap=_is_soap(scope))
             return
         try:
             body = await asyncio.wait_for(_read_body(protocol, MAX_BODY_BYTES), self.settings.body_timeout_seconds)
         except asyncio.TimeoutError:
-            _reply_error(protocol, 'RequestTimeout', 'The request body did not arrive in time.', 408)
+            _reply_error(protocol, 'RequestTimeout', 'The request body did not arrive in time.', 408, soap=_is_soap(scope))
             return
         except _TooLarge:
-            _reply_error(protocol, 'RequestEntityTooLarge', f'The request body is larger than {MAX_BODY_BYTES} bytes.', 413)
+            _reply_error(protocol, 'RequestEntityTooLarge', f'The request body is larger than {MAX_BODY_BYTES} bytes.', 413,
+                         soap=_is_soap(scope))
             return
         environ = _environ(scope, io.BytesIO(body), len(body))
         loop = asyncio.get_running_loop()
@@ -209,7 +213,17 @@ def _content_length(scope):
         return None
 
 
-def _reply_error(protocol, code, message, status):
+def _is_soap(scope):
+    """Whether the request is SOAP, as the endpoint tells (a POST of text/xml), to refuse it in kind."""
+    mimetype = (scope.headers.get('content-type') or '').split(';', 1)[0].strip().lower()
+    return scope.method == 'POST' and mimetype == 'text/xml'
+
+
+def _reply_error(protocol, code, message, status, soap=False):
+    """An EC2 error document, or for a SOAP request a SOAP Fault (HTTP 500, as SOAP 1.1 requires)."""
     request_id = str(uuid.uuid4())
-    protocol.response_bytes(status, [('content-type', 'text/xml;charset=UTF-8'), ('x-amzn-RequestId', request_id)],
-                            render_error(code, message, request_id))
+    if soap:
+        status, body = 500, soap_response.fault(EC2Error(code, message, status), request_id)
+    else:
+        body = render_error(code, message, request_id)
+    protocol.response_bytes(status, [('content-type', 'text/xml;charset=UTF-8'), ('x-amzn-RequestId', request_id)], body)

@@ -193,9 +193,14 @@ def test_refusals_over_http_are_faults(live):
     assert code == 'soapenv:Client.InvalidRequest' and 'document type declaration' in reason
     code, reason = fault(b'<a>' * 3000 + b'</a>' * 3000)
     assert code == 'soapenv:Client.InvalidRequest'
-    huge = requests.post(live.endpoint, data=b'<a>' + b' ' * (2 * 1024 * 1024) + b'</a>',
-                         headers={'Content-Type': 'text/xml'}, timeout=30)
-    assert huge.status_code == 413
+    huge = b'<a>' + b' ' * (2 * 1024 * 1024) + b'</a>'
+    code, reason = fault(huge)                       # refused by its Content-Length, still as a Fault
+    assert code == 'soapenv:Client.RequestEntityTooLarge' and 'larger than' in reason
+    code, _ = fault(iter([huge[:1024 * 1024], huge[1024 * 1024:]]))       # chunked: refused once over
+    assert code == 'soapenv:Client.RequestEntityTooLarge'
+    query = requests.post(live.endpoint, data=huge, headers={'Content-Type': 'application/x-www-form-urlencoded'},
+                          timeout=30)
+    assert query.status_code == 413 and b'<Code>RequestEntityTooLarge</Code>' in query.content
 
     unknown = message()
     operation = unknown.find(f'{{{SOAP_ENV}}}Body')[0]
