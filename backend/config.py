@@ -70,6 +70,8 @@ class ServerSettings:
     # The path a reverse proxy publishes this endpoint under and strips before passing requests on
     # (e.g. /cloud): clients sign it, so signatures are checked with it.
     path_prefix: str = ''
+    # How far a SOAP sender's clock may be off, either way, for its WS-Security Timestamp.
+    soap_clock_skew_seconds: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +243,8 @@ def _security_groups(parser, environ):
 
 def _server(parser, environ):
     settings = _section(parser, environ, 'server', ServerSettings)
+    if not 0 <= settings.soap_clock_skew_seconds <= 3600:
+        raise ConfigError('[server] soap_clock_skew_seconds must be between 0 and 3600')
     if min(settings.body_timeout_seconds, settings.upload_idle_seconds) <= 0 or \
             min(settings.upload_threads, settings.uploads_per_client) < 1:
         raise ConfigError('[server] timeouts must be positive, upload_threads and uploads_per_client at least 1')

@@ -55,7 +55,8 @@ class Authenticator:
             raise
 
     def _certified(self, envelope, who):
-        parts = wssecurity.read(envelope)
+        skew = datetime.timedelta(seconds=self.cloud.config.server.soap_clock_skew_seconds)
+        parts = wssecurity.read(envelope, max_skew=skew)
         who['certificate'] = certificate_id(parts.certificate_der)[:16]
         owner = self.cloud.certificates.owner_of(parts.certificate_der)
         if owner is None:

@@ -34,7 +34,7 @@ SIGNATURE_METHODS = {'http://www.w3.org/2000/09/xmldsig#rsa-sha1': xmlsec.consta
                      'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256': xmlsec.constants.TransformRsaSha256}
 DIGEST_METHODS = {'http://www.w3.org/2000/09/xmldsig#sha1': xmlsec.constants.TransformSha1,
                   'http://www.w3.org/2001/04/xmlenc#sha256': xmlsec.constants.TransformSha256}
-MAX_SKEW = datetime.timedelta(minutes=5)      # clocks may differ by this much, either way
+MAX_SKEW = datetime.timedelta(minutes=5)      # clocks may differ by this much, either way ([server] setting)
 MAX_AGE = datetime.timedelta(minutes=15)      # a message created longer ago is refused, whatever it says
 ID_ATTRIBUTES = (f'{{{WSU}}}Id', 'Id', 'ID', 'id', '{http://www.w3.org/XML/1998/namespace}id')
 
@@ -51,17 +51,18 @@ def refuse(reason):
     return EC2Error('AuthFailure', f'The request signature was refused: {reason}.')
 
 
-def read(envelope, now=None):
-    """Check a signed envelope's structure and Timestamp; return what verify() then needs."""
+def read(envelope, now=None, max_skew=MAX_SKEW):
+    """Check a signed envelope's structure and Timestamp, allowing the sender's clock `max_skew`
+    either way; return what verify() then needs."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     security = _security_header(envelope)
     body = _only(envelope, f'{{{SOAP_ENV}}}Body', 'a Body')
     timestamp = _only(security, f'{{{WSU}}}Timestamp', 'a wsu:Timestamp in the Security header')
-    created = _check_timestamp(timestamp, now)
+    created = _check_timestamp(timestamp, now, max_skew)
     signature = _only(security, f'{{{DS}}}Signature', 'a ds:Signature in the Security header')
     _check_signed_info(signature, envelope, body, timestamp)
     der = _token(security)
-    return _Parts(body, timestamp, signature, der, created + MAX_AGE + MAX_SKEW)
+    return _Parts(body, timestamp, signature, der, created + MAX_AGE + max_skew)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,12 +111,12 @@ def _only(parent, tag, what):
     return found[0]
 
 
-def _check_timestamp(timestamp, now):
+def _check_timestamp(timestamp, now, max_skew):
     created = _instant(timestamp.findtext(f'{{{WSU}}}Created'), 'Created')
     expires = _instant(timestamp.findtext(f'{{{WSU}}}Expires'), 'Expires')
-    if created > now + MAX_SKEW:
+    if created > now + max_skew:
         raise refuse('the Timestamp was created in the future')
-    if expires < now - MAX_SKEW:
+    if expires < now - max_skew:
         raise refuse('the Timestamp has expired')
     if created < now - MAX_AGE:
         raise refuse(f'the Timestamp is older than {int(MAX_AGE.total_seconds() // 60)} minutes')

@@ -130,3 +130,13 @@ def test_a_sampling_interval_or_window_that_makes_no_sense_is_refused(environ, i
     with pytest.raises(ConfigError, match=r'\[monitor\]'):
         load_config({**environ, 'RESERVOIR_MONITOR_SAMPLE_INTERVAL_SECONDS': interval,
                      'RESERVOIR_MONITOR_HISTORY_SECONDS': window})
+
+
+@pytest.mark.parametrize('seconds', ['-1', '3601'])
+def test_a_soap_clock_skew_outside_an_hour_is_refused(tmp_path, seconds):
+    with pytest.raises(ConfigError, match='soap_clock_skew_seconds'):
+        load_config({'RESERVOIR_HOME': str(tmp_path), 'RESERVOIR_SERVER_SOAP_CLOCK_SKEW_SECONDS': seconds})
+
+
+def test_the_soap_clock_skew_defaults_to_five_minutes(tmp_path):
+    assert load_config({'RESERVOIR_HOME': str(tmp_path)}).server.soap_clock_skew_seconds == 300

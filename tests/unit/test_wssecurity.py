@@ -1,6 +1,7 @@
 """WS-Security refusals: each is a Client.AuthFailure fault with its reason, and is logged without
 the message or its signature."""
 import copy
+import dataclasses
 import datetime
 import logging
 
@@ -129,3 +130,16 @@ def test_a_signature_over_the_timestamp_alone_is_refused(alice, caplog):
         if reference.get('URI') == f'#{body_id}':
             signed_info.remove(reference)
     assert 'exactly the envelope' in _refusal(alice, envelope, caplog)
+
+
+def test_the_clock_skew_allowed_is_the_servers_setting(world, caplog):
+    ahead = SoapCaller(world, 'alice', offset=datetime.timedelta(minutes=8))
+    assert 'future' in _refusal(ahead, _describe(ahead), caplog)        # the default allows 5 minutes
+    server = dataclasses.replace(world.cloud.config.server, soap_clock_skew_seconds=600)
+    world.cloud.config = dataclasses.replace(world.cloud.config, server=server)
+    answer = ahead.post(etree.tostring(_describe(ahead)))
+    assert answer.status_code == 200, answer.data
+    server = dataclasses.replace(server, soap_clock_skew_seconds=60)
+    world.cloud.config = dataclasses.replace(world.cloud.config, server=server)
+    slightly = SoapCaller(world, 'alice', offset=datetime.timedelta(minutes=2))
+    assert 'future' in _refusal(slightly, _describe(slightly), caplog)
