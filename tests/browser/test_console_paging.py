@@ -18,8 +18,6 @@ from selenium.webdriver.support.ui import Select
 
 from tests.support.server import REGION, simulated_cloud
 
-from .console import Console
-
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group('browser-paging')]
 
 COUNT = 10_000
@@ -42,8 +40,8 @@ def run_instances(live, user, **params):
 
 
 @pytest.fixture(scope='module')
-def crowd(tmp_path_factory):
-    """A live server where dave has 10,000 running instances, launched through the API in ten
+def console_cloud(tmp_path_factory):
+    """Replaces the shared cloud (so the conftest's `console` signs in here): a live server where dave has 10,000 running instances, launched through the API in ten
     RunInstances of 1,000 (each tagged batch=bN) onto ten simulated hosts big enough for them all,
     into a /16 network (the default VPC's subnet, a /20, holds 4,091)."""
     live = simulated_cloud(tmp_path_factory.mktemp('paging-cloud'), ['dave'], hosts=10, cpus=2048,
@@ -70,14 +68,9 @@ def crowd(tmp_path_factory):
     live.stop()
 
 
-@pytest.fixture
-def console(browser, crowd, screenshots):
-    page = Console(browser, crowd, screenshots)
-    page.open()
-    yield page
-    page.sign_out()
-    problems = page.script_problems()
-    assert not problems, f'the page reported: {problems}'
+@pytest.fixture(scope='module')
+def crowd(console_cloud):
+    return console_cloud
 
 
 def report(capsys, line):

@@ -2,7 +2,7 @@
 import { items, text } from './api.js';
 import { $, confirmAction, status } from './dom.js';
 import {
-  actionButton, choices, clearChoices, describeAll, KeyedTable, setContent, setText, tagParams, tagSpans, tagsOf, visits,
+  actionButton, changer, choices, clearChoices, describeAll, KeyedTable, setContent, setText, tagParams, tagSpans, tagsOf, visits,
 } from './resources.js';
 
 export function networksPage(api) {
@@ -58,18 +58,7 @@ export function networksPage(api) {
     choices($('#create-subnet').zone, zones.map((zone) => [zone, zone]), { blank: '(any)' });
   }
 
-  // Runs an API call of the user's, then shows what it changed; errors go to the status line.
-  async function change(work) {
-    const mine = visit.now();
-    try {
-      const message = await work();
-      if (!visit.alive(mine)) return;
-      status(message);
-      await refresh();
-    } catch (error) {
-      if (visit.alive(mine)) status(error.message, true);
-    }
-  }
+  const change = changer(visit, () => refresh());
 
   async function remove(action, params, question) {
     if (!(await confirmAction(question))) return;

@@ -1,7 +1,7 @@
 // What the network, security group and volume pages share: paged listings, tables whose rows are
 // kept and updated in place, and visits whose late answers are dropped.
 import { allPages, items, text } from './api.js';
-import { $, el } from './dom.js';
+import { $, el, status } from './dom.js';
 
 export const PAGE_SIZE = 100;
 
@@ -56,6 +56,22 @@ export function visits() {
     end() { shown = false; current += 1; },
     now() { return current; },
     alive(visit) { return shown && visit === current; },
+  };
+}
+
+// Runs a change of the user's (`work` resolves to what to say of it), then lists the page again;
+// errors go to the status line. Nothing is shown once the visit that asked is over.
+export function changer(visit, refresh) {
+  return async function change(work) {
+    const mine = visit.now();
+    try {
+      const message = await work();
+      if (!visit.alive(mine)) return;
+      status(message);
+      await refresh();
+    } catch (error) {
+      if (visit.alive(mine)) status(error.message, true);
+    }
   };
 }
 

@@ -3,7 +3,7 @@
 import { text } from './api.js';
 import { $, confirmAction, el, status } from './dom.js';
 import {
-  actionButton, choices, clearChoices, describeAll, filterParams, KeyedTable, setContent, setText, visits,
+  actionButton, changer, choices, clearChoices, describeAll, filterParams, KeyedTable, setContent, setText, visits,
 } from './resources.js';
 
 const PROTOCOLS = { '-1': 'all', tcp: 'tcp', udp: 'udp', icmp: 'icmp', 6: 'tcp', 17: 'udp', 1: 'icmp' };
@@ -111,18 +111,7 @@ export function securityGroupsPage(api) {
     for (const row of $('#groups tbody').rows) row.classList.remove('selected');
   }
 
-  // Runs an API call of the user's, then shows what it changed; errors go to the status line.
-  async function change(work) {
-    const mine = visit.now();
-    try {
-      const message = await work();
-      if (!visit.alive(mine)) return;
-      status(message);
-      await refresh();
-    } catch (error) {
-      if (visit.alive(mine)) status(error.message, true);
-    }
-  }
+  const change = changer(visit, () => refresh());
 
   async function removeGroup(id, name) {
     if (!(await confirmAction(`Delete security group ${name} (${id})?`))) return;

@@ -3,7 +3,7 @@
 import { items, text } from './api.js';
 import { $, confirmAction, el, status } from './dom.js';
 import {
-  actionButton, choices, clearChoices, describeAll, filterParams, KeyedTable, setContent, setText, visits,
+  actionButton, changer, choices, clearChoices, describeAll, filterParams, KeyedTable, setContent, setText, visits,
 } from './resources.js';
 
 const POLL_MS = 2000;
@@ -87,18 +87,7 @@ export function volumesPage(api) {
     }
   }
 
-  // Runs an API call of the user's, then shows what it changed; errors go to the status line.
-  async function change(work) {
-    const mine = visit.now();
-    try {
-      const message = await work();
-      if (!visit.alive(mine)) return;
-      status(message);
-      await refresh();
-    } catch (error) {
-      if (visit.alive(mine)) status(error.message, true);
-    }
-  }
+  const change = changer(visit, () => refresh());
 
   async function act(action, volume) {
     const id = text(volume, 'volumeId');
