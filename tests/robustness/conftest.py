@@ -39,6 +39,7 @@ class Deployment:
         self.victim_ids = self._victim_resources(home)
         self.attacker_ids = self._attacker_resources(home)
         self._tables = None
+        self.victim_untouched_state = None     # a state() in which victim_untouched held
 
     def _victim_resources(self, home):
         """One of each kind of resource, the victim's; returns their ids (none of them public)."""
