@@ -3,8 +3,7 @@ import types
 
 import pytest
 
-from tests.support.prefix_proxy import PrefixProxy
-from tests.support.server import simulated_cloud
+from tests.support.prefix_proxy import cloud_behind_proxy
 
 from .test_console import launch, wait_state
 
@@ -16,14 +15,9 @@ PREFIX = '/cloud'
 @pytest.fixture(scope='module')
 def console_cloud(tmp_path_factory):
     """Replaces the shared cloud: the same server, reached only through the proxy."""
-    live = simulated_cloud(tmp_path_factory.mktemp('prefix-console'), ['alice'], start=False,
-                           extra_env={'RESERVOIR_SERVER_PATH_PREFIX': PREFIX})
-    live.start()
-    proxy = PrefixProxy(live.port, PREFIX).start()
-    yield types.SimpleNamespace(endpoint=proxy.url, users=live.users, image_id=live.image_id, proxy=proxy,
-                                client=live.client)
-    proxy.stop()
-    live.stop()
+    with cloud_behind_proxy(tmp_path_factory.mktemp('prefix-console'), ['alice'], PREFIX) as (live, proxy):
+        yield types.SimpleNamespace(endpoint=proxy.url, users=live.users, image_id=live.image_id, proxy=proxy,
+                                    client=live.client)
 
 
 def test_the_console_signs_in_and_launches_behind_a_path_prefix(console):

@@ -6,21 +6,16 @@ import pytest
 import requests
 
 from backend.config import ConfigError, load_config
-from tests.support.prefix_proxy import PrefixProxy
-from tests.support.server import REGION, simulated_cloud
+from tests.support.prefix_proxy import cloud_behind_proxy
+from tests.support.server import REGION
 
 PREFIX = '/cloud'
 
 
 @pytest.fixture(scope='module')
 def behind_proxy(tmp_path_factory):
-    live = simulated_cloud(tmp_path_factory.mktemp('prefix'), ['alice'], start=False,
-                           extra_env={'RESERVOIR_SERVER_PATH_PREFIX': PREFIX})
-    live.start()
-    proxy = PrefixProxy(live.port, PREFIX).start()
-    yield live, proxy
-    proxy.stop()
-    live.stop()
+    with cloud_behind_proxy(tmp_path_factory.mktemp('prefix'), ['alice'], PREFIX) as (live, proxy):
+        yield live, proxy
 
 
 def client(url, credentials, version='v4'):

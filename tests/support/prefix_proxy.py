@@ -1,11 +1,12 @@
 """A reverse proxy on loopback that publishes a live server under a path and strips the path before
 passing requests on, as nginx does with
 `location /cloud/ { proxy_pass http://127.0.0.1:8773/; proxy_set_header Host $http_host; }`."""
+import contextlib
 import http.client
 import http.server
 import threading
 
-from tests.support.server import free_port
+from tests.support.server import free_port, simulated_cloud
 
 # Headers of one connection, not of the request (RFC 9110, 7.6.1).
 HOP_BY_HOP = {'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'}
@@ -66,3 +67,16 @@ class PrefixProxy:
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = forward
 
         return Handler
+
+
+@contextlib.contextmanager
+def cloud_behind_proxy(home, users, prefix):
+    """(live server, proxy): a cloud told its [server] path_prefix, published under it by a proxy."""
+    live = simulated_cloud(home, users, start=False, extra_env={'RESERVOIR_SERVER_PATH_PREFIX': prefix})
+    live.start()
+    proxy = PrefixProxy(live.port, prefix).start()
+    try:
+        yield live, proxy
+    finally:
+        proxy.stop()
+        live.stop()
