@@ -7,12 +7,12 @@ import dataclasses
 import datetime
 import re
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from .drivers import features_of, open_driver
 from .drivers.base import DriverError, Feature
 from .errors import BackendError, Conflict, InvalidValue, NotFound
-from .lifecycle import HOLDS_CAPACITY
+from .lifecycle import HOLDS_CAPACITY, MOVING_STATES
 from . import scheduler
 from .models import Host as HostRow, Instance as InstanceRow, Peer
 
@@ -134,8 +134,10 @@ class HostService:
     def remove(self, name):
         with self.db.write() as session:
             row = _find(session, name)
-            busy = session.scalar(select(func.count()).select_from(InstanceRow)
-                                  .where(InstanceRow.host_id == row.id, InstanceRow.state.in_(_holding())))
+            moving = InstanceRow.state.in_([state.value for state in MOVING_STATES])
+            busy = session.scalar(select(func.count()).select_from(InstanceRow).where(or_(
+                and_(InstanceRow.host_id == row.id, or_(InstanceRow.state.in_(_holding()), moving)),
+                and_(InstanceRow.migration_host_id == row.id, moving))))
             if busy:
                 raise Conflict('HostInUse', f"Host '{name}' still has {busy} instance(s); terminate or "
                                             'move them first.')

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from . import launch_history, scheduler
 from .db import Prepared
 from .errors import CapacityError, Conflict, InvalidValue, NotFound
+from .compute import move_targets
 from .hosts import host_views
 from .images import IMAGE_ID, visible_to
 from .tags import check_tags
@@ -27,7 +28,7 @@ from .storage.ebs_images import block_devices_of
 from .storage.launch_volumes import ROOT_DEVICES
 from .networking.security_groups import groups_for, join_groups
 from .quotas import Quotas, check_more_instances, instances_allowed, lock_account
-from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, Event, State, capacity_change, ec2_state, next_state
+from .lifecycle import FINAL_STATES, HOLDS_CAPACITY, MOVING_STATES, Event, State, ec2_state, next_state, shares
 from .models import (ClientToken, Host as HostRow, Image as ImageRow, Instance as InstanceRow,
                      KeyPair as KeyPairRow, Lease, Network as NetworkRow, NetworkInterface as InterfaceRow, PeerImage,
                      PlacementGroup,
@@ -448,18 +449,33 @@ class InstanceService:
             for row in rows.values():   # all or nothing: refuse before changing any
                 next_state(row.state, event)
                 _check_protection(row, event)
+            elsewhere = {}
             if event is Event.START:
-                self._check_start_quota(session, owner, [row for row in rows.values() if row.state == State.STOPPED])
+                stopped = [row for row in rows.values() if row.state in (State.STOPPED, State.RELOCATING)]
+                self._check_start_quota(session, owner, stopped)
+                elsewhere = self._start_elsewhere(session, [row for row in stopped if row.state == State.STOPPED])
             changes = []
             for instance_id in dict.fromkeys(ids):
                 row = rows[instance_id]
                 previous = row.state
-                transition(session, row, event, transition_reason=_user_reason(event))
+                if instance_id in elsewhere:
+                    _move_to_start(session, row, elsewhere[instance_id])
+                else:
+                    transition(session, row, event, transition_reason=_user_reason(event))
                 if event is Event.STOP and row.state == State.STOPPING:
                     row.stop_forced = row.stop_forced or force
                 changes.append(StateChange(instance_id, previous, row.state))
         self.wake_workers()
         return changes
+
+    def _start_elsewhere(self, session, stopped):
+        """{instance_id: host id} of the stopped instances whose host is disabled, fenced or
+        unreachable: each starts on another host of its kind and zone with room for it, once its
+        disks are there (InsufficientInstanceCapacity, changing nothing, when there is none)."""
+        views = host_views(session)
+        by_id = {view.host_id: view for view in views}
+        return {row.instance_id: move_targets.place(views, by_id[row.host_id], row, self.policy)
+                for row in stopped if row.host_id in by_id and not move_targets.can_run(by_id[row.host_id])}
 
     def _check_start_quota(self, session, owner, stopped):
         """Starting takes instance and vCPU quota again, as it takes capacity again."""
@@ -534,18 +550,10 @@ def transition(session, row, event, reason=None, reason_code=None, transition_re
     """
     previous = State(row.state)
     target = next_state(previous, event)
-    change = capacity_change(previous, target) if row.host_id is not None else 0
-    if change > 0:
-        _reserve_capacity(session, [row.host_id], row, message_host=True)
-    elif change < 0:
-        _free_capacity(session, row.host_id, row)
-    if target is State.MIGRATING and previous is not State.MIGRATING:
-        _reserve_capacity(session, [row.migration_host_id], row, message_host=True)   # both hosts, while moving
-    elif previous is State.MIGRATING and target is not State.MIGRATING:
-        _end_migration(session, row, Event(event) is Event.MIGRATED)
+    _follow_capacity(session, row, previous, target, Event(event) is Event.MIGRATED)
     if target in (State.STOPPED, *FINAL_STATES) and previous not in (State.STOPPED, *FINAL_STATES):
         release_public_ips(session, row.instance_id)     # as on AWS: a new one at the next start
-    if previous is State.STOPPED and target is State.PENDING:
+    if previous in (State.STOPPED, State.MOVING_TO_START) and target is State.PENDING:
         assign_public_ips(session, [row.instance_id])
     if target is State.FAILED and previous is not State.FAILED:
         launch_history.record(session, row.owner, launch_history.DEPLOY_FAILED, 1)
@@ -583,15 +591,37 @@ def rehome(session, row, host_id):
     row.host_id = host_id
 
 
-def _end_migration(session, row, moved):
-    """A move ended: the instance keeps the share of the host it runs on now and frees the other."""
+def _move_to_start(session, row, host_id):
+    """Start a stopped instance on `host_id`, holding its room there, after the worker of its host
+    moved its disks (`moving-to-start`)."""
+    row.migration_host_id, row.migration_live = host_id, False
+    transition(session, row, Event.START_ELSEWHERE, reason_code='Server.Migrating',
+               reason='Server.Migrating: its host cannot run it now; it starts on another host once its '
+                      'disks are there')
+
+
+def _follow_capacity(session, row, previous, target, moved):
+    """Take and free host shares as the states say: what `target` holds (on the host the instance
+    has after this transition, and on the one it moves to) less what `previous` held. Taken first,
+    by conditional updates, so a refusal changes nothing."""
+    host_id, moving_to = row.host_id, row.migration_host_id
     if moved:
-        _free_capacity(session, row.host_id, row)
-        row.host_id = row.migration_host_id
+        host_id, moving_to = moving_to, None        # a move ended: its new host is its host
+    elif target not in MOVING_STATES:
+        moving_to = None
+    before = shares(previous, row.host_id, row.migration_host_id)
+    after = shares(target, host_id, moving_to)
+    taken = [host for host, count in after.items() for _ in range(count - before.get(host, 0))]
+    if taken:
+        _reserve_capacity(session, taken, row, message_host=True)
+    for host, count in before.items():
+        for _ in range(count - after.get(host, 0)):
+            _free_capacity(session, host, row)
+    if moved:
         row.nic_generation += 1
-    else:
-        _free_capacity(session, row.migration_host_id, row)
-    row.migration_host_id, row.migration_live = None, False
+    row.host_id, row.migration_host_id = host_id, moving_to
+    if moving_to is None:
+        row.migration_live = False
 
 
 def _user_reason(event):

@@ -3,7 +3,10 @@
 Internal states are richer than EC2's six: `impaired` (host unreachable) and `failed` (could not be
 deployed) keep what happened instead of pretending the instance was terminated, and `migrating`
 (moving to another host) holds capacity on both hosts until the move ends. The front-end maps
-them to EC2 names and codes with `ec2_state`, and shows the reason as `stateReason`.
+them to EC2 names and codes with `ec2_state`, and shows the reason as `stateReason`. A stopped
+instance moves too: `relocating` (its disks go to another host; EC2 shows it stopped), or
+`moving-to-start` when it was started while its host cannot run it (holding the new host's share;
+EC2 shows it pending).
 """
 import enum
 
@@ -22,6 +25,8 @@ class State(str, enum.Enum):
     FAILED = 'failed'              # deploy failed for good; nothing is held any more
     IMPAIRED = 'impaired'          # its host stopped answering; it may still be running there
     MIGRATING = 'migrating'        # moving to `migration_host_id`; running on one host throughout
+    RELOCATING = 'relocating'      # stopped, its disks moving to `migration_host_id`
+    MOVING_TO_START = 'moving-to-start'   # the same, started meanwhile: it starts there once moved
 
 
 class Event(str, enum.Enum):
@@ -41,6 +46,7 @@ class Event(str, enum.Enum):
     MIGRATED = 'migrated'          # it runs on the target host now, and nothing of it on the source
     MIGRATE_FAILED = 'migrate-failed'   # it still runs where it was
     RECOVER = 'recover'            # its host was fenced: it starts again on another host
+    START_ELSEWHERE = 'start-elsewhere'   # started while its host cannot run it: it moves first
 
 
 S, E = State, Event
@@ -84,15 +90,28 @@ TRANSITIONS = {
     (S.MIGRATING, E.MIGRATE_FAILED): S.RUNNING,
     (S.MIGRATING, E.START): S.MIGRATING,
     (S.IMPAIRED, E.RECOVER): S.PENDING,
+    (S.STOPPED, E.MIGRATE): S.RELOCATING,
+    (S.RELOCATING, E.MIGRATED): S.STOPPED,
+    (S.RELOCATING, E.MIGRATE_FAILED): S.STOPPED,
+    (S.RELOCATING, E.STOP): S.RELOCATING,
+    (S.RELOCATING, E.START): S.MOVING_TO_START,
+    (S.STOPPED, E.START_ELSEWHERE): S.MOVING_TO_START,
+    (S.MOVING_TO_START, E.MIGRATED): S.PENDING,
+    (S.MOVING_TO_START, E.MIGRATE_FAILED): S.STOPPED,
+    (S.MOVING_TO_START, E.START): S.MOVING_TO_START,
 }
 
 # States in which the instance holds a host's capacity. Capacity follows the table: a transition
 # from a state outside this set into it reserves the instance's share, one out of it frees it, so
-# each is taken and given back exactly once (`capacity_change`).
-# A migrating instance holds its source host's share this way and its target's besides (`migration_host_id`).
+# each is taken and given back exactly once (`capacity_change`, `shares`).
 HOLDS_CAPACITY = frozenset({S.PENDING, S.RUNNING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.IMPAIRED, S.MIGRATING})
+# States in which it holds the share of the host it moves to (`migration_host_id`) as well: a
+# migrating instance holds both hosts', one moving to start only its new host's.
+HOLDS_TARGET_CAPACITY = frozenset({S.MIGRATING, S.MOVING_TO_START})
+# States of an instance moving to `migration_host_id`; a move's end (MIGRATED) makes that its host.
+MOVING_STATES = frozenset({S.MIGRATING, S.RELOCATING, S.MOVING_TO_START})
 # States a worker acts on, and what it does there.
-WORK_STATES = frozenset({S.PENDING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.CLEANING_UP, S.MIGRATING})
+WORK_STATES = frozenset({S.PENDING, S.REBOOTING, S.STOPPING, S.SHUTTING_DOWN, S.CLEANING_UP, *MOVING_STATES})
 # States after which nothing more happens to the instance.
 FINAL_STATES = frozenset({S.TERMINATED, S.FAILED})
 
@@ -103,6 +122,8 @@ _EC2_STATES = {
     S.REBOOTING: ('running', 16),
     S.IMPAIRED: ('running', 16),
     S.MIGRATING: ('running', 16),
+    S.MOVING_TO_START: ('pending', 0),
+    S.RELOCATING: ('stopped', 80),
     S.STOPPING: ('stopping', 64),
     S.STOPPED: ('stopped', 80),
     S.SHUTTING_DOWN: ('shutting-down', 32),
@@ -115,7 +136,7 @@ _EC2_STATES = {
 def next_state(current, event):
     """The state `event` leads to from `current`, or Conflict (IncorrectInstanceState)."""
     target = TRANSITIONS.get((State(current), Event(event)))
-    if target is None and State(current) is S.MIGRATING:
+    if target is None and State(current) in MOVING_STATES:
         raise Conflict('IncorrectInstanceState', 'The instance is moving to another host and cannot '
                        f'{_verb(event)} until the move ends; try again in a moment.')
     if target is None:
@@ -127,6 +148,15 @@ def next_state(current, event):
 def capacity_change(previous, target):
     """+1 when moving from `previous` to `target` takes a host's capacity, -1 when it frees it, else 0."""
     return (State(target) in HOLDS_CAPACITY) - (State(previous) in HOLDS_CAPACITY)
+
+
+def shares(state, host_id, target_host_id):
+    """{host id: shares} an instance in `state` holds, on its host and the host it moves to."""
+    held = {}
+    for host, holding in ((host_id, HOLDS_CAPACITY), (target_host_id, HOLDS_TARGET_CAPACITY)):
+        if host is not None and State(state) in holding:
+            held[host] = held.get(host, 0) + 1
+    return held
 
 
 def can(current, event):

@@ -14,7 +14,7 @@ import collections
 import datetime
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from .drivers.base import OWN_TAG_PREFIX, DomainState, DriverError, Feature
 from .instances import transition
@@ -72,7 +72,7 @@ class Monitor:
                 if isinstance(observed, DriverError):
                     self._host_lost(session, host, watched[host.id], str(observed))
                 else:
-                    if host.state == FENCED:
+                    if host.state in (FENCED, 'unreachable'):     # answering again
                         strays += [(host.id, instance_id) for instance_id in _strays(session, host, observed)]
                     self._host_seen(session, host, watched[host.id], observed, host.id in clouds)
             for host_id, (driver, reports) in clouds.items():
@@ -87,12 +87,14 @@ class Monitor:
         self.fencing.run_round([host_id for host_id, seen in observations.items() if isinstance(seen, DriverError)])
 
     def _destroy_stray(self, host_id, instance_id):
-        """A fenced host came back with a domain of an instance that started again elsewhere."""
+        """A host came back with a domain of an instance that lives elsewhere now (started again
+        after a fence, or moved away while stopped): that domain and the host's own copies of its
+        disks go, never the files it shares with the instance's new host."""
         try:
-            self.worker.driver_of(host_id).destroy(instance_id)
-            log.warning('destroyed %s on a fenced host that answered again: it runs elsewhere now', instance_id)
+            self.worker.driver_of(host_id).forget(instance_id)
+            log.warning('removed %s from a host that answered again: it lives elsewhere now', instance_id)
         except DriverError as error:
-            log.warning('could not destroy %s on a fenced host: %s', instance_id, error)
+            log.warning('could not remove %s from a host that answered again: %s', instance_id, error)
 
     def _host_lost(self, session, host, instances, reason):
         if host.unreachable_since is None:
@@ -172,8 +174,10 @@ def _take_cloud_view(session, driver, rows, reports):
 
 
 def _strays(session, host, domains):
-    """Instances with a domain on `host` that belong to another host now (recovered elsewhere)."""
+    """Instances with a domain on `host` that belong to another host now (recovered or moved
+    elsewhere), and are not moving here."""
     if not domains:
         return []
     return session.scalars(select(InstanceRow.instance_id).where(
-        InstanceRow.instance_id.in_(list(domains)), InstanceRow.host_id != host.id)).all()
+        InstanceRow.instance_id.in_(list(domains)), InstanceRow.host_id != host.id,
+        or_(InstanceRow.migration_host_id.is_(None), InstanceRow.migration_host_id != host.id))).all()

@@ -24,7 +24,7 @@ from .networking import addressing
 from .networking.host_firewall import HostFirewall
 from .networking.host_network import HostNetwork, HostNetworkError, bridge_name, is_on_this_machine, tap_name
 from .instances import transition
-from .lifecycle import HOLDS_CAPACITY, WORK_STATES, Event, State
+from .lifecycle import HOLDS_CAPACITY, HOLDS_TARGET_CAPACITY, WORK_STATES, Event, State
 from .models import Host as HostRow, Image as ImageRow, Instance as InstanceRow, KeyPair as KeyPairRow
 from .models import Lease, Network as NetworkRow, Tag, NetworkInterface as InterfaceRow, Volume as VolumeRow, Vpc as VpcRow
 from .models import utcnow
@@ -237,10 +237,10 @@ class Worker:
                        func.sum(InstanceRow.memory_mib).label('memory'))
                 .where(InstanceRow.state.in_(holding), InstanceRow.host_id.in_(list(self._owned)))
                 .group_by(InstanceRow.host_id))}
-            for row in session.execute(   # a migrating instance holds its target's share too
+            for row in session.execute(   # a moving instance may hold its target's share too
                     select(InstanceRow.migration_host_id, func.sum(InstanceRow.vcpus).label('cpus'),
                            func.sum(InstanceRow.memory_mib).label('memory'))
-                    .where(InstanceRow.state == State.MIGRATING.value,
+                    .where(InstanceRow.state.in_([state.value for state in HOLDS_TARGET_CAPACITY]),
                            InstanceRow.migration_host_id.in_(list(self._owned)))
                     .group_by(InstanceRow.migration_host_id)):
                 cpus, memory = totals.get(row.migration_host_id, (0, 0))
@@ -353,7 +353,8 @@ class Worker:
         specs = self._launch_specs(work) if state is State.PENDING else None
         handler = {State.PENDING: self._deploy, State.REBOOTING: self._reboot,
                    State.STOPPING: self._stop, State.SHUTTING_DOWN: self._destroy,
-                   State.CLEANING_UP: self._destroy, State.MIGRATING: self._migrate}[state]
+                   State.CLEANING_UP: self._destroy, State.MIGRATING: self._migrate,
+                   State.RELOCATING: self._relocate, State.MOVING_TO_START: self._relocate}[state]
         outcomes = {}
         for host_id, (host, ids) in work.items():
             outcomes.update(handler(host, host_id, ids, specs))
@@ -467,6 +468,33 @@ class Worker:
                 outcomes[instance_id] = (Event.MIGRATED, None, None)
             except DriverError as error:
                 log.warning('moving %s failed: %s', instance_id, error)
+                outcomes[instance_id] = (Event.MIGRATE_FAILED, 'Server.MigrationFailed',
+                                         f'Server.MigrationFailed: the move to another host failed: {error}')
+        return outcomes
+
+    def _relocate(self, host, host_id, ids, _specs=None):
+        """Move each stopped instance's disks to its target host (then it stays stopped there, or
+        starts there); a move that fails leaves it stopped where it was. A source host that does
+        not answer gives up only what both hosts share."""
+        with self.db.read() as session:
+            source_lost = session.scalar(select(HostRow.state).where(HostRow.id == host_id)) != 'ok'
+            targets = {row.instance_id: row for row in session.execute(
+                select(InstanceRow.instance_id, HostRow.id, HostRow.uri)
+                .join(HostRow, HostRow.id == InstanceRow.migration_host_id).where(InstanceRow.instance_id.in_(ids)))}
+        outcomes = {}
+        for instance_id in ids:
+            target = targets.get(instance_id)
+            if target is None:
+                continue
+            try:
+                driver = self.hosts.get(target.id, target.uri)
+                spec = self._launch_specs({target.id: (driver, [instance_id])}, moving=True)[instance_id]
+                if isinstance(spec, Exception):
+                    raise DriverError(str(spec))
+                host.relocate(instance_id, driver, spec, source_lost=source_lost)
+                outcomes[instance_id] = (Event.MIGRATED, None, None)
+            except DriverError as error:
+                log.warning('moving the stopped instance %s failed: %s', instance_id, error)
                 outcomes[instance_id] = (Event.MIGRATE_FAILED, 'Server.MigrationFailed',
                                          f'Server.MigrationFailed: the move to another host failed: {error}')
         return outcomes

@@ -8,6 +8,7 @@ import time
 from ..cloud import Cloud
 from ..peers import is_peer_uri
 from ..errors import InvalidValue
+from ..lifecycle import MOVING_STATES, State
 from .output import plain, print_json, print_table, timestamp
 
 
@@ -76,7 +77,7 @@ def _host_commands(commands, json_flag):
     fence.add_argument('fence_command', metavar='COMMAND')
     json_flag(fence)
     fence.set_defaults(command=host_set_fence)
-    evacuate = actions.add_parser('evacuate', help='disable a host and move everything running on it elsewhere')
+    evacuate = actions.add_parser('evacuate', help='disable a host and move everything running or stopped on it elsewhere')
     evacuate.add_argument('name')
     _move_flags(evacuate)
     json_flag(evacuate)
@@ -227,7 +228,7 @@ def _wait_for_moves(cloud, moves, args, timeout=600):
     ended = {}
     while moving and time.monotonic() < deadline:
         for instance_id, (state, host_name, reason) in cloud.migrations.progress(list(moving)).items():
-            if state != 'migrating':
+            if State(state) not in MOVING_STATES:
                 move = moving.pop(instance_id)
                 ended[instance_id] = dataclasses.replace(
                     move, outcome='moved' if host_name == move.target else (reason or f'{state} on {host_name}'))

@@ -1,17 +1,17 @@
-"""Migration: moving running instances between hosts.
+"""Migration: moving instances between hosts.
 
-A move is recorded, not carried out, here: the instance becomes `migrating` with its target in
-`migration_host_id`, holding capacity on both hosts (the lifecycle table and `transition` see to
-that), and the worker that drives its source host moves it. The target is the one asked for or the
-scheduler's choice, with the scheduler's reasons when there is none: a host of the same kind (a
-domain moves only between hypervisors of one type, a simulated one between simulated hosts), in the
-instance's zone (its subnet is there), enabled and reachable, never a peer cloud.
+A move is recorded, not carried out, here: a running instance becomes `migrating` with its target
+in `migration_host_id`, holding capacity on both hosts (the lifecycle table and `transition` see to
+that), and the worker that drives its source host moves it. A stopped instance becomes `relocating`
+and holds nothing: the worker moves its disks (a cold move without a guest to save) and it stays
+stopped, on its new host. The target is the one asked for or the scheduler's choice, with the
+scheduler's reasons when there is none (`move_targets`).
 """
 import dataclasses
 
 from sqlalchemy import select
 
-from .. import scheduler
+from . import move_targets
 from ..errors import BackendError, NotFound
 from ..hosts import host_views
 from ..instances import transition
@@ -60,27 +60,27 @@ class MigrationService:
 
     def _start_move(self, session, row, views, by_name, names, wanted, live):
         source = names.get(row.host_id, '-')
-        if row.state != State.RUNNING.value:
-            return Move(row.instance_id, source, None, f'not running ({row.state})', live)
+        stopped = row.state == State.STOPPED.value
+        live = live and not stopped
+        if row.state != State.RUNNING.value and not stopped:
+            return Move(row.instance_id, source, None, f'neither running nor stopped ({row.state})', live)
         if wanted is not None and wanted not in by_name:
             return Move(row.instance_id, source, wanted, f"no host is named '{wanted}'", live)
         source_view = next(view for view in views if view.host_id == row.host_id)
-        request = scheduler.Request(
-            1, 1, row.vcpus, row.memory_mib, zone=row.zone,
-            host_id=by_name[wanted].host_id if wanted else None,
-            refused=_unsuitable(views, source_view))
+        place = move_targets.place_stopped if stopped else move_targets.place
         try:
-            placement = scheduler.place(views, request, self.policy)
+            target = place(views, source_view, row, self.policy, by_name[wanted].host_id if wanted else None)
         except BackendError as error:
             return Move(row.instance_id, source, wanted, error.message, live)
-        row.migration_host_id, row.migration_live = placement.host_ids[0], live
+        row.migration_host_id, row.migration_live = target, live
+        how = 'its disks' if stopped else 'live' if live else 'cold'
         try:   # the target's share is taken by a conditional update, so a refusal changes nothing
             transition(session, row, Event.MIGRATE, reason_code='Server.Migrating',
-                       reason=f"Server.Migrating: moving to another host ({'live' if live else 'cold'})")
+                       reason=f'Server.Migrating: moving to another host ({how})')
         except BackendError as error:       # another launch took the room since the host was read
             row.migration_host_id, row.migration_live = None, False
-            return Move(row.instance_id, source, names[placement.host_ids[0]], error.message, live)
-        return Move(row.instance_id, source, names[placement.host_ids[0]], 'moving', live)
+            return Move(row.instance_id, source, names[target], error.message, live)
+        return Move(row.instance_id, source, names[target], 'moving', live)
 
     def progress(self, instance_ids):
         """{instance_id: (state, host name, reason)} as the moves stand now."""
@@ -92,25 +92,15 @@ class MigrationService:
                 .where(InstanceRow.instance_id.in_(list(instance_ids))))}
 
     def evacuate(self, host_name, live=True):
-        """Disable the host, then move everything running on it elsewhere."""
+        """Disable the host, then move everything running or stopped on it elsewhere, so that it
+        can be serviced: stopped instances go cold, and stay stopped."""
         with self.db.write() as session:
             host = session.scalar(select(HostRow).where(HostRow.name == host_name))
             if host is None:
                 raise NotFound('InvalidHost.NotFound', f"no host is named '{host_name}'")
             host.enabled = False
             ids = session.scalars(select(InstanceRow.instance_id).where(
-                InstanceRow.host_id == host.id, InstanceRow.state == State.RUNNING.value)
+                InstanceRow.host_id == host.id,
+                InstanceRow.state.in_((State.RUNNING.value, State.STOPPED.value)))
                 .order_by(InstanceRow.instance_id)).all()
         return self.migrate(ids, live=live) if ids else []
-
-
-def _unsuitable(views, source):
-    """{host id: why} of hosts an instance on `source` cannot move to, whatever their room."""
-    refused = {source.host_id: 'requirement: the instance runs there already'}
-    for view in views:
-        if view.peer:
-            refused[view.host_id] = 'requirement: instances do not move to a peer cloud'
-        elif view.domain_type != source.domain_type:
-            refused.setdefault(view.host_id, f'requirement: a {view.domain_type} host cannot take '
-                                              f'a {source.domain_type} domain')
-    return refused

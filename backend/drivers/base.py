@@ -241,6 +241,19 @@ class HostDriver(abc.ABC):
         finishes what the first began."""
         raise DriverError(f'{type(self).__name__} cannot move instances')
 
+    def relocate(self, instance_id, target, spec, source_lost=False):
+        """Move a stopped instance (no guest runs) to the host `target`: its disks copied where the
+        target reads them, nothing copied when both read the same files. With `source_lost` this
+        host does not answer: only files both hosts share can go, and what is left here is
+        forgotten when it answers again. A move repeated after a crash finishes what the first
+        began; never two copies, never none."""
+        raise DriverError(f'{type(self).__name__} cannot move instances')
+
+    def forget(self, instance_id):
+        """Remove the instance's domain and this host's own copies of its disks, leaving files
+        it shares with other hosts: the instance lives on elsewhere."""
+        raise DriverError(f'{type(self).__name__} cannot move instances')
+
     def snapshot(self, instance_id, target, stop_timeout):
         """Write the instance's root disk, flattened, to `target.path` (CreateImage)."""
         raise DriverError(f'{type(self).__name__} cannot save an instance as an image')

@@ -11,6 +11,7 @@ Domains and bridges are named the installation's way (`host_names`), so installa
 hypervisor: a domain is `<prefix>-<instance id>`, and a NIC whose network names no bridge of its own
 joins the installation's bridge of that network.
 """
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -120,11 +121,7 @@ class LibvirtDriver(HostDriver):
             self._host(self.host.boot, instance_id)
 
     def migrate(self, instance_id, target, live, spec):
-        if not isinstance(target, LibvirtDriver) or target.simulated != self.simulated:
-            raise DriverError(f'{instance_id} cannot move from {self.uri} to a host of another kind')
-        if self.storage.shared != target.storage.shared:
-            raise DriverError(f'{instance_id} cannot move between {self.label} and {target.label}: one has '
-                              'shared storage, the other not')
+        self._check_move(instance_id, target)
         here, there = self.state(instance_id), target.state(instance_id)
         if there in (DomainState.RUNNING, DomainState.PAUSED) or (here is None and there is not None):
             # Already there (a move a crash interrupted): only the copy here, stopped, is left to remove.
@@ -142,6 +139,35 @@ class LibvirtDriver(HostDriver):
         self.storage.release(instance_id)
         self._note(instance_id, f'domain {instance_id} moved from {self.label} to {target.label}')
         target._note(instance_id, f'domain {instance_id} arrived from {self.label}')
+
+    def relocate(self, instance_id, target, spec, source_lost=False):
+        self._check_move(instance_id, target)
+        if source_lost:
+            if not self.shares_storage_with(target):
+                raise DriverError(f'the disks of {instance_id} are on {self.label}, which does not answer')
+            return          # nothing to copy; its definition here goes when the host answers again
+        here, there = self.state(instance_id), target.state(instance_id)
+        if here in (DomainState.RUNNING, DomainState.PAUSED):
+            raise DriverError(f'{instance_id} runs on {self.label}: only a stopped instance moves so')
+        if here is not None:
+            self._move_defined(instance_id, target, spec)
+        elif there is None and not self.shares_storage_with(target):
+            raise DriverError(f'{instance_id} is on neither {self.uri} nor {target.uri}')
+        # here is None: moved already (a crash came before the database knew), or a simulated host
+        # that forgot its definitions; either way only this host's copies are left to remove.
+        self.storage.release(instance_id)
+        self._note(instance_id, f'stopped domain {instance_id} moved from {self.label} to {target.label}')
+
+    def forget(self, instance_id):
+        self._host(self.host.remove, instance_id)
+        self.storage.release(instance_id)
+
+    def _check_move(self, instance_id, target):
+        if not isinstance(target, LibvirtDriver) or target.simulated != self.simulated:
+            raise DriverError(f'{instance_id} cannot move from {self.uri} to a host of another kind')
+        if self.storage.shared != target.storage.shared:
+            raise DriverError(f'{instance_id} cannot move between {self.label} and {target.label}: one has '
+                              'shared storage, the other not')
 
     def live_migration_to(self, target):
         """Both hosts are hypervisor daemons (the test driver and embedded QEMU cannot migrate live)."""
@@ -177,14 +203,12 @@ class LibvirtDriver(HostDriver):
         defined there. Without shared storage, the overlay (and the saved guest) are copied to the
         target first. The save file is removed as soon as it is restored: restored twice, it would
         give two copies."""
+        if state not in (DomainState.RUNNING, DomainState.PAUSED):
+            self._move_defined(instance_id, target, spec)
+            return
         running, defined = self._host(self.host.migratable_definition, instance_id)
         persistent = domain_xml.with_taps(defined, taps)
         disk = ('disk.qcow2',) if spec.root else ()
-        if state not in (DomainState.RUNNING, DomainState.PAUSED):
-            self.storage.send(instance_id, target.storage, spec, disk)
-            self._host(target.host.define, persistent)
-            self._host(self.host.remove, instance_id)
-            return
         saved = self.storage.save_path(instance_id)
         self._host(self.host.save, instance_id, saved)
         # Simulated domains have no taps to rename (their NICs join no bridge).
@@ -201,6 +225,22 @@ class LibvirtDriver(HostDriver):
             self.storage.drop_saved(instance_id)
             if target.storage is not self.storage:
                 target.storage.drop_saved(instance_id)
+        self._host(self.host.remove, instance_id)
+
+    def _move_defined(self, instance_id, target, spec):
+        """Move a domain that is defined here and not running: its overlay copied (unless both
+        hosts read the same files), the target given the rest and its definition (its NICs' taps
+        as they will be there), then removed here. Repeated after a crash, the copy here, still
+        whole, is copied again: the target's is never the only one until this one is gone."""
+        _, defined = self._host(self.host.migratable_definition, instance_id)
+        taps = {nic.mac.lower(): nic.tap for nic in spec.nics if nic.tap}
+        try:
+            self.storage.send(instance_id, target.storage, spec, ('disk.qcow2',) if spec.root else ())
+            self._host(target.host.define, domain_xml.with_taps(defined, taps))
+        except DriverError:
+            with contextlib.suppress(DriverError):
+                target.forget(instance_id)      # undone: the copy here is whole and stays the only one
+            raise
         self._host(self.host.remove, instance_id)
 
     def plug_nic(self, spec, nic):

@@ -11,15 +11,17 @@ from sqlalchemy import select
 
 from backend.errors import BackendError
 from backend.instances import LaunchRequest, transition
-from backend.lifecycle import HOLDS_CAPACITY, Event, can
+from backend.lifecycle import HOLDS_CAPACITY, HOLDS_TARGET_CAPACITY, Event, can
 from backend.models import Host as HostRow, Instance as InstanceRow
 
 ACCOUNTS = itertools.count(1)      # a fresh account per example
-REQUESTS = ('run', 'stop', 'force-stop', 'start', 'reboot', 'terminate', 'migrate')
+REQUESTS = ('run', 'stop', 'force-stop', 'start', 'reboot', 'terminate', 'migrate', 'evacuate', 'disable-host',
+            'enable-host')
 # A worker round carries out every instance's due work (or fails a deploy for good); the monitor
 # reports a guest that powered off, a host lost and back. Each applies only where the table allows.
 WORKER_OUTCOMES = {'pending': Event.DEPLOYED, 'stopping': Event.STOPPED, 'rebooting': Event.REBOOTED,
-                   'shutting-down': Event.CLEANED_UP, 'cleaning-up': Event.CLEANED_UP, 'migrating': Event.MIGRATED}
+                   'shutting-down': Event.CLEANED_UP, 'cleaning-up': Event.CLEANED_UP, 'migrating': Event.MIGRATED,
+                   'relocating': Event.MIGRATED, 'moving-to-start': Event.MIGRATED}
 REPORTS = ('deploy-fails', Event.POWERED_OFF, Event.HOST_LOST, Event.HOST_BACK)
 
 # Each step: what happens, to which instance, how many to launch, and whether a worker round follows.
@@ -45,7 +47,8 @@ def assert_capacity_is_consistent(cloud):
                 InstanceRow.host_id == host.id,
                 InstanceRow.state.in_([state.value for state in HOLDS_CAPACITY]))).all()
             holding += session.scalars(select(InstanceRow).where(     # moving here
-                InstanceRow.migration_host_id == host.id, InstanceRow.state == 'migrating')).all()
+                InstanceRow.migration_host_id == host.id,
+                InstanceRow.state.in_([state.value for state in HOLDS_TARGET_CAPACITY]))).all()
             assert host.used_cpus == sum(row.vcpus for row in holding), host.name
             assert host.used_memory_mib == sum(row.memory_mib for row in holding), host.name
             assert 0 <= host.used_cpus <= host.cpus and 0 <= host.used_memory_mib <= host.memory_mib
@@ -53,6 +56,13 @@ def assert_capacity_is_consistent(cloud):
 
 def request(cloud, owner, image_id, ids, action, index, count):
     service = cloud.instances
+    host = f'sim-0000{index % 2 + 1}'
+    if action == 'evacuate':                           # running and stopped instances move away
+        cloud.migrations.evacuate(host)
+        return
+    if action in ('disable-host', 'enable-host'):      # starts then go elsewhere, or back
+        cloud.hosts.set_enabled(host, action == 'enable-host')
+        return
     if action == 'run':
         service.run(owner, LaunchRequest(image_id=image_id, min_count=1, max_count=count,
                                          instance_type='t1.micro' if count != 2 else 'm1.small'))
@@ -116,6 +126,8 @@ def test_any_sequence_of_events_keeps_capacity_consistent(world, steps):
     for instance_id in ids:
         for event in (Event.MIGRATED, Event.TERMINATE, Event.CLEANED_UP, Event.TERMINATE):
             report(cloud, [instance_id], event, 0)
+    for name in ('sim-00001', 'sim-00002'):
+        cloud.hosts.set_enabled(name, True)
     assert_capacity_is_consistent(cloud)
 
 

@@ -56,9 +56,9 @@ def test_moves_that_cannot_be_done_say_why(setup):
     source = record(cloud, owner, first).host_name
     assert cloud.migrations.migrate([first], host_name=source)[0].outcome.startswith('Insufficient capacity')
     assert "no host is named 'nowhere'" in cloud.migrations.migrate([first], host_name='nowhere')[0].outcome
-    cloud.instances.stop(owner, [second])
+    cloud.instances.terminate(owner, [second])
     worker.dispatch(wait=True)
-    assert cloud.migrations.migrate([second])[0].outcome == 'not running (stopped)'
+    assert cloud.migrations.migrate([second])[0].outcome == 'neither running nor stopped (terminated)'
     # While it moves, stop and terminate wait for the move to end.
     cloud.migrations.migrate([first])
     with pytest.raises(BackendError, match='moving to another host'):
