@@ -59,3 +59,35 @@ def test_migrate_evacuate_and_pack(site):
     wait_for(lambda: {i['State']['Name'] for r in ec2.describe_instances(InstanceIds=ids)['Reservations']
                       for i in r['Instances']} == {'running'})
     ec2.terminate_instances(InstanceIds=ids)
+
+
+def state_of(ec2, instance_id):
+    return ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]['State']['Name']
+
+
+def test_stopped_instances_leave_an_evacuated_host_and_start_elsewhere(site):
+    for name in hosts(site):
+        site.admin('host', 'enable', name)
+    ec2 = site.client('alice')
+    ids = [i['InstanceId'] for i in ec2.run_instances(ImageId=site.image_id, MinCount=2, MaxCount=2,
+                                                      InstanceType='t1.micro')['Instances']]
+    ec2.get_waiter('instance_running').wait(InstanceIds=ids, WaiterConfig=FAST)
+    ec2.stop_instances(InstanceIds=ids)
+    ec2.get_waiter('instance_stopped').wait(InstanceIds=ids, WaiterConfig=FAST)
+
+    # Evacuation takes the stopped instance along; it stays stopped, on its new host.
+    evacuated = hosts_of(site)[ids[0]]
+    moves = [m for m in json.loads(site.admin('host', 'evacuate', evacuated, '--json')) if m['instance_id'] == ids[0]]
+    assert [(m['source'], m['outcome'], m['live']) for m in moves] == [(evacuated, 'moved', False)]
+    assert hosts_of(site)[ids[0]] == moves[0]['target'] and hosts(site)[evacuated]['instances'] == 0
+    assert state_of(ec2, ids[0]) == 'stopped'
+
+    # Started while its host is disabled, an instance starts on another host.
+    disabled = hosts_of(site)[ids[1]]
+    site.admin('host', 'disable', disabled)
+    ec2.start_instances(InstanceIds=ids)
+    ec2.get_waiter('instance_running').wait(InstanceIds=ids, WaiterConfig=FAST)
+    placed = hosts_of(site)
+    assert {placed[i] for i in ids}.isdisjoint({disabled, evacuated})
+    assert all(row['used_cpus'] <= row['cpus'] for row in hosts(site).values())
+    ec2.terminate_instances(InstanceIds=ids)
