@@ -4,8 +4,10 @@ storage, so everything an instance needs reaches them through the libvirt connec
 and context CD are volumes of the daemon's storage pool, never files of the server's state
 directory. A stock image VM boots on one and is contextualized; it moves live to the other (its
 disk copied by QEMU) while a neighbour in its subnet pings it, and keeps answering; it moves back
-cold; `host evacuate` empties a host; terminating leaves no domain, overlay, context CD or console
-log on either daemon."""
+cold; `host evacuate` empties a host, of it running and then of it stopped (its disk copied whole,
+and it boots from it on the other daemon); terminating leaves no domain, overlay, context CD or
+console log on either daemon."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -46,6 +48,12 @@ def volumes(daemon, instance_id):
     daemon's /var/lib/libvirt is <its directory>/lib."""
     found = (daemon.directory / 'lib').glob(f'*-instances/*-{instance_id}-*')
     return {path.name.rsplit('-', 1)[1] for path in found}
+
+
+def overlay_digest(daemon, instance_id):
+    """A digest of the instance's overlay in the daemon's pool: what the guest wrote to its disk."""
+    (overlay,) = (daemon.directory / 'lib').glob(f'*-instances/*-{instance_id}-disk.qcow2')
+    return hashlib.sha256(overlay.read_bytes()).hexdigest()
 
 
 def bases(daemon):
@@ -120,6 +128,23 @@ def test_a_vm_moves_live_and_cold_and_leaves_nothing_behind(two_hosts):
     assert not daemons[source].domains() and on(daemons[target], instance_id)
     cloud.admin('host', 'enable', source)
     cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '2', address)
+
+    # Stopped, it leaves an evacuated host too, with its disk as it was, and boots from it there.
+    ec2.stop_instances(InstanceIds=[instance_id])
+    wait_for_states(ec2, [instance_id], {'stopped'})
+    disk = overlay_digest(daemons[target], instance_id)
+    evacuated = moves(cloud, 'host', 'evacuate', target)
+    assert [(m['outcome'], m['target']) for m in evacuated] == [('moved', source)], evacuated
+    assert not daemons[target].domains() and not volumes(daemons[target], instance_id)
+    assert overlay_digest(daemons[source], instance_id) == disk
+    assert ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]['State']['Name'] \
+        == 'stopped'
+    cloud.admin('host', 'enable', target)
+    ec2.start_instances(InstanceIds=[instance_id])
+    wait_for_states(ec2, [instance_id], {'running'})
+    assert host_of(cloud, instance_id) == source
+    wait_for_console(ec2, instance_id, CONTEXTUALIZED)
+    cloud.in_vpc(vpc_id, 'ping', '-c', '3', '-W', '5', address)
 
     ec2.terminate_instances(InstanceIds=[instance_id])
     wait_for_states(ec2, [instance_id], {'terminated'})
