@@ -15,7 +15,8 @@ from backend.cloud import Cloud
 from backend.config import load_config
 from backend.instances import LaunchRequest
 from backend.storage.volumes import CreateRequest
-from backend.models import KeyPair, PlacementGroup, Tag
+from backend.models import (Image, KeyPair, NetworkInterface, PlacementGroup, SecurityGroup,
+                            SecurityGroupRule, Snapshot, Tag)
 from backend.worker import Worker
 from ec2api.app import create_app
 
@@ -103,12 +104,22 @@ class Deployment:
         return response.status_code, response.get_data()
 
     def stored_by_attacker(self):
-        """What the attacker itself put in the cloud (tags, names), as text: showing it back is no leak."""
+        """What the attacker itself put in the cloud (tags, names, descriptions), as text: showing it
+        back is no leak."""
         owner = self.attacker.account_id
+        own_groups = select(SecurityGroup.group_id).where(SecurityGroup.owner == owner)
         with self.cloud.db.read() as session:
             rows = [*session.execute(select(Tag.key, Tag.value).where(Tag.owner == owner)).all(),
                     *session.execute(select(KeyPair.name, KeyPair.public_key).where(KeyPair.owner == owner)).all(),
-                    *session.execute(select(PlacementGroup.name).where(PlacementGroup.owner == owner)).all()]
+                    *session.execute(select(PlacementGroup.name).where(PlacementGroup.owner == owner)).all(),
+                    *session.execute(select(SecurityGroup.name, SecurityGroup.description)
+                                     .where(SecurityGroup.owner == owner)).all(),
+                    *session.execute(select(SecurityGroupRule.description)
+                                     .where(SecurityGroupRule.group_id.in_(own_groups))).all(),
+                    *session.execute(select(Image.name, Image.description).where(Image.owner == owner)).all(),
+                    *session.execute(select(Snapshot.description).where(Snapshot.owner == owner)).all(),
+                    *session.execute(select(NetworkInterface.description)
+                                     .where(NetworkInterface.owner == owner)).all()]
         return repr(rows)
 
     def state(self):
