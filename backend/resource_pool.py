@@ -13,7 +13,7 @@ from sqlalchemy.orm import aliased
 
 from . import quotas as quota_rules
 from .errors import InvalidValue, NotFound
-from .lifecycle import HOLDS_CAPACITY
+from .lifecycle import HOLDS_CAPACITY, HOLDS_TARGET_CAPACITY
 from .models import (Address, Host as HostRow, Instance as InstanceRow, Lease, Network as NetworkRow, User as UserRow,
                      Vpc as VpcRow)
 from .networking import addressing
@@ -95,8 +95,9 @@ class ResourcePool:
             rows = session.execute(
                 select(InstanceRow.instance_id, InstanceRow.owner, InstanceRow.instance_type, InstanceRow.state,
                        InstanceRow.vcpus, InstanceRow.memory_mib)
-                .where((InstanceRow.host_id == host_id) | (InstanceRow.migration_host_id == host_id),
-                       InstanceRow.state.in_([state.value for state in HOLDS_CAPACITY]))
+                .where(((InstanceRow.host_id == host_id) & InstanceRow.state.in_(_values(HOLDS_CAPACITY)))
+                       | ((InstanceRow.migration_host_id == host_id)
+                          & InstanceRow.state.in_(_values(HOLDS_TARGET_CAPACITY))))
                 .order_by(InstanceRow.launch_time, InstanceRow.instance_id)).all()
         return [HostInstance(*row) for row in rows]
 
@@ -121,8 +122,8 @@ class ResourcePool:
         return self.hosts.set_enabled(host_name, enabled)
 
     def evacuate(self, host_name, live=True):
-        """Disable the host and start moving its running instances; the workers carry the moves out
-        after this returns (Moves say where each goes, or why it stays)."""
+        """Disable the host and start moving its running and stopped instances; the workers carry the
+        moves out after this returns (Moves say where each goes, or why it stays)."""
         return self.migrations.evacuate(host_name, live=live)
 
     def _host_id(self, session, host_name):
@@ -177,3 +178,7 @@ def _network_usage(row, vpc_id, used):
 
 def _no_host(name):
     return NotFound('InvalidHost.NotFound', f"no host is named '{name}'")
+
+
+def _values(states):
+    return [state.value for state in states]

@@ -7,6 +7,7 @@ import dataclasses
 import subprocess
 
 import pytest
+from sqlalchemy import select
 
 from backend.drivers import open_driver
 from backend.drivers.base import DiskImage, DomainState, DriverError, VolumeDisk
@@ -41,6 +42,13 @@ def hosts(cloud):
     return {host.name: host for host in cloud.hosts.list()}
 
 
+def on_host(cloud, host_id):
+    """The instances that have the host as theirs, whatever their state (terminated ones aside)."""
+    with cloud.db.read() as session:
+        return session.scalars(select(InstanceRow.instance_id).where(
+            InstanceRow.host_id == host_id, InstanceRow.state != 'terminated')).all()
+
+
 def domains(worker, instance_id):
     """{host id: DomainState} of the hosts that have a domain of the instance."""
     found = {}
@@ -64,7 +72,7 @@ def test_evacuation_moves_stopped_instances_and_they_stay_stopped(setup):
     shown = record(cloud, owner, stopped)
     assert shown.state == 'stopped' and shown.host_name == moves[stopped].target != source
     assert list(domains(worker, stopped)) == [hosts(cloud)[shown.host_name].host_id]
-    assert hosts(cloud)[source].instances == 0 and not hosts(cloud)[source].enabled
+    assert not hosts(cloud)[source].enabled and not on_host(cloud, hosts(cloud)[source].host_id)
     assert_capacity_is_consistent(cloud)
     # It starts where it went.
     cloud.instances.start(owner, [stopped])
@@ -86,7 +94,10 @@ def test_starting_an_instance_whose_host_is_disabled_moves_it_first(setup):
     with cloud.db.read() as session:
         target = session.get(InstanceRow, stopped).migration_host_id
     assert hosts(cloud)[source].used_cpus == 0
-    assert next(host for host in hosts(cloud).values() if host.host_id == target).used_cpus >= 1
+    target_host = next(host for host in hosts(cloud).values() if host.host_id == target)
+    assert target_host.used_cpus >= 1
+    assert stopped in [held.instance_id for held in cloud.pool.host_instances(target_host.name)]
+    assert stopped not in [held.instance_id for held in cloud.pool.host_instances(source)]
     assert_capacity_is_consistent(cloud)
     worker.dispatch(wait=True)          # the disks move
     worker.dispatch(wait=True)          # it starts there
