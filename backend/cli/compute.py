@@ -321,7 +321,7 @@ def _instance_commands(commands, json_flag):
     listing.add_argument('--owner', metavar='ACCOUNT_ID')
     json_flag(listing)
     listing.set_defaults(command=instance_list)
-    migrate = actions.add_parser('migrate', help='move running instances to another host')
+    migrate = actions.add_parser('migrate', help='move running or stopped instances to another host')
     migrate.add_argument('instance_ids', nargs='+', metavar='ID')
     migrate.add_argument('--host', metavar='NAME', help="the target (default: the scheduler's choice)")
     migrate.add_argument('--live', action='store_true', help='keep the guest running while it moves (the default)')

@@ -23,7 +23,7 @@ import subprocess
 
 from sqlalchemy import select
 
-from .. import scheduler
+from . import move_targets
 from ..errors import BackendError
 from ..hosts import host_views
 from ..instances import rehome, transition
@@ -114,11 +114,7 @@ class Fencing:
             self.wake_workers()
 
     def _place(self, views, source, row):
-        refused = {view.host_id: 'requirement: another kind of host' for view in views
-                   if view.peer or view.domain_type != source.domain_type}
-        refused[source.host_id] = 'fenced'
-        request = scheduler.Request(1, 1, row.vcpus, row.memory_mib, zone=row.zone, refused=refused)
         try:
-            return scheduler.place(views, request, self.policy).host_ids[0]
+            return move_targets.place(views, source, row, self.policy)
         except BackendError:
             return None
