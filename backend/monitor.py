@@ -73,7 +73,8 @@ class Monitor:
                     self._host_lost(session, host, watched[host.id], str(observed))
                 else:
                     if host.state in (FENCED, 'unreachable'):     # answering again
-                        strays += [(host.id, instance_id) for instance_id in _strays(session, host, observed)]
+                        strays += [(host.id, instance_id) for instance_id in _strays(session, host, observed)
+                                   if _may_forget(host, observed[instance_id], instance_id)]
                     self._host_seen(session, host, watched[host.id], observed, host.id in clouds)
             for host_id, (driver, reports) in clouds.items():
                 tag_changes += _take_cloud_view(session, driver, watched[host_id], reports)
@@ -171,6 +172,17 @@ def _take_cloud_view(session, driver, rows, reports):
         if to_set or to_remove:
             changes.append((driver, row.instance_id, to_set, to_remove))
     return changes
+
+
+def _may_forget(host, domain_state, instance_id):
+    """A fenced host's strays all go (it was known to be off: what runs there runs twice); an
+    unreachable one's only when shut off, the definitions of stopped instances moved away, since a
+    guest running there would be a conflict no rule settles."""
+    if host.state == FENCED or domain_state not in (DomainState.RUNNING, DomainState.PAUSED):
+        return True
+    log.warning('%s runs on %s, which answers again, yet belongs to another host: left for an administrator',
+                instance_id, host.name)
+    return False
 
 
 def _strays(session, host, domains):
