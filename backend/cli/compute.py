@@ -77,7 +77,8 @@ def _host_commands(commands, json_flag):
     fence.add_argument('fence_command', metavar='COMMAND')
     json_flag(fence)
     fence.set_defaults(command=host_set_fence)
-    evacuate = actions.add_parser('evacuate', help='disable a host and move everything running or stopped on it elsewhere')
+    evacuate = actions.add_parser('evacuate',
+                                  help='disable a host and move everything running or stopped on it elsewhere')
     evacuate.add_argument('name')
     _move_flags(evacuate)
     json_flag(evacuate)
