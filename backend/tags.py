@@ -12,22 +12,26 @@ from .models import (Address, Image as ImageRow, InternetGateway as GatewayRow, 
 MAX_TAGS_PER_RESOURCE = 50
 MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 128, 256
 
-# Resource id prefix -> (EC2 resource type, table, id column, owner column).
+# Resource id prefix -> (EC2 resource type, table, id column, owner column, EC2's code for an id that
+# is not there): one row per taggable kind, so a kind cannot be taggable without its error.
 _RESOURCES = {
-    'i': ('instance', InstanceRow, InstanceRow.instance_id, InstanceRow.owner),
-    'ami': ('image', ImageRow, ImageRow.image_id, ImageRow.owner),
-    'aki': ('image', ImageRow, ImageRow.image_id, ImageRow.owner),
-    'ari': ('image', ImageRow, ImageRow.image_id, ImageRow.owner),
-    'key': ('key-pair', KeyPairRow, KeyPairRow.key_pair_id, KeyPairRow.owner),
-    'eipalloc': ('elastic-ip', Address, Address.allocation_id, Address.owner),
-    'pg': ('placement-group', PlacementGroup, PlacementGroup.group_id, PlacementGroup.owner),
-    'vpc': ('vpc', VpcRow, VpcRow.vpc_id, VpcRow.owner),
-    'subnet': ('subnet', NetworkRow, NetworkRow.subnet_id, NetworkRow.owner),
-    'eni': ('network-interface', InterfaceRow, InterfaceRow.interface_id, InterfaceRow.owner),
-    'igw': ('internet-gateway', GatewayRow, GatewayRow.gateway_id, GatewayRow.owner),
-    'sg': ('security-group', SecurityGroup, SecurityGroup.group_id, SecurityGroup.owner),
-    'vol': ('volume', VolumeRow, VolumeRow.volume_id, VolumeRow.owner),
-    'snap': ('snapshot', SnapshotRow, SnapshotRow.snapshot_id, SnapshotRow.owner),
+    'i': ('instance', InstanceRow, InstanceRow.instance_id, InstanceRow.owner, 'InvalidInstanceID.NotFound'),
+    'ami': ('image', ImageRow, ImageRow.image_id, ImageRow.owner, 'InvalidAMIID.NotFound'),
+    'aki': ('image', ImageRow, ImageRow.image_id, ImageRow.owner, 'InvalidAMIID.NotFound'),
+    'ari': ('image', ImageRow, ImageRow.image_id, ImageRow.owner, 'InvalidAMIID.NotFound'),
+    'key': ('key-pair', KeyPairRow, KeyPairRow.key_pair_id, KeyPairRow.owner, 'InvalidKeyPair.NotFound'),
+    'eipalloc': ('elastic-ip', Address, Address.allocation_id, Address.owner, 'InvalidAllocationID.NotFound'),
+    'pg': ('placement-group', PlacementGroup, PlacementGroup.group_id, PlacementGroup.owner,
+           'InvalidPlacementGroup.Unknown'),
+    'vpc': ('vpc', VpcRow, VpcRow.vpc_id, VpcRow.owner, 'InvalidVpcID.NotFound'),
+    'subnet': ('subnet', NetworkRow, NetworkRow.subnet_id, NetworkRow.owner, 'InvalidSubnetID.NotFound'),
+    'eni': ('network-interface', InterfaceRow, InterfaceRow.interface_id, InterfaceRow.owner,
+            'InvalidNetworkInterfaceID.NotFound'),
+    'igw': ('internet-gateway', GatewayRow, GatewayRow.gateway_id, GatewayRow.owner,
+            'InvalidInternetGatewayID.NotFound'),
+    'sg': ('security-group', SecurityGroup, SecurityGroup.group_id, SecurityGroup.owner, 'InvalidGroup.NotFound'),
+    'vol': ('volume', VolumeRow, VolumeRow.volume_id, VolumeRow.owner, 'InvalidVolume.NotFound'),
+    'snap': ('snapshot', SnapshotRow, SnapshotRow.snapshot_id, SnapshotRow.owner, 'InvalidSnapshot.NotFound'),
 }
 
 
@@ -152,18 +156,8 @@ def _owned_types(session, owner, resource_ids):
         entry = _RESOURCES.get(prefix)
         if entry is None or not is_resource_id(resource_id, prefix):
             raise InvalidValue(f"Invalid id: \"{resource_id}\"", code='InvalidID')
-        resource_type, table, id_column, owner_column = entry
+        resource_type, _table, id_column, owner_column, not_found = entry
         if session.scalar(select(id_column).where(id_column == resource_id, owner_column == owner)) is None:
-            raise NotFound(_not_found_code(resource_type), f"The ID '{resource_id}' does not exist")
+            raise NotFound(not_found, f"The ID '{resource_id}' does not exist")
         types[resource_id] = resource_type
     return types
-
-
-def _not_found_code(resource_type):
-    return {'instance': 'InvalidInstanceID.NotFound', 'image': 'InvalidAMIID.NotFound',
-            'key-pair': 'InvalidKeyPair.NotFound', 'elastic-ip': 'InvalidAllocationID.NotFound',
-            'placement-group': 'InvalidPlacementGroup.Unknown', 'vpc': 'InvalidVpcID.NotFound',
-            'subnet': 'InvalidSubnetID.NotFound',
-            'network-interface': 'InvalidNetworkInterfaceID.NotFound',
-            'internet-gateway': 'InvalidInternetGatewayID.NotFound',
-            'security-group': 'InvalidGroup.NotFound'}[resource_type]

@@ -161,3 +161,22 @@ def test_delete_tags_with_a_thousand_keys(world, ec2):
     doomed = [{'Key': 'k7'}, {'Key': 'k8', 'Value': 'not-y'}] + [{'Key': f'absent{n}'} for n in range(1000)]
     ec2.delete_tags(Resources=[key_pair_id], Tags=doomed)
     assert tags_on(ec2, key_pair_id) == {'keep': '', 'k8': 'y'}
+
+
+@pytest.mark.parametrize('resource_id, code', [
+    ('vol-0123456789abcdef0', 'InvalidVolume.NotFound'),
+    ('snap-0123456789abcdef0', 'InvalidSnapshot.NotFound'),
+    ('sg-0123456789abcdef0', 'InvalidGroup.NotFound'),
+    ('eni-0123456789abcdef0', 'InvalidNetworkInterfaceID.NotFound'),
+])
+def test_every_taggable_kind_has_its_not_found_error(ec2, resource_id, code):
+    assert error_code(ec2.create_tags, Resources=[resource_id], Tags=[{'Key': 'a', 'Value': 'b'}]) == code
+    assert error_code(ec2.delete_tags, Resources=[resource_id]) == code
+
+
+def test_another_accounts_volume_is_not_found_for_tags(world, ec2):
+    volume_id = ec2.create_volume(Size=1, AvailabilityZone='reservoir-1a')['VolumeId']
+    bob = world.client('bob')
+    assert error_code(bob.create_tags, Resources=[volume_id], Tags=[{'Key': 'a', 'Value': 'b'}]) == \
+        'InvalidVolume.NotFound'
+    assert error_code(bob.delete_tags, Resources=[volume_id]) == 'InvalidVolume.NotFound'
