@@ -213,7 +213,7 @@ def test_a_stopped_instance_can_be_started_while_its_evacuation_runs(setup):
 
 def test_a_host_cannot_be_removed_while_a_stopped_instance_moves_to_it(setup):
     cloud, _worker, owner, (stopped, _running) = setup
-    (move,) = [m for m in cloud.migrations.migrate([stopped])]
+    (move,) = cloud.migrations.migrate([stopped])
     with pytest.raises(BackendError, match='still has 1 instance'):
         cloud.hosts.remove(move.target)
 
