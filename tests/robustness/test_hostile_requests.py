@@ -285,6 +285,9 @@ def test_the_victims_own_key_signing_for_another_region_is_refused(deployment, a
 
 # --- each member alone, with odd values: reaches checks that random combinations rarely reach ----------
 
+# Every kind of the victim's ids, each tried in every member.
+ODD_VICTIM_IDS = ('instance', 'image', 'allocation', 'key_name', 'group', 'vpc', 'subnet', 'gateway', 'eni', 'volume',
+                  'snapshot', 'security_group')
 ODD_VALUES = ('', ' ', '-1', '0', '99999999999999999999', 'true', '*', 'x' * 300, 'i-0123456789abcdef0',
               'tag:', 'not-a-thing')
 
@@ -305,8 +308,7 @@ def odd_requests(shape, prefix, victim, depth=0):
         return
     if kind == 'map':
         return
-    for value in ODD_VALUES + tuple(victim[key] for key in ('instance', 'image', 'allocation', 'key_name', 'group',
-                                                            'vpc', 'subnet', 'gateway', 'eni')):
+    for value in ODD_VALUES + tuple(victim[key] for key in ODD_VICTIM_IDS):
         yield {prefix: value}
 
 
