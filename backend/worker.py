@@ -449,6 +449,21 @@ class Worker:
 
     def _migrate(self, host, host_id, ids, _specs=None):
         """Move each instance to its target host; a move that fails leaves it running where it was."""
+        return self._move_each(ids, 'moving %s failed: %s', lambda instance_id, target, driver, spec:
+                               host.migrate(instance_id, driver, target.migration_live, spec))
+
+    def _relocate(self, host, host_id, ids, _specs=None):
+        """Move each stopped instance's disks to its target host (then it stays stopped there, or
+        starts there); a move that fails leaves it stopped where it was. A source host that does
+        not answer gives up only what both hosts share."""
+        with self.db.read() as session:
+            source_lost = session.scalar(select(HostRow.state).where(HostRow.id == host_id)) != 'ok'
+        return self._move_each(ids, 'moving the stopped instance %s failed: %s', lambda instance_id, target, driver, spec:
+                               host.relocate(instance_id, driver, spec, source_lost=source_lost))
+
+    def _move_each(self, ids, failure_log, move):
+        """Runs `move(instance id, target row, target driver, launch spec)` for each instance that has
+        a target host; {instance id: (event, reason code, reason)} of how each went."""
         with self.db.read() as session:
             targets = {row.instance_id: row for row in session.execute(
                 select(InstanceRow.instance_id, InstanceRow.migration_live, HostRow.id, HostRow.uri)
@@ -464,37 +479,10 @@ class Worker:
                 spec = self._launch_specs({target.id: (driver, [instance_id])}, moving=True)[instance_id]
                 if isinstance(spec, Exception):
                     raise DriverError(str(spec))
-                host.migrate(instance_id, driver, target.migration_live, spec)
+                move(instance_id, target, driver, spec)
                 outcomes[instance_id] = (Event.MIGRATED, None, None)
             except DriverError as error:
-                log.warning('moving %s failed: %s', instance_id, error)
-                outcomes[instance_id] = (Event.MIGRATE_FAILED, 'Server.MigrationFailed',
-                                         f'Server.MigrationFailed: the move to another host failed: {error}')
-        return outcomes
-
-    def _relocate(self, host, host_id, ids, _specs=None):
-        """Move each stopped instance's disks to its target host (then it stays stopped there, or
-        starts there); a move that fails leaves it stopped where it was. A source host that does
-        not answer gives up only what both hosts share."""
-        with self.db.read() as session:
-            source_lost = session.scalar(select(HostRow.state).where(HostRow.id == host_id)) != 'ok'
-            targets = {row.instance_id: row for row in session.execute(
-                select(InstanceRow.instance_id, HostRow.id, HostRow.uri)
-                .join(HostRow, HostRow.id == InstanceRow.migration_host_id).where(InstanceRow.instance_id.in_(ids)))}
-        outcomes = {}
-        for instance_id in ids:
-            target = targets.get(instance_id)
-            if target is None:
-                continue
-            try:
-                driver = self.hosts.get(target.id, target.uri)
-                spec = self._launch_specs({target.id: (driver, [instance_id])}, moving=True)[instance_id]
-                if isinstance(spec, Exception):
-                    raise DriverError(str(spec))
-                host.relocate(instance_id, driver, spec, source_lost=source_lost)
-                outcomes[instance_id] = (Event.MIGRATED, None, None)
-            except DriverError as error:
-                log.warning('moving the stopped instance %s failed: %s', instance_id, error)
+                log.warning(failure_log, instance_id, error)
                 outcomes[instance_id] = (Event.MIGRATE_FAILED, 'Server.MigrationFailed',
                                          f'Server.MigrationFailed: the move to another host failed: {error}')
         return outcomes

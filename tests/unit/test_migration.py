@@ -15,6 +15,7 @@ def setup(launched):
 
 
 def domains(worker, instance_id):
+    """{host id: DomainState} of the hosts that have a domain of the instance."""
     found = {}
     for host_id, uri in worker.owned_hosts().items():
         state = worker.hosts.get(host_id, uri).state(instance_id)

@@ -17,6 +17,7 @@ from backend.errors import BackendError
 from backend.models import Instance as InstanceRow
 from tests.unit.test_capacity_properties import assert_capacity_is_consistent
 from tests.unit.test_host_storage import instance_volumes, launch, pool_hosts  # noqa: F401 (a fixture)
+from tests.unit.test_migration import domains
 
 
 @pytest.fixture
@@ -47,16 +48,6 @@ def on_host(cloud, host_id):
     with cloud.db.read() as session:
         return session.scalars(select(InstanceRow.instance_id).where(
             InstanceRow.host_id == host_id, InstanceRow.state != 'terminated')).all()
-
-
-def domains(worker, instance_id):
-    """{host id: DomainState} of the hosts that have a domain of the instance."""
-    found = {}
-    for host_id, uri in worker.owned_hosts().items():
-        state = worker.hosts.get(host_id, uri).state(instance_id)
-        if state is not None:
-            found[host_id] = state
-    return found
 
 
 def test_evacuation_moves_stopped_instances_and_they_stay_stopped(setup):
