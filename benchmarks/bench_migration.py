@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.vm.conftest import (CONTEXTUALIZED, cloud_on_two_daemons, icmp_in, security_group,  # noqa: E402
-                               wait_for_console, wait_for_states)
+from tests.vm.conftest import cloud_on_two_daemons, launch_pingable  # noqa: E402
 
 PING_INTERVAL = 0.02
 
@@ -53,13 +52,8 @@ def main():
     parser.add_argument('--rounds', type=int, default=3)
     args = parser.parse_args()
     with cloud_on_two_daemons() as (cloud, ec2, _daemons):
-        group = security_group(ec2, 'pingable', icmp_in())
-        (instance,) = ec2.run_instances(ImageId=cloud.image_id, MinCount=1, MaxCount=1, InstanceType='m1.small',
-                                        SecurityGroupIds=[group])['Instances']
-        instance_id = instance['InstanceId']
-        wait_for_states(ec2, [instance_id], {'running'})
-        wait_for_console(ec2, instance_id, CONTEXTUALIZED)
-        shown = ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+        shown = launch_pingable(cloud, ec2)
+        instance_id = shown['InstanceId']
         results = {}
         for kind, cold in (('live', False), ('cold', True)):
             rounds = []

@@ -230,6 +230,17 @@ def ssh_arguments(key, address):
             'IdentitiesOnly=yes', f'root@{address}']
 
 
+def launch_pingable(cloud, ec2):
+    """A stock VM in a group that admits ping, running and contextualized: its description."""
+    group = security_group(ec2, 'pingable', icmp_in())
+    (instance,) = ec2.run_instances(ImageId=cloud.image_id, MinCount=1, MaxCount=1, InstanceType='m1.small',
+                                    SecurityGroupIds=[group])['Instances']
+    instance_id = instance['InstanceId']
+    wait_for_states(ec2, [instance_id], {'running'})
+    wait_for_console(ec2, instance_id, CONTEXTUALIZED)
+    return ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+
+
 def security_group(ec2, name, *ingress):
     """A new group of the default VPC (named `name` and a random suffix) that lets `ingress` in."""
     group_id = ec2.create_security_group(GroupName=f'{name}-{secrets.token_hex(3)}', Description=name)['GroupId']

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.vm.conftest import (CONTEXTUALIZED, cloud_on_two_daemons, icmp_in, missing_requirement, security_group,
+from tests.vm.conftest import (CONTEXTUALIZED, cloud_on_two_daemons, launch_pingable, missing_requirement,
                                wait_for_console, wait_for_states)
 
 pytestmark = pytest.mark.vm
@@ -80,13 +80,8 @@ class Pinger:
 
 def test_a_vm_moves_live_and_cold_and_leaves_nothing_behind(two_hosts):
     cloud, ec2, daemons = two_hosts
-    group = security_group(ec2, 'pingable', icmp_in())
-    (instance,) = ec2.run_instances(ImageId=cloud.image_id, MinCount=1, MaxCount=1, InstanceType='m1.small',
-                                    SecurityGroupIds=[group])['Instances']
-    instance_id = instance['InstanceId']
-    wait_for_states(ec2, [instance_id], {'running'})
-    wait_for_console(ec2, instance_id, CONTEXTUALIZED)
-    shown = ec2.describe_instances(InstanceIds=[instance_id])['Reservations'][0]['Instances'][0]
+    shown = launch_pingable(cloud, ec2)
+    instance_id = shown['InstanceId']
     address, vpc_id = shown['PrivateIpAddress'], shown['VpcId']
     source = host_of(cloud, instance_id)
     target = 'right' if source == 'left' else 'left'
