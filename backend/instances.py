@@ -178,8 +178,7 @@ class InstanceService:
         except _AlreadyLaunched as earlier:
             return earlier.instances
         except CapacityError as refusal:
-            if self.failures is not None and refusal.code == 'InsufficientInstanceCapacity':
-                self.failures.record(owner, kind.name, request.min_count, request.zone, refusal)
+            self._keep_refusal(owner, [(kind.name, request.zone, request.min_count)], refusal)
             raise
         self.volumes.make_launch_files(instance_ids)     # before any worker may deploy them
         self.wake_workers()
@@ -440,7 +439,26 @@ class InstanceService:
         self._request(owner, ids, Event.REBOOT)
 
     def start(self, owner, ids):
-        return self._request(owner, ids, Event.START)
+        try:
+            return self._request(owner, ids, Event.START)
+        except CapacityError as refusal:
+            self._keep_refusal(owner, self._stopped_by_kind(owner, ids), refusal)
+            raise
+
+    def _keep_refusal(self, owner, groups, refusal):
+        """A launch or start refused for want of room, kept for administrators: one failure per
+        (instance type, zone, count) group."""
+        if self.failures is None or refusal.code != 'InsufficientInstanceCapacity':
+            return
+        for instance_type, zone, count in groups:
+            self.failures.record(owner, instance_type, count, zone, refusal)
+
+    def _stopped_by_kind(self, owner, ids):
+        """(instance type, zone, count) of the named stopped instances: what a refused start asked for."""
+        with self.db.read() as session:
+            counts = collections.Counter((row.instance_type, row.zone) for row in _owned_rows(session, owner, ids).values()
+                                         if row.state == State.STOPPED)
+        return [(instance_type, zone, count) for (instance_type, zone), count in sorted(counts.items())]
 
     def _request(self, owner, ids, event, force=False):
         _check_ids(ids)

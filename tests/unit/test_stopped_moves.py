@@ -112,6 +112,10 @@ def test_starting_with_no_other_host_with_room_is_refused_and_changes_nothing(la
     shown = record(cloud, owner, stopped)
     assert (shown.state, shown.host_name) == ('stopped', source)
     assert_capacity_is_consistent(cloud)
+    # Administrators see the refused start among the placement failures, as a refused launch.
+    (failure,) = cloud.placement_failures.recent()
+    assert (failure.owner, failure.instance_type, failure.zone, failure.count, failure.reason) == (
+        owner, shown.instance_type, shown.zone, 1, refused.value.message)
     # Enabled again, it starts where it is.
     cloud.hosts.set_enabled(source, True)
     cloud.instances.start(owner, [stopped])
